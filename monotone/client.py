@@ -1,0 +1,218 @@
+"""The public API: Monotone, the environment of one repository."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from .config import Config, HIDDEN, TABLE
+from .cursor import Cursor
+from .ddl import commands as cmd
+from .ddl import parse
+from .errors import MonotoneError
+from .event import Event
+from .rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
+from .session import SERIAL, Session
+
+import json
+
+
+class Monotone:
+    """An environment: SET config, open() a repository, write, read, execute commands."""
+
+    def __init__(self) -> None:
+        self.config = Config()
+        self._settings: dict = {}
+        self._session: Session | None = None
+
+    # commands
+    def execute(self, command: str) -> str | None:
+        """Run one command; SHOW returns JSON text, others None."""
+        if not isinstance(command, str):
+            raise MonotoneError("execute() takes the command as a str")
+        parsed = parse(command)
+        if self._session is None:
+            return self._execute_closed(parsed)
+        reply = self._session.request({"op": "execute", "text": command})
+        if isinstance(parsed, (cmd.Refresh, cmd.Checkpoint)):
+            self._session.after_command(reply["lsn_needed"])
+            self._session.prune()
+        return reply["result"]
+
+    def _execute_closed(self, parsed) -> str | None:
+        if isinstance(parsed, cmd.Set):
+            self.config.set(parsed.name, parsed.value, opened=False)
+            self._settings[TABLE[parsed.name].name] = self.config.values[parsed.name]
+            return None
+        if isinstance(parsed, cmd.Show):
+            if parsed.what == "var":
+                return json.dumps(self.config.show(parsed.names[0]))
+            if parsed.what == "list":
+                return json.dumps([self.config.show(n) for n in parsed.names])
+            if parsed.what in ("config", "all"):
+                return json.dumps({n: v for n, v in self.config.values.items()
+                                   if not TABLE[n].flags & HIDDEN}, indent=2)
+        raise MonotoneError("the repository is not open: open() it first")
+
+    # lifecycle
+    def open(self, path: str) -> None:
+        """Open (creating if needed) the repository in directory path."""
+        if self._session is not None:
+            raise MonotoneError("already open: close() first")
+        if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
+            raise MonotoneError("open() takes a directory path")
+        import os
+        self._session = Session(os.fsdecode(os.fspath(path)), dict(self._settings))
+        self.config.values.update({k: v for k, v in self._session.config.items()
+                                   if k in self.config.values})
+
+    def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            session.close()
+
+    def __enter__(self) -> "Monotone":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def _open(self) -> Session:
+        if self._session is None:
+            raise MonotoneError("the repository is not open: open() it first")
+        return self._session
+
+    # writing
+    def write(self, events: Iterable[Event]) -> list[int]:
+        """Write events as one atomic batch; return their ids (serial ids filled in)."""
+        session = self._open
+        events = list(events)
+        for ev in events:
+            if not isinstance(ev, Event):
+                raise MonotoneError(f"write() takes Event objects, got {type(ev).__name__}")
+        ids = [SERIAL if ev.id is None else ev.id for ev in events]
+        for id_ in ids:
+            if not isinstance(id_, (int, np.integer)) or isinstance(id_, bool) or not 0 <= id_ < 2**64:
+                raise MonotoneError(f"event id must be None or an int in [0, 2**64-1], got {id_!r}")
+        keys = [_as_bytes(ev.key, "key") for ev in events]
+        values = [_as_bytes(ev.value, "value") for ev in events]
+        flags = np.array([ev.flags & DELETE for ev in events], np.uint8)
+        rows = _rows(np.array(ids, np.uint64), pack_bytes(keys), pack_bytes(values), flags)
+        return session.write(rows, rows.ids == U64(SERIAL)).tolist()
+
+    def write_batch(self, ids=None, values=None, keys=None, deletes=None) -> np.ndarray:
+        """Vectorized write of one atomic batch; return the ids as a uint64 array.
+
+        ids: uint64 array, or None for serial ids. values and keys: a 2-D uint8
+        array (one row per event), an (offsets, data) pair with n+1 offsets, or
+        a list of bytes. deletes: optional bool array.
+        """
+        session = self._open
+        n = None
+        if ids is not None:
+            ids = _ids_array(ids)
+            n = len(ids)
+        vo, vd = _column(values, "values", n)
+        n = len(vo) - 1 if n is None else n
+        if n is None or len(vo) - 1 != n:
+            raise MonotoneError(f"values has {len(vo) - 1} events but ids has {n}")
+        ko, kd = _column(keys, "keys", n)
+        if len(ko) - 1 != n:
+            raise MonotoneError(f"keys has {len(ko) - 1} events but the batch has {n}")
+        if n and int(np.diff(ko).max()) > MAX_KEY:
+            raise MonotoneError(f"a key is longer than {MAX_KEY} bytes")
+        flags = np.zeros(n, np.uint8)
+        if deletes is not None:
+            deletes = np.asarray(deletes)
+            if deletes.shape != (n,):
+                raise MonotoneError(f"deletes must be a bool array of {n} entries")
+            flags[deletes.astype(bool)] = DELETE
+        ids = np.full(n, SERIAL, np.uint64) if ids is None else ids.copy()
+        rows = _rows(ids, (ko, kd), (vo, vd), flags)
+        return session.write(rows, ids == U64(SERIAL))
+
+    # reading
+    def cursor(self, id: int | None = None, key: bytes | None = None) -> Cursor:
+        """A cursor at the first event >= (id, key)."""
+        session = self._open
+        if id is not None and (not isinstance(id, (int, np.integer)) or isinstance(id, bool)
+                               or not 0 <= id < 2**64):
+            raise MonotoneError(f"cursor id must be None or an int in [0, 2**64-1], got {id!r}")
+        if key is not None:
+            key = _as_bytes(key, "key")
+        return Cursor(session, id, key)
+
+
+def _as_bytes(x, what: str) -> bytes:
+    if isinstance(x, bytes):
+        data = x
+    elif isinstance(x, (bytearray, memoryview)):
+        data = bytes(x)
+    else:
+        raise MonotoneError(f"event {what} must be bytes, got {type(x).__name__}")
+    if what == "key" and len(data) > MAX_KEY:
+        raise MonotoneError(f"key of {len(data)} bytes is longer than {MAX_KEY} bytes")
+    return data
+
+
+def _ids_array(ids) -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise MonotoneError("ids must be a 1-D array")
+    if arr.dtype == np.uint64:
+        return arr
+    if arr.dtype.kind == "i":
+        if len(arr) and arr.min() < 0:
+            raise MonotoneError("ids must not be negative")
+        return arr.astype(np.uint64)
+    if arr.dtype.kind == "u":
+        return arr.astype(np.uint64)
+    if arr.dtype == object:
+        try:
+            return np.array([int(x) for x in arr], np.uint64)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    raise MonotoneError(f"ids must be an array of unsigned 64-bit integers, got {arr.dtype}")
+
+
+def _column(col, what: str, n: int | None):
+    """values/keys in any accepted form -> (offsets u64[n+1], data u8)."""
+    if col is None:
+        if n is None:
+            raise MonotoneError("write_batch() needs ids or values")
+        return np.zeros(n + 1, np.uint64), np.zeros(0, np.uint8)
+    if isinstance(col, np.ndarray):
+        if col.dtype != np.uint8 or col.ndim != 2:
+            raise MonotoneError(f"{what} as an array must be 2-D uint8 (one row per event)")
+        rows, width = col.shape
+        offsets = np.arange(rows + 1, dtype=np.uint64) * np.uint64(width)
+        return offsets, np.ascontiguousarray(col).reshape(-1)
+    if isinstance(col, tuple) and len(col) == 2:
+        offsets = np.asarray(col[0])
+        data = np.asarray(col[1])
+        if offsets.ndim != 1 or len(offsets) < 1 or offsets.dtype.kind not in "iu":
+            raise MonotoneError(f"{what} offsets must be a 1-D integer array of n+1 entries")
+        if data.dtype != np.uint8 or data.ndim != 1:
+            raise MonotoneError(f"{what} data must be a 1-D uint8 array")
+        offsets = offsets.astype(np.uint64)
+        if np.any(np.diff(offsets.astype(np.int64)) < 0) or int(offsets[-1]) > len(data):
+            raise MonotoneError(f"{what} offsets must be ascending and within the data")
+        start = int(offsets[0])
+        return offsets - np.uint64(start), data[start:int(offsets[-1])]
+    if isinstance(col, (list, tuple)):
+        return pack_bytes([_as_bytes(x, what[:-1]) for x in col])
+    raise MonotoneError(f"{what} must be a 2-D uint8 array, an (offsets, data) pair "
+                        "or a list of bytes")
+
+
+def _rows(ids, keys, values, flags) -> Rows:
+    ko, kd = keys
+    vo, vd = values
+    return Rows(ids, flags, ko, kd, vo, vd)

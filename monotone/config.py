@@ -1,0 +1,174 @@
+"""The configuration table: one row per variable, as in the original.
+
+Each variable has a type, a default and flags. The table is the single place
+that knows what can be SET, when, and what is persisted in config.json.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid as uuidlib
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+# flags
+PERSIST = 1      # written to config.json
+BEFORE_OPEN = 2  # may be set only before open()
+READ_ONLY = 4    # never set by a user
+HIDDEN = 8       # not listed by SHOW CONFIG / SHOW ALL (error injection)
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    type: type
+    default: Any
+    flags: int = 0
+
+
+VARS = [
+    Var("version", str, "1.0", READ_ONLY),
+    Var("uuid", str, "", PERSIST | BEFORE_OPEN),
+    Var("directory", str, "", READ_ONLY),
+    Var("sync", bool, True, PERSIST),
+    Var("log", bool, True, 0),
+    Var("log_to_file", bool, True, 0),
+    Var("log_to_stdout", bool, False, 0),
+    Var("mm_page_size", int, 2 * 1024 * 1024, PERSIST | BEFORE_OPEN),
+    Var("mm_limit", bool, False, PERSIST),
+    Var("mm_limit_wm", int, 0, PERSIST),
+    Var("mm_limit_behaviour", str, "block", PERSIST),
+    Var("mm_cache", int, 8, PERSIST),
+    Var("wal", bool, True, PERSIST | BEFORE_OPEN),
+    Var("wal_rotate_wm", int, 64 * 1024 * 1024, PERSIST),
+    Var("wal_sync_on_rotate", bool, True, PERSIST),
+    Var("wal_sync_on_write", bool, False, PERSIST),
+    Var("wal_crc", bool, False, PERSIST),
+    Var("serial", bool, True, PERSIST),
+    Var("interval", int, 3_000_000, PERSIST),
+    Var("compression", str, "lz4", PERSIST),
+    Var("compression_level", int, 0, PERSIST),
+    Var("region_size", int, 128 * 1024, PERSIST),
+    Var("workers", int, 3, PERSIST | BEFORE_OPEN),
+    Var("workers_upload", int, 1, PERSIST | BEFORE_OPEN),
+    Var("ssn", int, 0, PERSIST),
+    Var("lsn", int, 0, READ_ONLY),
+    Var("error_refresh_1", bool, False, HIDDEN),
+    Var("error_refresh_2", bool, False, HIDDEN),
+    Var("error_refresh_3", bool, False, HIDDEN),
+    Var("error_upload", bool, False, HIDDEN),
+    Var("error_download", bool, False, HIDDEN),
+    Var("error_wal", bool, False, HIDDEN),
+]
+TABLE = {v.name: v for v in VARS}
+COMPRESSIONS = ("lz4", "none")
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
+}
+
+
+def parse_size(text: str) -> int:
+    """'10G', '150KiB', '4096' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ConfigError(f"bad size {text!r}: expected a number with an optional "
+                          "suffix such as 150KiB, 10MB or 1G")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+
+
+def lookup(name: str) -> Var:
+    var = TABLE.get(name.lower())
+    if var is None:
+        raise ConfigError(f"config variable '{name}' does not exist")
+    return var
+
+
+def convert(var: Var, value: Any) -> Any:
+    """Check and convert a value (Python or DDL literal) to the variable's type."""
+    if var.type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "on", "off"):
+            return value.lower() in ("true", "on")
+        raise ConfigError(f"config variable '{var.name}' expects a bool (true or false)")
+    if var.type is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config variable '{var.name}' expects an integer")
+        if isinstance(value, int):
+            result = value
+        elif isinstance(value, str):
+            result = parse_size(value)
+        else:
+            raise ConfigError(f"config variable '{var.name}' expects an integer")
+        if result < 0:
+            raise ConfigError(f"config variable '{var.name}' must not be negative")
+        return result
+    if not isinstance(value, str):
+        raise ConfigError(f"config variable '{var.name}' expects a string")
+    return value
+
+
+def validate(name: str, value: Any) -> None:
+    if name == "interval" and value < 1:
+        raise ConfigError("interval must be at least 1")
+    if name == "compression" and value not in COMPRESSIONS and value != "":
+        raise ConfigError(f"compression '{value}' is not supported: "
+                          f"expected one of {', '.join(COMPRESSIONS)}")
+    if name == "mm_limit_behaviour" and value not in ("block", "error"):
+        raise ConfigError("mm_limit_behaviour expects 'block' or 'error'")
+    if name == "region_size" and value < 1024:
+        raise ConfigError("region_size must be at least 1KiB")
+
+
+class Config:
+    """Values of every variable, with SET semantics and config.json (de)serialisation."""
+
+    def __init__(self) -> None:
+        self.values = {v.name: v.default for v in VARS}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def set(self, name: str, value: Any, *, opened: bool) -> None:
+        var = lookup(name)
+        if var.flags & READ_ONLY:
+            raise ConfigError(f"config variable '{var.name}' is read-only")
+        if opened and var.flags & BEFORE_OPEN:
+            raise ConfigError(f"config variable '{var.name}' can be set only before open()")
+        value = convert(var, value)
+        if var.name == "compression" and value == "":
+            value = "none"
+        validate(var.name, value)
+        self.values[var.name] = value
+
+    def show(self, name: str) -> Any:
+        return self.values[lookup(name).name]
+
+    def visible(self) -> dict:
+        return {v.name: self.values[v.name] for v in VARS if not v.flags & HIDDEN}
+
+    def persisted(self) -> dict:
+        return {v.name: self.values[v.name] for v in VARS if v.flags & PERSIST}
+
+    def load(self, data: dict) -> None:
+        for name, value in data.items():
+            var = TABLE.get(name)
+            if var is not None and var.flags & PERSIST:
+                self.values[name] = convert(var, value)
+
+    def ensure_uuid(self) -> None:
+        if not self.values["uuid"]:
+            self.values["uuid"] = str(uuidlib.uuid4())
+
+    def to_json(self) -> str:
+        return json.dumps(self.values)

@@ -1,0 +1,122 @@
+"""Cursors: ordered reads over partition files and memtables.
+
+A cursor takes one snapshot of the partition map when it opens, so a batch
+written across two partitions is seen whole or not at all. It then walks the
+partitions at or after its position, skipping the others, and merges each
+partition's file (one region at a time) with its memtables.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from .event import Batch, Event
+from .rows import Ordered, drop_deletes, merge
+from shm.catalog import S_MAX
+
+CHUNK = 1 << 16  # rows per batch taken from memtables
+
+
+class Cursor:
+    """Positioned at the first event >= (id, key); iterate, or read()/next()."""
+
+    def __init__(self, session, id: int | None = None, key: bytes | None = None) -> None:
+        self._session = session
+        self._start = (int(id or 0), bytes(key or b""))
+        self._source = self._batches()
+        self._batch: Batch | None = None
+        self._events: list[Event] | None = None
+        self._pos = 0
+        self._advance()
+
+    # the C-like interface
+    def read(self) -> Event | None:
+        """The event the cursor stands on, or None at the end."""
+        if self._batch is None:
+            return None
+        return self._event_list()[self._pos]
+
+    def next(self) -> bool:
+        """Move to the next event; False at the end."""
+        if self._batch is None:
+            return False
+        self._pos += 1
+        if self._pos >= len(self._batch):
+            self._advance()
+        return self._batch is not None
+
+    # Python iteration
+    def __iter__(self) -> Iterator[Event]:
+        while self._batch is not None:
+            events = self._event_list()
+            for i in range(self._pos, len(events)):
+                self._pos = i + 1
+                yield events[i]
+            self._advance()
+
+    def batches(self) -> Iterator[Batch]:
+        """The rest of the events as numpy Batch chunks, in order."""
+        while self._batch is not None:
+            batch = self._batch
+            if self._pos:
+                batch = Batch.of(batch.slice(self._pos, len(batch)))
+            self._advance()
+            yield batch
+
+    def close(self) -> None:
+        self._source.close()
+        self._batch = self._events = None
+
+    def __enter__(self) -> "Cursor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # internals
+    def _event_list(self) -> list[Event]:
+        if self._events is None:
+            self._events = self._batch.events()
+        return self._events
+
+    def _advance(self) -> None:
+        self._batch, self._events, self._pos = next(self._source, None), None, 0
+
+    def _batches(self) -> Iterator[Batch]:
+        start_id, start_key = self._start
+        slots, rows = self._session.snapshot()
+        for slot, row in zip(slots.tolist(), rows):
+            if int(row[S_MAX]) < start_id:
+                continue  # partition exclusion
+            yield from self._partition(slot, row, start_id, start_key)
+            start_key = b""
+            start_id = 0
+
+    def _partition(self, slot: int, row, start_id: int, start_key: bytes) -> Iterator[Batch]:
+        reader, mems = self._session.open_partition(slot, row)
+        try:
+            mems = [Ordered(m) for m in mems]
+            pos = [m.bound(start_id, start_key) for m in mems]
+            if reader is not None:
+                index = reader.index
+                first = index.first_region(start_id, start_key)
+                for i in range(first, index.regions):
+                    region = reader.read_region(i)
+                    if i == first:
+                        region = region.slice(Ordered(region).bound(start_id, start_key), len(region))
+                    parts = [region]
+                    max_id, max_key = int(index.entries["max_id"][i]), index.max_key(i)
+                    for j, m in enumerate(mems):
+                        upper = m.bound(max_id, max_key, "right")
+                        parts.append(m.rows.slice(pos[j], upper))
+                        pos[j] = upper
+                    out = drop_deletes(merge(parts))
+                    if len(out):
+                        yield Batch.of(out)
+            rest = drop_deletes(merge([m.rows.slice(p, len(m)) for m, p in zip(mems, pos)]))
+            for a in range(0, len(rest), CHUNK):
+                yield Batch.of(rest.slice(a, min(a + CHUNK, len(rest))))
+        finally:
+            if reader is not None:
+                reader.close()
+
+

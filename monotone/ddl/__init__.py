@@ -1,0 +1,4 @@
+"""The management language: lexer -> parser -> frozen command records."""
+from .parser import parse
+
+__all__ = ["parse"]

@@ -1,0 +1,48 @@
+"""Compression codecs for regions, by name."""
+from __future__ import annotations
+
+import lz4.block
+
+from ..errors import CorruptionError, MonotoneError
+
+
+class Codec:
+    name = "none"
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        return bytes(data)
+
+    def decompress(self, data: bytes, size: int) -> bytes:
+        if len(data) != size:
+            raise CorruptionError(f"region size {len(data)} does not match its index ({size})")
+        return data
+
+
+class Lz4(Codec):
+    name = "lz4"
+
+    def __init__(self, level: int = 0) -> None:
+        self.mode = "high_compression" if level > 0 else "default"
+        self.level = level
+
+    def compress(self, data) -> bytes:
+        if self.mode == "default":
+            return lz4.block.compress(data, store_size=False)
+        return lz4.block.compress(data, mode=self.mode, compression=self.level, store_size=False)
+
+    def decompress(self, data: bytes, size: int) -> bytes:
+        try:
+            out = lz4.block.decompress(data, uncompressed_size=size)
+        except lz4.block.LZ4BlockError as e:
+            raise CorruptionError(f"region does not decompress: {e}") from None
+        if len(out) != size:
+            raise CorruptionError("region decompressed to a wrong size")
+        return out
+
+
+def codec(name: str, level: int = 0) -> Codec:
+    if name in ("none", ""):
+        return Codec()
+    if name == "lz4":
+        return Lz4(level)
+    raise MonotoneError(f"compression '{name}' is not supported")

@@ -1,0 +1,166 @@
+"""Partition files on disk: the writer (used by refresh) and the reader (cursors).
+
+The writer streams sorted Rows into regions of about region_size bytes,
+compresses each, and finishes with the region index and footer. The reader
+loads the footer and index once and then reads one region at a time.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+
+from .errors import CorruptionError, MonotoneError
+from .format import partition, region
+from .format.codec import codec as make_codec
+from .rows import Rows, concat
+
+INCOMPLETE = ".incomplete"
+COMPLETE = ".complete"
+
+
+def file_name(min_: int) -> str:
+    return f"{min_:020d}"
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Writer:
+    def __init__(self, path: str, compression: str, level: int, region_size: int) -> None:
+        self.path = path
+        self.codec = make_codec(compression, level)
+        self.region_size = region_size
+        self.index = partition.IndexBuilder()
+        self.pending: list[Rows] = []
+        self.pending_bytes = 0
+        self.offset = 0
+        self.events = 0
+        self.size_origin = 0
+        self.min_id: int | None = None
+        self.max_id: int | None = None
+        try:
+            self.file = open(path, "wb")
+        except OSError as e:
+            raise MonotoneError(f"cannot create partition file {path}: {e.strerror}") from None
+
+    def add(self, rows: Rows) -> None:
+        """Append sorted rows (no deletes) after everything added before."""
+        if not len(rows):
+            return
+        if self.min_id is None:
+            self.min_id = int(rows.ids[0])
+        self.max_id = int(rows.ids[-1])
+        # cut into regions of about region_size bytes each
+        per_row = max(1, rows.nbytes // len(rows))
+        start = 0
+        while start < len(rows):
+            room = max(1, (self.region_size - self.pending_bytes) // per_row)
+            end = min(len(rows), start + room)
+            part = rows.slice(start, end)
+            self.pending.append(part)
+            self.pending_bytes += part.nbytes
+            start = end
+            if self.pending_bytes >= self.region_size:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        rows = concat(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        raw = region.encode(rows)
+        data = self.codec.compress(raw)
+        self.file.write(data)
+        n = len(rows)
+        self.index.add(self.offset, len(data), len(raw), n,
+                       int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1),
+                       zlib.crc32(data))
+        self.offset += len(data)
+        self.events += n
+        self.size_origin += len(raw)
+
+    def finish(self, meta: dict, sync: bool) -> dict:
+        """Write index and footer, fsync when asked; return the meta written."""
+        self._flush()
+        meta = dict(meta, events=self.events, regions=len(self.index.entries),
+                    size_uncompressed=self.size_origin, compression=self.codec.name)
+        index_offset = self.offset
+        meta["size"] = index_offset  # regions only; index and footer added below
+        body = self.index.encode(meta)
+        self.file.write(body)
+        self.file.write(partition.encode_footer(index_offset, body))
+        self.file.flush()
+        if sync:
+            os.fsync(self.file.fileno())
+        self.file.close()
+        return meta
+
+    def abort(self) -> None:
+        self.file.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class Reader:
+    """An open partition file: its index in memory, regions read on demand."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise MonotoneError(f"cannot open partition file {path}: {e.strerror}") from None
+        try:
+            size = os.fstat(self.fd).st_size
+            if size < partition.FOOTER.size:
+                raise CorruptionError(f"partition file {path}: truncated (no footer)")
+            footer = os.pread(self.fd, partition.FOOTER.size, size - partition.FOOTER.size)
+            offset, length, crc = partition.decode_footer(footer, path)
+            if offset + length + partition.FOOTER.size != size:
+                raise CorruptionError(f"partition file {path}: index does not fit the file")
+            self.index = partition.decode_index(os.pread(self.fd, length, offset), crc, path)
+            self.codec = make_codec(self.index.meta.get("compression", "none"))
+            self.file_size = size
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    @property
+    def meta(self) -> dict:
+        return self.index.meta
+
+    def read_region(self, i: int) -> Rows:
+        e = self.index.entries[i]
+        size = int(e["size"])
+        data = os.pread(self.fd, size, int(e["offset"]))
+        if len(data) != size or zlib.crc32(data) != int(e["crc"]):
+            raise CorruptionError(f"partition file {self.path}: region {i} checksum mismatch")
+        raw = self.codec.decompress(data, int(e["size_origin"]))
+        rows = region.decode(raw, f"partition file {self.path}: region {i}")
+        if len(rows) != int(e["events"]):
+            raise CorruptionError(f"partition file {self.path}: region {i} event count mismatch")
+        return rows
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_all(path: str) -> Rows:
+    with Reader(path) as r:
+        return concat([r.read_region(i) for i in range(r.index.regions)])
+

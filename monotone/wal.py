@@ -1,0 +1,162 @@
+"""The write-ahead log: one file per writing process, one record per batch.
+
+Each process appends to a file of its own (`<first lsn>.wal` in the wal
+directory), so a process killed in the middle of a write can only leave a torn
+record at the tail of its own file, where recovery detects and cuts it. LSNs
+come from one shared counter, so all files together give one total order.
+
+A process holds an OFD lock on byte 0 of its current file; a file nobody holds
+is closed for good and may be deleted once every event in it is in partition
+files (its last LSN is below the oldest LSN still only in memory).
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+from .errors import CorruptionError, InjectedError, MonotoneError, NoSpaceError
+from .format import wal as walfmt
+from .rows import Rows
+from shm.locks import LockFile
+
+SUFFIX = ".wal"
+
+
+def wal_files(directory: str) -> list[str]:
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(SUFFIX)]
+    except FileNotFoundError:
+        return []
+    return [os.path.join(directory, n) for n in sorted(names)]
+
+
+class WalWriter:
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.lock: LockFile | None = None
+        self.path: str | None = None
+        self.size = 0
+        self.lsn_max = 0
+
+    def append(self, lsn: int, ssn: int, rows: Rows, *, crc: bool, sync: bool,
+               rotate_wm: int, sync_on_rotate: bool, error: bool = False) -> None:
+        record = walfmt.encode(lsn, ssn, rows, crc)
+        if self.lock is not None and self.size >= rotate_wm:
+            self.close(sync_on_rotate)
+        if self.lock is None:
+            self._create(lsn)
+        if error:
+            raise InjectedError("wal write failed (error_wal is set)")
+        fd = self.lock.fd
+        try:
+            written = os.write(fd, record)
+            if written != len(record):
+                raise OSError(errno.ENOSPC, "short write")
+            if sync:
+                os.fdatasync(fd)
+        except OSError as e:
+            os.ftruncate(fd, self.size)  # leave no torn record behind us
+            os.lseek(fd, self.size, os.SEEK_SET)
+            cls = NoSpaceError if e.errno == errno.ENOSPC else MonotoneError
+            raise cls(f"wal write to {self.path} failed: {e.strerror}") from None
+        self.size += len(record)
+        self.lsn_max = lsn
+
+    def _create(self, lsn: int) -> None:
+        path = os.path.join(self.directory, f"{lsn:020d}{SUFFIX}")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            lock = LockFile(path)
+        except (OSError, MonotoneError) as e:
+            raise MonotoneError(f"cannot create wal file {path}: {e}") from None
+        lock.lock(0)
+        os.lseek(lock.fd, 0, os.SEEK_END)
+        self.lock, self.path, self.size, self.lsn_max = lock, path, 0, 0
+
+    def drop_if_obsolete(self, lsn_needed: int) -> None:
+        """Close and delete our file when every record in it has been refreshed."""
+        if self.lock is not None and self.lsn_max < lsn_needed:
+            path = self.path
+            self.close(False)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def close(self, sync: bool = False) -> None:
+        if self.lock is None:
+            return
+        if sync:
+            os.fsync(self.lock.fd)
+        self.lock.close()  # releases the OFD lock: the file is closed for good
+        self.lock, self.path = None, None
+        self.size, self.lsn_max = 0, 0
+
+
+@dataclass
+class WalFile:
+    path: str
+    records: list
+    good_size: int   # bytes up to the first bad record
+    size: int
+
+
+def read_file(path: str, load: bool = True) -> WalFile:
+    """Every intact record of a file; the size up to the first bad one."""
+    with open(path, "rb") as f:
+        data = f.read()
+    buf = memoryview(data)
+    records, pos = [], 0
+    while pos < len(buf):
+        rec = walfmt.decode_at(buf, pos, path)
+        if rec is None:
+            break
+        records.append(rec if load else (rec.lsn, rec.ssn))
+        pos += rec.size
+    return WalFile(path, records, pos, len(buf))
+
+
+def cut_tail(wf: WalFile) -> bool:
+    """Truncate a file at its first damaged record; True when something was cut."""
+    if wf.good_size == wf.size:
+        return False
+    with open(wf.path, "r+b") as f:
+        f.truncate(wf.good_size)
+        os.fsync(f.fileno())
+    return True
+
+
+def is_active(path: str) -> bool:
+    """Whether a live process still appends to this file."""
+    try:
+        probe = LockFile(path)
+    except MonotoneError:
+        return False
+    try:
+        return probe.held(0)
+    finally:
+        probe.close()
+
+
+def gc(directory: str, lsn_needed: int, keep: str | None = None) -> int:
+    """Delete closed files whose records all have lsn < lsn_needed; return how many."""
+    removed = 0
+    for path in wal_files(directory):
+        if path == keep or is_active(path):
+            continue
+        try:
+            wf = read_file(path, load=False)
+        except FileNotFoundError:
+            continue
+        last = max((lsn for lsn, _ in wf.records), default=0)
+        if last < lsn_needed:
+            try:
+                os.unlink(path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+__all__ = ["WalWriter", "read_file", "cut_tail", "gc", "wal_files", "is_active", "CorruptionError"]

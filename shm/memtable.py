@@ -1,0 +1,206 @@
+"""A memtable: one partition's in-memory events, in a shared-memory segment.
+
+Columns (ids, flags, key and value offsets) and two byte arenas, appended by
+writers under the partition lock and read by anyone without a lock. Rows are
+never changed once published, so readers get numpy views, not copies. The
+published row count lives in the catalog slot; a writer fills rows past it and
+then publishes, so rows a dead writer left half-written are never seen and are
+overwritten by the next append.
+
+The segment is reserved sparse and far larger than it will usually grow; pages
+are backed (fallocate) in chunks just before they are written.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from monotone.errors import MonotoneError
+from monotone.rows import U64, Rows, sort_dedup
+
+from .segment import Segment
+
+MAGIC = 0x4D544E4D454D31  # "MTNMEM1"
+PAGE = 4096
+CAP_ROWS = 1 << 23
+CAP_KEYS = 1 << 31
+CAP_VALUES = 1 << 33
+ROW_CHUNK = 1 << 16          # rows backed at a time
+BYTE_CHUNK = 4 << 20         # arena bytes backed at a time
+# header words
+M_MAGIC, M_SEGNO, M_SORTED, M_LSN_MAX, M_ALLOC_ROWS, M_ALLOC_KEYS, M_ALLOC_VALUES = range(7)
+
+
+def _align(n: int) -> int:
+    return (n + PAGE - 1) // PAGE * PAGE
+
+
+class Layout:
+    """Byte offsets of the areas of a memtable segment."""
+
+    def __init__(self, rows: int = CAP_ROWS, keys: int = CAP_KEYS, values: int = CAP_VALUES):
+        self.cap_rows, self.cap_keys, self.cap_values = rows, keys, values
+        self.ids = PAGE
+        self.flags = self.ids + _align(8 * rows)
+        self.koff = self.flags + _align(rows)
+        self.voff = self.koff + _align(8 * (rows + 1))
+        self.keys = self.voff + _align(8 * (rows + 1))
+        self.values = self.keys + _align(keys)
+        self.size = self.values + _align(values)
+
+
+LAYOUT = Layout()
+
+
+class Memtable:
+    def __init__(self, segment: Segment, layout: Layout = LAYOUT) -> None:
+        self.segment = segment
+        self.layout = lay = layout
+        buf = segment.map
+        self.header = np.frombuffer(buf, np.uint64, PAGE // 8, 0)
+        self.ids = np.frombuffer(buf, np.uint64, lay.cap_rows, lay.ids)
+        self.flags = np.frombuffer(buf, np.uint8, lay.cap_rows, lay.flags)
+        self.koff = np.frombuffer(buf, np.uint64, lay.cap_rows + 1, lay.koff)
+        self.voff = np.frombuffer(buf, np.uint64, lay.cap_rows + 1, lay.voff)
+        self.keys = np.frombuffer(buf, np.uint8, lay.cap_keys, lay.keys)
+        self.values = np.frombuffer(buf, np.uint8, lay.cap_values, lay.values)
+        self._sorted_cache: tuple[int, Rows] | None = None
+
+    @classmethod
+    def create(cls, name: str, segno: int) -> "Memtable":
+        seg = Segment(name, LAYOUT.size, create=True)
+        try:
+            seg.reserve(0, PAGE)
+        except MonotoneError:
+            seg.close()
+            from .segment import unlink
+            unlink(name)
+            raise
+        mt = cls(seg)
+        mt.header[M_SEGNO] = segno
+        mt.header[M_MAGIC] = MAGIC
+        return mt
+
+    @classmethod
+    def attach(cls, name: str) -> "Memtable":
+        mt = cls(Segment(name))
+        if int(mt.header[M_MAGIC]) != MAGIC:
+            raise MonotoneError(f"shared memory segment {name} is not a memtable")
+        return mt
+
+    @property
+    def segno(self) -> int:
+        return int(self.header[M_SEGNO])
+
+    @property
+    def lsn_max(self) -> int:
+        return int(self.header[M_LSN_MAX])
+
+    # reading
+    def rows(self, n: int) -> Rows:
+        """The first n rows in append order (views, no copy)."""
+        kb, vb = int(self.koff[n]), int(self.voff[n])
+        return Rows(self.ids[:n], self.flags[:n], self.koff[:n + 1], self.keys[:kb],
+                    self.voff[:n + 1], self.values[:vb])
+
+    def sorted_rows(self, n: int) -> Rows:
+        """The first n rows in (id, key) order, newest of equal keys only.
+
+        Appends of ascending ids keep the memtable sorted (the common case),
+        and then this is a view. Otherwise the sort is cached per row count.
+        """
+        if int(self.header[M_SORTED]) >= n:
+            return self.rows(n)
+        cached = self._sorted_cache
+        if cached is not None and cached[0] == n:
+            return cached[1]
+        result = sort_dedup(self.rows(n))
+        self._sorted_cache = (n, result)
+        return result
+
+    def bytes_used(self, n: int) -> int:
+        return 9 * n + int(self.koff[n]) + int(self.voff[n])
+
+    def last(self, n: int) -> tuple[int, bytes]:
+        return int(self.ids[n - 1]), self.keys[int(self.koff[n - 1]):int(self.koff[n])].tobytes()
+
+    # writing (caller holds the partition lock)
+    def append(self, n: int, rows: Rows) -> int:
+        """Write rows after the first n; return the new row count (not yet published)."""
+        k = len(rows)
+        lay = self.layout
+        kbase, vbase = int(self.koff[n]), int(self.voff[n])
+        kb, vb = len(rows.key_data), len(rows.value_data)
+        if n + k > lay.cap_rows or kbase + kb > lay.cap_keys or vbase + vb > lay.cap_values:
+            raise MonotoneError("memtable is full: refresh the partition "
+                                "(REFRESH PARTITION) before writing more to it")
+        self._back(M_ALLOC_ROWS, n + k, ROW_CHUNK, lay.cap_rows, self._reserve_rows)
+        self._back(M_ALLOC_KEYS, kbase + kb, BYTE_CHUNK, lay.cap_keys,
+                   lambda a, b: self.segment.reserve(lay.keys + a, b - a))
+        self._back(M_ALLOC_VALUES, vbase + vb, BYTE_CHUNK, lay.cap_values,
+                   lambda a, b: self.segment.reserve(lay.values + a, b - a))
+        end = n + k
+        self.ids[n:end] = rows.ids
+        self.flags[n:end] = rows.flags
+        self.koff[n + 1:end + 1] = rows.key_offsets[1:] + U64(kbase)
+        self.voff[n + 1:end + 1] = rows.value_offsets[1:] + U64(vbase)
+        self.keys[kbase:kbase + kb] = rows.key_data
+        self.values[vbase:vbase + vb] = rows.value_data
+        return end
+
+    def after_publish(self, n: int, end: int, lsn: int, in_order: bool) -> None:
+        """Record what the published append means for readers of this memtable."""
+        if in_order and int(self.header[M_SORTED]) == n:
+            self.header[M_SORTED] = U64(end)
+        self.header[M_LSN_MAX] = U64(lsn)
+
+    def _back(self, word: int, need: int, chunk: int, cap: int, reserve) -> None:
+        have = int(self.header[word])
+        if need <= have:
+            return
+        target = min(cap, max(need, have + chunk))
+        reserve(have, target)
+        self.header[word] = U64(target)
+
+    def _reserve_rows(self, a: int, b: int) -> None:
+        lay, seg = self.layout, self.segment
+        seg.reserve(lay.ids + 8 * a, 8 * (b - a))
+        seg.reserve(lay.flags + a, b - a)
+        seg.reserve(lay.koff + 8 * (a + 1), 8 * (b - a))
+        seg.reserve(lay.voff + 8 * (a + 1), 8 * (b - a))
+
+    def close(self) -> None:
+        self.header = self.ids = self.flags = self.koff = self.voff = None
+        self.keys = self.values = None
+        self._sorted_cache = None
+        self.segment.close()
+
+
+class MemtableCache:
+    """This process's mappings of memtable segments, by segment number."""
+
+    def __init__(self, name_of) -> None:
+        self.name_of = name_of
+        self.maps: dict[int, Memtable] = {}
+
+    def get(self, segno: int) -> Memtable:
+        mt = self.maps.get(segno)
+        if mt is None:
+            mt = self.maps[segno] = Memtable.attach(self.name_of(segno))
+        return mt
+
+    def add(self, mt: Memtable) -> None:
+        self.maps[mt.segno] = mt
+
+    def forget(self, segno: int) -> None:
+        mt = self.maps.pop(segno, None)
+        if mt is not None:
+            mt.close()
+
+    def prune(self, live: set[int]) -> None:
+        """Unmap segments no partition uses any more."""
+        for segno in [s for s in self.maps if s not in live]:
+            self.forget(segno)
+
+    def close(self) -> None:
+        for segno in list(self.maps):
+            self.forget(segno)

@@ -1,0 +1,73 @@
+"""Appending a batch to the memtables of its partitions, atomically.
+
+Protocol:
+  1. lock the partitions of the batch, in ascending order (no deadlocks)
+  2. finish a publish a dead writer left in the journal, if any
+  3. take the next lsn (and the current ssn) under the SEQUENCE lock
+  4. log the batch (the caller's WAL append); a failure here writes nothing
+  5. append rows past each memtable's published count
+  6. publish: one store for one partition, the journal for several
+  7. unlock
+A process killed before step 6 leaves nothing visible; killed inside step 6
+its journal is finished by the next writer or ignored by no reader.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from monotone.rows import Rows
+
+from .catalog import (H_JOURNAL, H_LSN, H_SSN, S_ACTIVE, S_LSN_MIN, S_ROWS, Catalog)
+from .locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
+from .memtable import Memtable, MemtableCache
+
+
+def _in_order(mt: Memtable, n: int, rows: Rows) -> bool:
+    """Whether rows (sorted, unique) all come after the memtable's last row."""
+    if n == 0:
+        return True
+    last_id, last_key = mt.last(n)
+    first_id = int(rows.ids[0])
+    return first_id > last_id or (first_id == last_id and rows.key(0) > last_key)
+
+
+def write_parts(catalog: Catalog, locks: LockFile, memtables: MemtableCache,
+                parts: list[tuple[int, Rows]], log: Callable[[int, int], None] | None = None,
+                lsn: int | None = None) -> int:
+    """Write sorted, de-duplicated rows per partition slot; return the batch lsn."""
+    slots = [slot for slot, _ in parts]
+    for slot in slots:
+        locks.lock(PARTITIONS + slot)
+    try:
+        if catalog.get(H_JOURNAL):
+            with Held(locks, PUBLISH):
+                catalog.finish_journal()
+        if lsn is None:
+            with Held(locks, SEQUENCE):
+                lsn = catalog.bump(H_LSN)
+                ssn = catalog.get(H_SSN)
+        else:
+            ssn = catalog.get(H_SSN)
+        if log is not None:
+            log(lsn, ssn)
+        appended = []
+        for slot, rows in parts:
+            mt = memtables.get(int(catalog.slots[slot, S_ACTIVE]))
+            n = int(catalog.slots[slot, S_ROWS])
+            end = mt.append(n, rows)
+            appended.append((slot, mt, n, end, _in_order(mt, n, rows)))
+        for slot, mt, n, end, _ in appended:
+            if n == 0 or not catalog.slots[slot, S_LSN_MIN]:
+                catalog.slots[slot, S_LSN_MIN] = lsn
+        if len(appended) == 1:
+            slot, _, _, end, _ = appended[0]
+            catalog.slots[slot, S_ROWS] = end
+        else:
+            with Held(locks, PUBLISH):
+                catalog.publish_many([(slot, end) for slot, _, _, end, _ in appended])
+        for slot, mt, n, end, in_order in appended:
+            mt.after_publish(n, end, lsn, in_order)
+    finally:
+        for slot in reversed(slots):
+            locks.unlock(PARTITIONS + slot)
+    return lsn
