@@ -1,0 +1,1 @@
+"""Command-line tools: the monotone admin command and the benchmark."""

@@ -1,0 +1,130 @@
+"""monotone bench: write and scan throughput, printed once a second while it runs.
+
+    python scripts/bench.py [--n 1000000] [--batch 1000] [--value-size 100] [--wal|--no-wal]
+
+By default it runs the workload twice, WAL on and WAL off, each in a fresh
+repository under a temporary directory (or --path).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+
+import monotone
+
+MiB = 1024 * 1024
+
+
+class Meter:
+    """Counts events and bytes; prints a progress line at most once a second."""
+
+    def __init__(self, label: str, out=sys.stdout) -> None:
+        self.label, self.out = label, out
+        self.events = self.bytes = 0
+        self.start = self.last = time.perf_counter()
+
+    def add(self, events: int, nbytes: int) -> None:
+        self.events += events
+        self.bytes += nbytes
+        now = time.perf_counter()
+        if now - self.last >= 1.0:
+            self.last = now
+            self._line("  ...")
+
+    def done(self) -> dict:
+        self.elapsed = time.perf_counter() - self.start
+        self._line("")
+        return {"events": self.events, "seconds": self.elapsed,
+                "events_s": self.events / self.elapsed, "mib_s": self.bytes / MiB / self.elapsed}
+
+    def _line(self, tag: str) -> None:
+        dt = max(time.perf_counter() - self.start, 1e-9)
+        print(f"{self.label:<22} {self.events:>10,} events  {self.events / dt:>12,.0f} events/s"
+              f"  {self.bytes / MiB / dt:>8.1f} MiB/s{tag}", file=self.out, flush=True)
+
+
+def run(path: str, n: int, batch: int, value_size: int, wal: bool) -> dict:
+    db = monotone.Monotone()
+    db.execute(f"SET wal TO {'true' if wal else 'false'}")
+    db.execute("SET workers TO 0")
+    db.open(path)
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 256, (batch, value_size), dtype=np.uint8)
+    results = {}
+    tag = "wal" if wal else "no wal"
+    try:
+        meter = Meter(f"write ({tag})")
+        for start in range(0, n, batch):
+            count = min(batch, n - start)
+            ids = np.arange(start, start + count, dtype=np.uint64)
+            db.write_batch(ids, values[:count])
+            meter.add(count, count * value_size)
+        results["write"] = meter.done()
+
+        meter = Meter(f"scan batches ({tag})")
+        with db.cursor() as cur:
+            for b in cur.batches():
+                meter.add(len(b), len(b.value_data))
+        results["scan"] = meter.done()
+
+        meter = Meter(f"scan events ({tag})")
+        with db.cursor() as cur:
+            for ev in cur:
+                meter.add(1, len(ev.value))
+        results["scan_events"] = meter.done()
+
+        t = time.perf_counter()
+        db.execute("CHECKPOINT")
+        dt = time.perf_counter() - t
+        print(f"{'refresh (' + tag + ')':<22} {n:>10,} events  {n / dt:>12,.0f} events/s"
+              f"  {n * value_size / MiB / dt:>8.1f} MiB/s", flush=True)
+        results["refresh"] = {"events_s": n / dt}
+
+        meter = Meter(f"scan file ({tag})")
+        with db.cursor() as cur:
+            for b in cur.batches():
+                meter.add(len(b), len(b.value_data))
+        results["scan_file"] = meter.done()
+        if meter.events != n:
+            raise SystemExit(f"bench: read {meter.events} events back, wrote {n}")
+    finally:
+        db.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="monotone bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="events to write")
+    ap.add_argument("--batch", type=int, default=1000, help="events per write_batch")
+    ap.add_argument("--value-size", type=int, default=100, help="bytes per value")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--wal", dest="wal", action="store_const", const=[True])
+    group.add_argument("--no-wal", dest="wal", action="store_const", const=[False])
+    ap.add_argument("--path", help="directory for the repositories (default: a temporary one)")
+    args = ap.parse_args(argv)
+    modes = args.wal or [True, False]
+    root = args.path or tempfile.mkdtemp(prefix="monotone-bench-")
+    print(f"monotone bench: {args.n:,} events of {args.value_size} bytes, batches of "
+          f"{args.batch}, in {root}", flush=True)
+    try:
+        for wal in modes:
+            path = os.path.join(root, "wal" if wal else "nowal")
+            shutil.rmtree(path, ignore_errors=True)
+            run(path, args.n, args.batch, args.value_size, wal)
+    finally:
+        if not args.path:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Fixtures shared by the tests: fresh repositories and a leak check after each test."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import monotone
+from monotone.protocol import repo_id
+from shm.segment import list_segments
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def coordinator_pids(base: str) -> list[int]:
+    """Live coordinator processes serving the repository at base."""
+    real = os.path.realpath(base)
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and b"workers.coordinator" in args and real.encode() in args:
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A path for a new repository; after the test, no segment or coordinator of it is left."""
+    base = str(tmp_path / "repo")
+    yield base
+    leaked_segments = list_segments(repo_id(base))
+    leaked_pids = coordinator_pids(base)
+    for pid in leaked_pids:
+        os.kill(pid, 9)
+    for name in leaked_segments:
+        from shm.segment import unlink
+        unlink(name)
+    assert not leaked_segments, f"shared memory left behind: {leaked_segments}"
+    assert not leaked_pids, f"coordinator processes left behind: {leaked_pids}"
+
+
+@pytest.fixture
+def db(repo):
+    """An open repository (workers off, small interval) closed after the test."""
+    env = monotone.Monotone()
+    env.execute("SET workers TO 0")
+    env.open(repo)
+    yield env
+    env.close()
+
+
+def run_python(code: str, *args: str, **kw) -> subprocess.Popen:
+    """Start a Python process running code with the project importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, **kw)
