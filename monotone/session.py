@@ -130,6 +130,7 @@ class Session:
     def _partition_map(self):
         version = self.catalog.get(H_MAP_VERSION)
         if version != self.map_version or self.map is None:
+            self.prune()
             live = self.catalog.live()
             slots = self.catalog.slots
             self.map = (live, slots[live, S_MIN].copy(), slots[live, S_MAX].copy())
@@ -195,8 +196,11 @@ class Session:
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         """Slot indices and a copy of their rows, consistent across partitions."""
         self._check_pid()
-        with Held(self.locks, PUBLISH, exclusive=False):
-            return self.catalog.snapshot()
+        # the session lock too: OFD locks do not exclude threads sharing a descriptor
+        with self.lock:
+            self._partition_map()  # unmaps memtables that refreshes retired
+            with Held(self.locks, PUBLISH, exclusive=False):
+                return self.catalog.snapshot()
 
     def open_partition(self, slot: int, row: np.ndarray):
         """A partition's file reader and sorted memtable rows, as of the snapshot row.
@@ -204,7 +208,7 @@ class Session:
         If a refresh switched the partition since the snapshot, its current
         state is taken instead (same events, newer appends included).
         """
-        with Held(self.locks, PUBLISH, exclusive=False):
+        with self.lock, Held(self.locks, PUBLISH, exclusive=False):
             cur = self.catalog.slots[slot]
             if cur[S_STATE] != LIVE or cur[S_MIN] != row[S_MIN]:
                 return None, []

@@ -30,6 +30,12 @@ BYTE_CHUNK = 4 << 20         # arena bytes backed at a time
 M_MAGIC, M_SEGNO, M_SORTED, M_LSN_MAX, M_ALLOC_ROWS, M_ALLOC_KEYS, M_ALLOC_VALUES = range(7)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def _align(n: int) -> int:
     return (n + PAGE - 1) // PAGE * PAGE
 
@@ -63,6 +69,9 @@ class Memtable:
         self.voff = np.frombuffer(buf, np.uint64, lay.cap_rows + 1, lay.voff)
         self.keys = np.frombuffer(buf, np.uint8, lay.cap_keys, lay.keys)
         self.values = np.frombuffer(buf, np.uint8, lay.cap_values, lay.values)
+        # what readers get: views that cannot write into shared memory
+        self._ro = tuple(_read_only(a) for a in (self.ids, self.flags, self.koff,
+                                                 self.keys, self.voff, self.values))
         self._sorted_cache: tuple[int, Rows] | None = None
 
     @classmethod
@@ -99,8 +108,8 @@ class Memtable:
     def rows(self, n: int) -> Rows:
         """The first n rows in append order (views, no copy)."""
         kb, vb = int(self.koff[n]), int(self.voff[n])
-        return Rows(self.ids[:n], self.flags[:n], self.koff[:n + 1], self.keys[:kb],
-                    self.voff[:n + 1], self.values[:vb])
+        ids, flags, koff, keys, voff, values = self._ro
+        return Rows(ids[:n], flags[:n], koff[:n + 1], keys[:kb], voff[:n + 1], values[:vb])
 
     def sorted_rows(self, n: int) -> Rows:
         """The first n rows in (id, key) order, newest of equal keys only.
@@ -124,8 +133,8 @@ class Memtable:
         return int(self.ids[n - 1]), self.keys[int(self.koff[n - 1]):int(self.koff[n])].tobytes()
 
     # writing (caller holds the partition lock)
-    def append(self, n: int, rows: Rows) -> int:
-        """Write rows after the first n; return the new row count (not yet published)."""
+    def reserve(self, n: int, rows: Rows) -> None:
+        """Make sure rows fit after the first n, backing memory now (or raise)."""
         k = len(rows)
         lay = self.layout
         kbase, vbase = int(self.koff[n]), int(self.voff[n])
@@ -138,6 +147,13 @@ class Memtable:
                    lambda a, b: self.segment.reserve(lay.keys + a, b - a))
         self._back(M_ALLOC_VALUES, vbase + vb, BYTE_CHUNK, lay.cap_values,
                    lambda a, b: self.segment.reserve(lay.values + a, b - a))
+
+    def append(self, n: int, rows: Rows) -> int:
+        """Write rows after the first n; return the new row count (not yet published)."""
+        self.reserve(n, rows)
+        k = len(rows)
+        kbase, vbase = int(self.koff[n]), int(self.voff[n])
+        kb, vb = len(rows.key_data), len(rows.value_data)
         end = n + k
         self.ids[n:end] = rows.ids
         self.flags[n:end] = rows.flags
@@ -170,7 +186,7 @@ class Memtable:
 
     def close(self) -> None:
         self.header = self.ids = self.flags = self.koff = self.voff = None
-        self.keys = self.values = None
+        self.keys = self.values = self._ro = None
         self._sorted_cache = None
         self.segment.close()
 

@@ -4,11 +4,12 @@ Protocol:
   1. lock the partitions of the batch, in ascending order (no deadlocks)
   2. finish a publish a dead writer left in the journal, if any
   3. take the next lsn (and the current ssn) under the SEQUENCE lock
-  4. log the batch (the caller's WAL append); a failure here writes nothing
-  5. append rows past each memtable's published count
-  6. publish: one store for one partition, the journal for several
-  7. unlock
-A process killed before step 6 leaves nothing visible; killed inside step 6
+  4. back the memtable space the batch needs (a full /dev/shm fails here)
+  5. log the batch (the caller's WAL append); a failure here writes nothing
+  6. append rows past each memtable's published count
+  7. publish: one store for one partition, the journal for several
+  8. unlock
+A process killed before step 7 leaves nothing visible; killed inside step 7
 its journal is finished by the next writer or ignored by no reader.
 """
 from __future__ import annotations
@@ -48,12 +49,16 @@ def write_parts(catalog: Catalog, locks: LockFile, memtables: MemtableCache,
                 ssn = catalog.get(H_SSN)
         else:
             ssn = catalog.get(H_SSN)
-        if log is not None:
-            log(lsn, ssn)
-        appended = []
+        targets = []
         for slot, rows in parts:
             mt = memtables.get(int(catalog.slots[slot, S_ACTIVE]))
             n = int(catalog.slots[slot, S_ROWS])
+            mt.reserve(n, rows)
+            targets.append((mt, n))
+        if log is not None:
+            log(lsn, ssn)
+        appended = []
+        for (slot, rows), (mt, n) in zip(parts, targets):
             end = mt.append(n, rows)
             appended.append((slot, mt, n, end, _in_order(mt, n, rows)))
         for slot, mt, n, end, _ in appended:

@@ -22,7 +22,7 @@ from monotone.errors import InjectedError
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, Writer, fsync_dir
 from monotone.rows import Ordered, Rows, drop_deletes, merge
 from shm import segment
-from shm.catalog import (H_SEGNO, H_SSN, S_ACTIVE, S_FILE_EVENTS, S_FILE_LSN, S_FROZEN,
+from shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, S_ACTIVE, S_FILE_EVENTS, S_FILE_LSN, S_FROZEN,
                          S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_LSN_MIN, S_MAX, S_MIN,
                          S_REFRESHED, S_REFRESHES, S_ROWS, S_CREATED)
 from shm.locks import PARTITIONS, PUBLISH, Held
@@ -78,6 +78,7 @@ def refresh(engine: Engine, slot: int) -> bool:
         s[S_FROZEN_ROWS] = 0
         s[S_FROZEN_LSN_MIN] = 0
         s[S_FROZEN] = 0
+        engine.catalog.bump(H_MAP_VERSION)  # clients unmap the frozen memtable
     # step 5
     engine.memtables.forget(segno)
     segment.unlink(engine.layout.memtable(segno))
