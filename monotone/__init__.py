@@ -1,11 +1,27 @@
 """monotone: a storage engine for sequential data, shared by many local processes."""
-from .client import Monotone
-from .cursor import Cursor
 from .errors import (ConfigError, CoordinatorError, CorruptionError, InjectedError,
-                     LockTimeout, MonotoneError, NoSpaceError, ParseError, PartitionNotFound)
-from .event import Batch, Event
+                     LockTimeout, MemtableFull, MonotoneError, NoSpaceError, ParseError,
+                     PartitionNotFound)
 
 __version__ = "0.1.0"
 __all__ = ["Monotone", "Event", "Batch", "Cursor", "MonotoneError", "ParseError",
            "ConfigError", "PartitionNotFound", "CorruptionError", "LockTimeout",
-           "CoordinatorError", "NoSpaceError", "InjectedError"]
+           "CoordinatorError", "NoSpaceError", "InjectedError", "MemtableFull"]
+
+# The client is imported on first use, so that the leaf modules (errors,
+# format, rows) can be imported by shm/ and workers/ without pulling it in.
+_LAZY = {"Monotone": ".client", "Cursor": ".cursor", "Event": ".event", "Batch": ".event"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'monotone' has no attribute {name!r}")
+    from importlib import import_module
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

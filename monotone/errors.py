@@ -36,5 +36,13 @@ class NoSpaceError(MonotoneError, OSError):
     """Shared memory or disk ran out of space; nothing of the batch was written."""
 
 
+class MemtableFull(MonotoneError):
+    """A partition's memtable has no room left; refreshing the partition frees it."""
+
+    def __init__(self, message: str, segno: int) -> None:
+        super().__init__(message)
+        self.segno = segno
+
+
 class InjectedError(MonotoneError):
     """A step failed on purpose because an error_* switch is set (crash tests)."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import protocol
 from . import errors
-from .errors import CoordinatorError, MonotoneError
+from .errors import CoordinatorError, MemtableFull, MonotoneError
 from .partfile import Reader, file_name
 from .repository import Layout
 from .rows import Rows, sort_dedup
@@ -185,7 +185,15 @@ class Session:
                     from .errors import InjectedError
                     raise InjectedError("wal write failed (error_wal is set)")
 
-            write_parts(self.catalog, self.locks, self.memtables, parts, log)
+            try:
+                write_parts(self.catalog, self.locks, self.memtables, parts, log)
+            except MemtableFull as e:
+                # nothing was written: refresh the full partition and try once more
+                full = [int(self.catalog.slots[slot, S_MIN]) for slot, _ in parts
+                        if int(self.catalog.slots[slot, S_ACTIVE]) == e.segno]
+                for min_ in full:
+                    self.request({"op": "execute", "text": f"REFRESH PARTITION IF EXISTS {min_}"})
+                write_parts(self.catalog, self.locks, self.memtables, parts, log)
             return ids
 
     def after_command(self, lsn_needed: int) -> None:

@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from monotone.errors import MonotoneError
+from monotone.errors import MemtableFull, MonotoneError
 from monotone.rows import U64, Rows, sort_dedup
 
 from .segment import Segment
 
 MAGIC = 0x4D544E4D454D31  # "MTNMEM1"
 PAGE = 4096
-CAP_ROWS = 1 << 23
-CAP_KEYS = 1 << 31
-CAP_VALUES = 1 << 33
+CAP_ROWS = 1 << 22           # virtual sizes: pages are backed only as they fill
+CAP_KEYS = 1 << 30
+CAP_VALUES = 1 << 32
 ROW_CHUNK = 1 << 16          # rows backed at a time
 BYTE_CHUNK = 4 << 20         # arena bytes backed at a time
 # header words
-M_MAGIC, M_SEGNO, M_SORTED, M_LSN_MAX, M_ALLOC_ROWS, M_ALLOC_KEYS, M_ALLOC_VALUES = range(7)
+(M_MAGIC, M_SEGNO, M_SORTED, M_LSN_MAX, M_ALLOC_ROWS, M_ALLOC_KEYS, M_ALLOC_VALUES,
+ M_CAP_ROWS, M_CAP_KEYS, M_CAP_VALUES) = range(10)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -75,8 +76,8 @@ class Memtable:
         self._sorted_cache: tuple[int, Rows] | None = None
 
     @classmethod
-    def create(cls, name: str, segno: int) -> "Memtable":
-        seg = Segment(name, LAYOUT.size, create=True)
+    def create(cls, name: str, segno: int, layout: Layout = LAYOUT) -> "Memtable":
+        seg = Segment(name, layout.size, create=True)
         try:
             seg.reserve(0, PAGE)
         except MonotoneError:
@@ -84,17 +85,24 @@ class Memtable:
             from .segment import unlink
             unlink(name)
             raise
-        mt = cls(seg)
+        mt = cls(seg, layout)
         mt.header[M_SEGNO] = segno
+        mt.header[M_CAP_ROWS] = layout.cap_rows
+        mt.header[M_CAP_KEYS] = layout.cap_keys
+        mt.header[M_CAP_VALUES] = layout.cap_values
         mt.header[M_MAGIC] = MAGIC
         return mt
 
     @classmethod
     def attach(cls, name: str) -> "Memtable":
-        mt = cls(Segment(name))
-        if int(mt.header[M_MAGIC]) != MAGIC:
+        seg = Segment(name)
+        header = np.frombuffer(seg.map, np.uint64, 16, 0)
+        if int(header[M_MAGIC]) != MAGIC:
+            seg.close()
             raise MonotoneError(f"shared memory segment {name} is not a memtable")
-        return mt
+        layout = Layout(int(header[M_CAP_ROWS]), int(header[M_CAP_KEYS]), int(header[M_CAP_VALUES]))
+        del header
+        return cls(seg, layout)
 
     @property
     def segno(self) -> int:
@@ -140,8 +148,8 @@ class Memtable:
         kbase, vbase = int(self.koff[n]), int(self.voff[n])
         kb, vb = len(rows.key_data), len(rows.value_data)
         if n + k > lay.cap_rows or kbase + kb > lay.cap_keys or vbase + vb > lay.cap_values:
-            raise MonotoneError("memtable is full: refresh the partition "
-                                "(REFRESH PARTITION) before writing more to it")
+            raise MemtableFull("memtable is full: refresh the partition "
+                               "(REFRESH PARTITION) before writing more to it", self.segno)
         self._back(M_ALLOC_ROWS, n + k, ROW_CHUNK, lay.cap_rows, self._reserve_rows)
         self._back(M_ALLOC_KEYS, kbase + kb, BYTE_CHUNK, lay.cap_keys,
                    lambda a, b: self.segment.reserve(lay.keys + a, b - a))
