@@ -20,11 +20,15 @@ from shm.locks import COORDINATOR, LockFile
 from shm.memtable import Memtable, MemtableCache
 from shm.writer import write_parts
 
-SLOTS = 1 << 16
+SLOTS = 1 << 14  # the catalog is backed whole: 2 MiB
 
 
 class Engine:
     def __init__(self, base: str, settings: dict) -> None:
+        try:
+            os.makedirs(base, exist_ok=True)
+        except OSError as e:
+            raise MonotoneError(f"cannot create repository directory {base}: {e.strerror}") from None
         self.layout = Layout(base)
         self.config = Config()
         self.closed = False

@@ -1,0 +1,92 @@
+"""The monotone command: one command, the prompt, serve and bench, as real processes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import monotone
+from conftest import ROOT, coordinator_pids
+from monotone.protocol import repo_id
+from shm.segment import list_segments
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], input=stdin,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_one_command_prints_its_result(repo):
+    out = cli(repo, "SHOW interval")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == 3000000
+
+
+def test_error_exits_1_with_the_message(repo):
+    out = cli(repo, "SHOW no_such_variable")
+    assert out.returncode == 1
+    assert "no_such_variable" in out.stderr
+    out = cli(repo, "REFRESH PARTITIONS BETWEEN 1")
+    assert out.returncode == 1
+    assert "expected 'AND'" in out.stderr
+
+
+def test_works_while_another_process_has_it_open(repo):
+    db = monotone.Monotone()
+    db.open(repo)
+    try:
+        db.write([monotone.Event(value=b"x")] * 3)
+        out = cli(repo, "SHOW PARTITIONS")
+        assert out.returncode == 0, out.stderr
+        parts = json.loads(out.stdout)
+        assert [p["events_heap"] for p in parts] == [3]
+        assert cli(repo, "REFRESH PARTITION 0").returncode == 0
+        assert [ev.value for ev in db.cursor()] == [b"x", b"x", b"x"]
+        assert json.loads(db.execute("SHOW PARTITION 0"))["events"] == 3
+    finally:
+        db.close()
+
+
+def test_prompt_runs_commands_until_quit(repo):
+    out = cli(repo, stdin="SET serial TO false\nSHOW serial\nbad command\nquit\n")
+    assert out.returncode == 0, out.stderr
+    assert "false" in out.stdout
+    assert "error:" in out.stdout
+
+
+def test_serve_keeps_the_repository_open_until_terminated(repo):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    server = subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", repo],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert server.stdout.readline().startswith("monotone: serving")
+        assert server.stdout.readline().strip() == "monotone: ready"
+        for value in (b"a", b"b"):
+            db = monotone.Monotone()
+            db.open(repo)
+            db.write([monotone.Event(value=value)])
+            db.close()
+            # a served repository outlives its clients
+            assert coordinator_pids(repo) == [] and server.poll() is None
+        db = monotone.Monotone()
+        db.open(repo)
+        assert [ev.value for ev in db.cursor()] == [b"a", b"b"]
+        db.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    assert list_segments(repo_id(repo)) == []
+
+
+def test_bench_runs_and_reports(tmp_path):
+    out = cli("bench", "--n", "20000", "--batch", "500", "--path", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for what in ("write (wal)", "scan batches (wal)", "write (no wal)", "scan file (no wal)"):
+        assert any(line.startswith(what) and "events/s" in line and "MiB/s" in line
+                   for line in lines), what
