@@ -23,7 +23,7 @@ from .partfile import Reader, file_name
 from .repository import Layout
 from .rows import Rows, sort_dedup
 from .wal import WalWriter
-from shm.catalog import (H_CONFIG_VERSION, H_MAP_VERSION, H_SSN, LIVE, S_ACTIVE, S_FROZEN,
+from shm.catalog import (H_CONFIG_VERSION, H_MAP_VERSION, H_SSN, H_WAL_NEEDED, LIVE, S_ACTIVE, S_FROZEN,
                          S_FROZEN_ROWS, S_GEN, S_MAX, S_MIN, S_ROWS, S_STATE, Catalog)
 from shm.locks import COORDINATOR, PUBLISH, SEQUENCE, START, Held, LockFile
 from shm.memtable import MemtableCache
@@ -180,6 +180,7 @@ class Session:
                     self.wal.append(lsn, ssn, ordered, crc=cfg["wal_crc"],
                                     sync=cfg["wal_sync_on_write"], rotate_wm=cfg["wal_rotate_wm"],
                                     sync_on_rotate=cfg["wal_sync_on_rotate"],
+                                    obsolete_below=self.catalog.get(H_WAL_NEEDED),
                                     error=cfg["error_wal"])
                 elif cfg["error_wal"]:
                     from .errors import InjectedError

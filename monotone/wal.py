@@ -15,7 +15,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from .errors import CorruptionError, InjectedError, MonotoneError, NoSpaceError
+from .errors import InjectedError, MonotoneError, NoSpaceError
 from .format import wal as walfmt
 from .rows import Rows
 from shm.locks import LockFile
@@ -40,8 +40,10 @@ class WalWriter:
         self.lsn_max = 0
 
     def append(self, lsn: int, ssn: int, rows: Rows, *, crc: bool, sync: bool,
-               rotate_wm: int, sync_on_rotate: bool, error: bool = False) -> None:
+               rotate_wm: int, sync_on_rotate: bool, obsolete_below: int = 0,
+               error: bool = False) -> None:
         record = walfmt.encode(lsn, ssn, rows, crc)
+        self.drop_if_obsolete(obsolete_below)
         if self.lock is not None and self.size >= rotate_wm:
             self.close(sync_on_rotate)
         if self.lock is None:
@@ -76,7 +78,7 @@ class WalWriter:
 
     def drop_if_obsolete(self, lsn_needed: int) -> None:
         """Close and delete our file when every record in it has been refreshed."""
-        if self.lock is not None and self.lsn_max < lsn_needed:
+        if self.lock is not None and 0 < self.lsn_max < lsn_needed:
             path = self.path
             self.close(False)
             try:
@@ -158,5 +160,3 @@ def gc(directory: str, lsn_needed: int, keep: str | None = None) -> int:
                 pass
     return removed
 
-
-__all__ = ["WalWriter", "read_file", "cut_tail", "gc", "wal_files", "is_active", "CorruptionError"]

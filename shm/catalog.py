@@ -23,6 +23,7 @@ HEADER_WORDS = 512
 # header words
 H_MAGIC, H_PID, H_MAP_VERSION, H_LSN, H_SSN, H_SLOTS, H_SEGNO, H_CONFIG_VERSION = range(8)
 H_JOURNAL = 8          # number of (slot, rows) pairs being published; 0 = none
+H_WAL_NEEDED = 9       # WAL records below this lsn are all in partition files
 H_JOURNAL_BASE = 16    # pairs follow
 JOURNAL_MAX = 240
 # slot columns

@@ -10,7 +10,7 @@ from monotone.ddl import commands as cmd
 from monotone.ddl import parse
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.partfile import Reader
-from shm.catalog import (H_LSN, H_SSN, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FROZEN,
+from shm.catalog import (H_LSN, H_SSN, H_WAL_NEEDED, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FROZEN,
                          S_FROZEN_ROWS, S_GEN, S_MAX, S_MIN, S_REFRESHED, S_REFRESHES,
                          S_ROWS, lsn_needed)
 
@@ -105,9 +105,11 @@ def refresh_range(engine: Engine, lo: int, hi: int) -> int:
 
 def collect_wal(engine: Engine) -> int:
     """Delete WAL files whose events are all in partition files."""
+    needed = lsn_needed(engine.catalog)
+    engine.catalog.put(H_WAL_NEEDED, needed)  # writers drop their own files below it
     if not os.path.isdir(engine.layout.wal):
         return 0
-    return wal.gc(engine.layout.wal, lsn_needed(engine.catalog))
+    return wal.gc(engine.layout.wal, needed)
 
 
 def _refresh(engine: Engine, c: cmd.Refresh) -> None:
