@@ -93,7 +93,11 @@ class Monotone:
     def write(self, events: Iterable[Event]) -> list[int]:
         """Write events as one atomic batch; return their ids (serial ids filled in)."""
         session = self._open
-        events = list(events)
+        try:
+            events = list(events)
+        except TypeError:
+            raise MonotoneError(f"write() takes a list of Event objects, got "
+                                f"{type(events).__name__}") from None
         for ev in events:
             if not isinstance(ev, Event):
                 raise MonotoneError(f"write() takes Event objects, got {type(ev).__name__}")

@@ -107,8 +107,8 @@ def convert(var: Var, value: Any) -> Any:
             result = parse_size(value)
         else:
             raise ConfigError(f"config variable '{var.name}' expects an integer")
-        if result < 0:
-            raise ConfigError(f"config variable '{var.name}' must not be negative")
+        if not 0 <= result < 2**64:
+            raise ConfigError(f"config variable '{var.name}' must be in [0, 2**64-1]")
         return result
     if not isinstance(value, str):
         raise ConfigError(f"config variable '{var.name}' expects a string")
@@ -118,6 +118,8 @@ def convert(var: Var, value: Any) -> Any:
 def validate(name: str, value: Any) -> None:
     if name == "interval" and value < 1:
         raise ConfigError("interval must be at least 1")
+    if name == "ssn" and value >= 2**64 - 1:
+        raise ConfigError("ssn must be below 2**64-1 (that id marks a serial write)")
     if name == "compression" and value not in COMPRESSIONS and value != "":
         raise ConfigError(f"compression '{value}' is not supported: "
                           f"expected one of {', '.join(COMPRESSIONS)}")

@@ -48,10 +48,12 @@ class Cursor:
     def __iter__(self) -> Iterator[Event]:
         while self._batch is not None:
             events = self._event_list()
-            for i in range(self._pos, len(events)):
+            last = len(events) - 1
+            for i in range(self._pos, last):
                 self._pos = i + 1
                 yield events[i]
-            self._advance()
+            self._advance()  # before the last event, so the cursor never rests past a batch
+            yield events[last]
 
     def batches(self) -> Iterator[Batch]:
         """The rest of the events as numpy Batch chunks, in order."""

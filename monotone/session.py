@@ -167,6 +167,9 @@ class Session:
                 count = int(serial.sum())
                 with Held(self.locks, SEQUENCE):
                     ssn = self.catalog.get(H_SSN)
+                    if ssn + count > SERIAL:  # the last id would be the serial marker
+                        raise MonotoneError(f"serial ids are exhausted (ssn is {ssn}): "
+                                            "SET ssn to a lower value or give ids")
                     self.catalog.put(H_SSN, ssn + count)
                 rows.ids[serial] = np.arange(ssn, ssn + count, dtype=np.uint64)
             ids = rows.ids.copy()

@@ -171,14 +171,15 @@ def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
     if listener is None:
         announce("ready")  # another coordinator serves this repository
         return 0
+    engine = None
     try:
         engine = Engine(base, settings)
         setup_logging(engine)
         recover(engine)
-    except (MonotoneError, OSError) as e:
-        listener.close()
-        if "engine" in locals():
+    except Exception as e:
+        if engine is not None:
             engine.close()
+        listener.close()
         announce(f"error: {e}")
         return 1
     log.info("coordinator started for %s (pid %d)", engine.layout.base, os.getpid())

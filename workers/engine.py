@@ -106,15 +106,20 @@ class Engine:
         cat.bump(H_MAP_VERSION)
         return slot
 
-    def ensure_partitions(self, ids: list[int]) -> None:
+    def ensure_partitions(self, ids) -> None:
         """Create the partitions that ids fall in but no partition covers yet."""
+        ids = np.unique(np.asarray(ids, np.uint64))
+        missing = ids[~self._covered(ids)]
         interval = self.config.interval
-        for id_ in sorted(set(ids)):
+        created = -1
+        for id_ in missing.tolist():  # sorted: skip ids the last new partition covers
+            if id_ <= created:
+                continue
             live = self.live_slots()
             mins, maxs = self.catalog.slots[live, S_MIN], self.catalog.slots[live, S_MAX]
             i = int(np.searchsorted(maxs, np.uint64(id_), side="left"))
             if i < len(live) and mins[i] <= id_:
-                continue
+                continue  # created for an earlier id of this call
             lo = id_ - id_ % interval
             hi = min(lo + interval - 1, 2**64 - 1)
             # clip to the gap between neighbours (interval may have changed)
@@ -123,6 +128,15 @@ class Engine:
             if i < len(live):
                 hi = min(hi, int(mins[i]) - 1)
             self.new_slot(lo, hi)
+            created = hi
+
+    def _covered(self, ids: np.ndarray) -> np.ndarray:
+        live = self.live_slots()
+        mins, maxs = self.catalog.slots[live, S_MIN], self.catalog.slots[live, S_MAX]
+        which = np.searchsorted(maxs, ids, side="left")
+        inside = which < len(live)
+        inside[inside] &= mins[which[inside]] <= ids[inside]
+        return inside
 
     def partition_of(self, min_: int) -> int | None:
         return self.catalog.find(min_)
@@ -131,7 +145,7 @@ class Engine:
         """Replay one WAL batch into memtables (recovery), partition by partition."""
         from monotone.rows import sort_dedup
         rows = sort_dedup(rows)
-        self.ensure_partitions(np.unique(rows.ids).tolist())
+        self.ensure_partitions(rows.ids)
         live = self.live_slots()
         cat = self.catalog
         maxs = cat.slots[live, S_MAX]

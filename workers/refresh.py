@@ -7,11 +7,13 @@
   step 3. rename <min>.incomplete -> <min>.complete
           -- crash point error_refresh_2
   step 4. under PUBLISH (no snapshot is taken meanwhile):
-          remove the old <min>
+          rename <min>.complete over the old <min> (one atomic step)
           -- crash point error_refresh_3
-          rename <min>.complete -> <min>, point the slot at the new file
-  step 5. drop the frozen memtable, delete WAL files nobody needs
-Recovery (recovery.py) finishes or discards each of these states.
+          point the slot at the new file
+  step 5. drop the frozen memtable
+Recovery (recovery.py) finishes or discards each of these states. After a
+failure the frozen memtable stays readable and the next refresh of the
+partition merges it first.
 """
 from __future__ import annotations
 
@@ -34,8 +36,19 @@ from .engine import Engine
 def refresh(engine: Engine, slot: int) -> bool:
     """Refresh one partition; False when it had nothing in memory."""
     s = engine.catalog.slots[slot]
+    resumed = bool(s[S_FROZEN])  # left by a refresh that failed
     if not _freeze(engine, slot):
         return False
+    _merge_frozen(engine, slot)
+    if resumed and s[S_ROWS]:
+        _freeze(engine, slot)
+        _merge_frozen(engine, slot)
+    return True
+
+
+def _merge_frozen(engine: Engine, slot: int) -> None:
+    """Steps 2 to 5 for the partition's frozen memtable."""
+    s = engine.catalog.slots[slot]
     frozen = engine.memtables.get(int(s[S_FROZEN]))
     rows = frozen.sorted_rows(int(s[S_FROZEN_ROWS]))
     path = engine.file_path(int(s[S_MIN]))
@@ -63,12 +76,10 @@ def refresh(engine: Engine, slot: int) -> bool:
     _crash_point(engine, 2)
     # step 4
     with Held(engine.locks, PUBLISH):
-        if os.path.exists(path):
-            os.unlink(path)
-        _crash_point(engine, 3)
-        os.rename(path + COMPLETE, path)
+        os.replace(path + COMPLETE, path)
         if cfg.sync:
             fsync_dir(engine.storage_path)
+        _crash_point(engine, 3)
         segno = int(s[S_FROZEN])
         s[S_GEN] += 1
         s[S_FILE_LSN] = meta["lsn"]
@@ -82,7 +93,6 @@ def refresh(engine: Engine, slot: int) -> bool:
     # step 5
     engine.memtables.forget(segno)
     segment.unlink(engine.layout.memtable(segno))
-    return True
 
 
 def _freeze(engine: Engine, slot: int) -> bool:

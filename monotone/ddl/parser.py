@@ -116,7 +116,9 @@ def _show(p: Parser):
     if p.accept("CONFIG"):
         if p.peek().kind == END:
             return cmd.Show("config")
-        return cmd.Show("var", (p.name(usage).lower(),))
+        name = p.name(usage).lower()
+        p.end(usage)
+        return cmd.Show("var", (name,))
     names = [p.name(usage, "variable name").lower()]
     while p.peek().kind == PUNCT and p.peek().text == ",":
         p.take()
