@@ -12,6 +12,17 @@ from monotone.protocol import repo_id
 from shm.segment import list_segments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALL = "REFRESH PARTITIONS BETWEEN 0 AND 18446744073709551615"
+
+
+def open_db(path, **settings):
+    """Open a repository with workers off and the given settings SET before open."""
+    db = monotone.Monotone()
+    db.execute("SET workers TO 0")
+    for name, value in settings.items():
+        db.execute(f"SET {name} TO {value}")
+    db.open(path)
+    return db
 
 
 def coordinator_pids(base: str) -> list[int]:

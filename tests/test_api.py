@@ -9,8 +9,7 @@ import pytest
 
 import monotone
 from monotone import Event
-
-ALL = "REFRESH PARTITIONS BETWEEN 0 AND 18446744073709551615"
+from conftest import ALL, open_db
 
 
 def read_all(db, id=None, key=None):
@@ -27,14 +26,6 @@ def read_batches(db, id=None, key=None):
                 out.append((int(b.ids[i]), b.key(i), b.value(i)))
     return out
 
-
-def open_db(path, **settings):
-    db = monotone.Monotone()
-    db.execute("SET workers TO 0")
-    for name, value in settings.items():
-        db.execute(f"SET {name} TO {value}")
-    db.open(path)
-    return db
 
 # bulk round trip --------------------------------------------------------------
 

@@ -16,13 +16,12 @@ from monotone import Event
 from monotone.protocol import repo_id
 from shm.segment import list_segments
 
-from conftest import coordinator_pids
+from conftest import ALL, coordinator_pids
 
 INTERVAL = 16
 IDS = st.integers(0, 4 * INTERVAL - 1)
 KEYS = st.sampled_from([b"", b"a", b"b", b"ab", b"a\x00", b"\x00", b"\xff" * 3])
 VALUES = st.binary(max_size=40)
-ALL = "REFRESH PARTITIONS BETWEEN 0 AND 18446744073709551615"
 
 
 class Repository(RuleBasedStateMachine):

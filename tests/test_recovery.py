@@ -15,18 +15,9 @@ from monotone import Event
 from monotone.format import partition
 from monotone.format import wal as walfmt
 
-from conftest import coordinator_pids, run_python
-
-ALL = "REFRESH PARTITIONS BETWEEN 0 AND 18446744073709551615"
+from conftest import ALL, coordinator_pids, open_db, run_python
 
 
-def open_db(path, **settings):
-    db = monotone.Monotone()
-    db.execute("SET workers TO 0")
-    for name, value in settings.items():
-        db.execute(f"SET {name} TO {value}")
-    db.open(path)
-    return db
 
 
 def read_all(db, id=None):
