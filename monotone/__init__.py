@@ -1,11 +1,19 @@
 """monotone: a storage engine for sequential data, shared by many local processes."""
-from .errors import (ConfigError, CoordinatorError, CorruptionError, InjectedError,
-                     LockTimeout, MemtableFull, MonotoneError, NoSpaceError, ParseError,
-                     PartitionNotFound)
+from .errors import (
+    ConfigError,
+    CoordinatorError,
+    CorruptionError,
+    InjectedError,
+    MemtableFull,
+    MonotoneError,
+    NoSpaceError,
+    ParseError,
+    PartitionNotFound,
+)
 
 __version__ = "0.1.0"
 __all__ = ["Monotone", "Event", "Batch", "Cursor", "MonotoneError", "ParseError",
-           "ConfigError", "PartitionNotFound", "CorruptionError", "LockTimeout",
+           "ConfigError", "PartitionNotFound", "CorruptionError",
            "CoordinatorError", "NoSpaceError", "InjectedError", "MemtableFull"]
 
 # The client is imported on first use, so that the leaf modules (errors,

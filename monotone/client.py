@@ -1,11 +1,13 @@
 """The public API: Monotone, the environment of one repository."""
 from __future__ import annotations
 
+import json
+import os
 from typing import Iterable
 
 import numpy as np
 
-from .config import Config, HIDDEN, TABLE
+from .config import HIDDEN, TABLE, Config
 from .cursor import Cursor
 from .ddl import commands as cmd
 from .ddl import parse
@@ -13,8 +15,6 @@ from .errors import MonotoneError
 from .event import Event
 from .rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
 from .session import SERIAL, Session
-
-import json
 
 
 class Monotone:
@@ -61,7 +61,6 @@ class Monotone:
             raise MonotoneError("already open: close() first")
         if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
             raise MonotoneError("open() takes a directory path")
-        import os
         self._session = Session(os.fsdecode(os.fspath(path)), dict(self._settings))
         self.config.values.update({k: v for k, v in self._session.config.items()
                                    if k in self.config.values})

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from shm.catalog import S_MAX
+
 from .event import Batch, Event
 from .rows import Ordered, drop_deletes, merge
-from shm.catalog import S_MAX
 
 CHUNK = 1 << 16  # rows per batch taken from memtables
 

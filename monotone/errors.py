@@ -24,10 +24,6 @@ class CorruptionError(MonotoneError):
     """A partition file or WAL record failed its checksum or framing check."""
 
 
-class LockTimeout(MonotoneError, TimeoutError):
-    """A lock could not be taken in time."""
-
-
 class CoordinatorError(MonotoneError, ConnectionError):
     """The coordinator process could not be started or reached."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import os
 
-from .protocol import repo_id
 from shm.segment import segment_name
+
+from .protocol import repo_id
 
 
 class Layout:

@@ -65,10 +65,6 @@ class Rows:
         vo, vd = gather(self.value_offsets, self.value_data, idx)
         return Rows(self.ids[idx], self.flags[idx], ko, kd, vo, vd)
 
-    def copy(self) -> "Rows":
-        return Rows(self.ids.copy(), self.flags.copy(), self.key_offsets.copy(),
-                    self.key_data.copy(), self.value_offsets.copy(), self.value_data.copy())
-
 
 def _is_identity(idx: np.ndarray) -> bool:
     return bool(idx[-1] == len(idx) - 1 and (len(idx) < 2 or np.all(np.diff(idx) == 1)))
@@ -197,15 +193,6 @@ def drop_deletes(rows: Rows) -> Rows:
     if not len(rows) or not rows.flags.any():
         return rows
     return rows.take(np.flatnonzero((rows.flags & DELETE) == 0))
-
-
-def is_sorted_unique(rows: Rows, width: int) -> bool:
-    if len(rows) < 2:
-        return True
-    if width == 0:
-        return bool(np.all(rows.ids[1:] > rows.ids[:-1]))
-    sk = sort_keys(rows, width)
-    return bool(np.all(sk[1:] > sk[:-1]))
 
 
 def merge(sources: list[Rows]) -> Rows:

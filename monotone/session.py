@@ -16,18 +16,32 @@ import threading
 
 import numpy as np
 
-from . import protocol
-from . import errors
-from .errors import CoordinatorError, MemtableFull, MonotoneError
+from shm.catalog import (
+    H_CONFIG_VERSION,
+    H_MAP_VERSION,
+    H_SSN,
+    H_WAL_NEEDED,
+    LIVE,
+    S_ACTIVE,
+    S_FROZEN,
+    S_FROZEN_ROWS,
+    S_GEN,
+    S_MAX,
+    S_MIN,
+    S_ROWS,
+    S_STATE,
+    Catalog,
+)
+from shm.locks import COORDINATOR, PUBLISH, SEQUENCE, START, Held, LockFile
+from shm.memtable import MemtableCache
+from shm.writer import write_parts
+
+from . import errors, protocol
+from .errors import CoordinatorError, InjectedError, MemtableFull, MonotoneError
 from .partfile import Reader, file_name
 from .repository import Layout
 from .rows import Rows, sort_dedup
 from .wal import WalWriter
-from shm.catalog import (H_CONFIG_VERSION, H_MAP_VERSION, H_SSN, H_WAL_NEEDED, LIVE, S_ACTIVE, S_FROZEN,
-                         S_FROZEN_ROWS, S_GEN, S_MAX, S_MIN, S_ROWS, S_STATE, Catalog)
-from shm.locks import COORDINATOR, PUBLISH, SEQUENCE, START, Held, LockFile
-from shm.memtable import MemtableCache
-from shm.writer import write_parts
 
 SERIAL = 2**64 - 1
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -186,7 +200,6 @@ class Session:
                                     obsolete_below=self.catalog.get(H_WAL_NEEDED),
                                     error=cfg["error_wal"])
                 elif cfg["error_wal"]:
-                    from .errors import InjectedError
                     raise InjectedError("wal write failed (error_wal is set)")
 
             try:

@@ -15,10 +15,11 @@ import errno
 import os
 from dataclasses import dataclass
 
+from shm.locks import LockFile
+
 from .errors import InjectedError, MonotoneError, NoSpaceError
 from .format import wal as walfmt
 from .rows import Rows
-from shm.locks import LockFile
 
 SUFFIX = ".wal"
 

@@ -11,7 +11,6 @@ do not exclude each other: callers serialise their own threads.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import struct
@@ -46,16 +45,6 @@ class LockFile:
     def lock(self, byte: int, exclusive: bool = True) -> None:
         kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
         self._fcntl(fcntl.F_OFD_SETLKW, kind, byte)
-
-    def try_lock(self, byte: int, exclusive: bool = True) -> bool:
-        kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
-        try:
-            self._fcntl(fcntl.F_OFD_SETLK, kind, byte)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EACCES):
-                return False
-            raise
-        return True
 
     def unlock(self, byte: int) -> None:
         self._fcntl(fcntl.F_OFD_SETLK, fcntl.F_UNLCK, byte)

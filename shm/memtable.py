@@ -17,7 +17,7 @@ import numpy as np
 from monotone.errors import MemtableFull, MonotoneError
 from monotone.rows import U64, Rows, sort_dedup
 
-from .segment import Segment
+from .segment import Segment, unlink
 
 MAGIC = 0x4D544E4D454D31  # "MTNMEM1"
 PAGE = 4096
@@ -82,7 +82,6 @@ class Memtable:
             seg.reserve(0, PAGE)
         except MonotoneError:
             seg.close()
-            from .segment import unlink
             unlink(name)
             raise
         mt = cls(seg, layout)

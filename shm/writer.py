@@ -18,7 +18,7 @@ from typing import Callable
 
 from monotone.rows import Rows
 
-from .catalog import (H_JOURNAL, H_LSN, H_SSN, S_ACTIVE, S_LSN_MIN, S_ROWS, Catalog)
+from .catalog import H_JOURNAL, H_LSN, H_SSN, S_ACTIVE, S_LSN_MIN, S_ROWS, Catalog
 from .locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
 from .memtable import Memtable, MemtableCache
 

@@ -11,11 +11,25 @@ from monotone.config import Config
 from monotone.errors import MonotoneError
 from monotone.partfile import file_name
 from monotone.repository import Layout, write_json
-from monotone.rows import Rows
+from monotone.rows import Rows, sort_dedup
 from shm import segment
-from shm.catalog import (H_CONFIG_VERSION, H_LSN, H_MAP_VERSION, H_PID, H_SEGNO, H_SSN,
-                         LIVE, S_ACTIVE, S_CREATED, S_FROZEN, S_MAX, S_MIN, S_STATE,
-                         SLOT_WORDS, Catalog)
+from shm.catalog import (
+    H_CONFIG_VERSION,
+    H_LSN,
+    H_MAP_VERSION,
+    H_PID,
+    H_SEGNO,
+    H_SSN,
+    LIVE,
+    S_ACTIVE,
+    S_CREATED,
+    S_FROZEN,
+    S_MAX,
+    S_MIN,
+    S_STATE,
+    SLOT_WORDS,
+    Catalog,
+)
 from shm.locks import COORDINATOR, LockFile
 from shm.memtable import Memtable, MemtableCache
 from shm.writer import write_parts
@@ -143,7 +157,6 @@ class Engine:
 
     def apply(self, rows: Rows, lsn: int, skip_lsn) -> None:
         """Replay one WAL batch into memtables (recovery), partition by partition."""
-        from monotone.rows import sort_dedup
         rows = sort_dedup(rows)
         self.ensure_partitions(rows.ids)
         live = self.live_slots()

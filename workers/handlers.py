@@ -10,9 +10,23 @@ from monotone.ddl import commands as cmd
 from monotone.ddl import parse
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.partfile import Reader
-from shm.catalog import (H_LSN, H_SSN, H_WAL_NEEDED, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FROZEN,
-                         S_FROZEN_ROWS, S_GEN, S_MAX, S_MIN, S_REFRESHED, S_REFRESHES,
-                         S_ROWS, lsn_needed)
+from shm.catalog import (
+    H_LSN,
+    H_SSN,
+    H_WAL_NEEDED,
+    S_ACTIVE,
+    S_CREATED,
+    S_FILE_EVENTS,
+    S_FROZEN,
+    S_FROZEN_ROWS,
+    S_GEN,
+    S_MAX,
+    S_MIN,
+    S_REFRESHED,
+    S_REFRESHES,
+    S_ROWS,
+    lsn_needed,
+)
 
 from . import refresh as refresher
 from .engine import Engine

@@ -16,8 +16,16 @@ import re
 
 from monotone import wal
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, fsync_dir
-from shm.catalog import (H_LSN, H_SSN, S_CREATED, S_FILE_EVENTS, S_FILE_LSN, S_GEN,
-                         S_REFRESHED, S_REFRESHES)
+from shm.catalog import (
+    H_LSN,
+    H_SSN,
+    S_CREATED,
+    S_FILE_EVENTS,
+    S_FILE_LSN,
+    S_GEN,
+    S_REFRESHED,
+    S_REFRESHES,
+)
 
 from .engine import Engine
 

@@ -24,9 +24,25 @@ from monotone.errors import InjectedError
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, Writer, fsync_dir
 from monotone.rows import Ordered, Rows, drop_deletes, merge
 from shm import segment
-from shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, S_ACTIVE, S_FILE_EVENTS, S_FILE_LSN, S_FROZEN,
-                         S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_LSN_MIN, S_MAX, S_MIN,
-                         S_REFRESHED, S_REFRESHES, S_ROWS, S_CREATED)
+from shm.catalog import (
+    H_MAP_VERSION,
+    H_SEGNO,
+    H_SSN,
+    S_ACTIVE,
+    S_CREATED,
+    S_FILE_EVENTS,
+    S_FILE_LSN,
+    S_FROZEN,
+    S_FROZEN_LSN_MIN,
+    S_FROZEN_ROWS,
+    S_GEN,
+    S_LSN_MIN,
+    S_MAX,
+    S_MIN,
+    S_REFRESHED,
+    S_REFRESHES,
+    S_ROWS,
+)
 from shm.locks import PARTITIONS, PUBLISH, Held
 from shm.memtable import Memtable
 

@@ -153,4 +153,3 @@ def _checkpoint(p: Parser):
 
 
 _COMMANDS = {"SET": _set, "SHOW": _show, "REFRESH": _refresh, "CHECKPOINT": _checkpoint}
-__all__ = ["parse", "STRING"]
