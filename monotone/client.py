@@ -34,9 +34,7 @@ class Monotone:
         if self._session is None:
             return self._execute_closed(parsed)
         reply = self._session.request({"op": "execute", "text": command})
-        if isinstance(parsed, (cmd.Refresh, cmd.Checkpoint)):
-            self._session.after_command(reply["lsn_needed"])
-            self._session.prune()
+        self._session.after_command(reply["lsn_needed"])
         return reply["result"]
 
     def _execute_closed(self, parsed) -> str | None:

@@ -15,9 +15,12 @@ from .errors import ConfigError
 
 # flags
 PERSIST = 1      # written to config.json
-BEFORE_OPEN = 2  # may be set only before open()
-READ_ONLY = 4    # never set by a user
-HIDDEN = 8       # not listed by SHOW CONFIG / SHOW ALL (error injection)
+BEFORE_OPEN = 2  # may be set before open()
+RUNTIME = 4      # may be set while open
+HIDDEN = 8       # not listed by SHOW CONFIG / SHOW ALL
+NONZERO = 16     # zero is not a valid value
+READ_ONLY = 0    # neither BEFORE_OPEN nor RUNTIME: never set by a user
+C, R = BEFORE_OPEN, RUNTIME
 
 
 @dataclass(frozen=True)
@@ -28,42 +31,42 @@ class Var:
     flags: int = 0
 
 
+GiB = 1024**3
 VARS = [
     Var("version", str, "1.0", READ_ONLY),
-    Var("uuid", str, "", PERSIST | BEFORE_OPEN),
+    Var("uuid", str, "", PERSIST | C),
     Var("directory", str, "", READ_ONLY),
-    Var("sync", bool, True, PERSIST),
-    Var("log", bool, True, 0),
-    Var("log_to_file", bool, True, 0),
-    Var("log_to_stdout", bool, False, 0),
-    Var("mm_page_size", int, 2 * 1024 * 1024, PERSIST | BEFORE_OPEN),
-    Var("mm_limit", bool, False, PERSIST),
-    Var("mm_limit_wm", int, 0, PERSIST),
-    Var("mm_limit_behaviour", str, "block", PERSIST),
-    Var("mm_cache", int, 8, PERSIST),
-    Var("wal", bool, True, PERSIST | BEFORE_OPEN),
-    Var("wal_rotate_wm", int, 64 * 1024 * 1024, PERSIST),
-    Var("wal_sync_on_rotate", bool, True, PERSIST),
-    Var("wal_sync_on_write", bool, False, PERSIST),
-    Var("wal_crc", bool, False, PERSIST),
-    Var("serial", bool, True, PERSIST),
-    Var("interval", int, 3_000_000, PERSIST),
-    Var("compression", str, "lz4", PERSIST),
-    Var("compression_level", int, 0, PERSIST),
-    Var("region_size", int, 128 * 1024, PERSIST),
-    Var("workers", int, 3, PERSIST | BEFORE_OPEN),
-    Var("workers_upload", int, 1, PERSIST | BEFORE_OPEN),
-    Var("ssn", int, 0, PERSIST),
+    Var("log", bool, True, C),
+    Var("log_to_file", bool, True, C),
+    Var("log_to_stdout", bool, False, C),
+    Var("mm_page_size", int, 2 * 1024 * 1024, PERSIST | C),
+    Var("mm_limit", bool, False, PERSIST | C),
+    Var("mm_limit_wm", int, 8 * GiB, PERSIST | C),
+    Var("mm_limit_behaviour", str, "block", PERSIST | C),
+    Var("mm_cache", int, 8 * GiB, PERSIST | C),
+    Var("wal", bool, True, PERSIST | C),
+    Var("wal_rotate_wm", int, 100 * 1024 * 1024, PERSIST | C | R),
+    Var("wal_sync_on_rotate", bool, True, PERSIST | C),
+    Var("wal_sync_on_write", bool, False, PERSIST | C),
+    Var("wal_crc", bool, False, PERSIST | C),
+    Var("serial", bool, True, PERSIST | C),
+    Var("interval", int, 3_000_000, PERSIST | C | R | NONZERO),
+    Var("compression", str, "lz4", PERSIST | C | R),
+    Var("compression_level", int, 0, PERSIST | C | R),
+    Var("workers", int, 3, PERSIST | C),
+    Var("workers_upload", int, 1, PERSIST | C),
+    Var("ssn", int, 0, PERSIST | C | R),
     Var("lsn", int, 0, READ_ONLY),
-    Var("error_refresh_1", bool, False, HIDDEN),
-    Var("error_refresh_2", bool, False, HIDDEN),
-    Var("error_refresh_3", bool, False, HIDDEN),
-    Var("error_upload", bool, False, HIDDEN),
-    Var("error_download", bool, False, HIDDEN),
-    Var("error_wal", bool, False, HIDDEN),
+    Var("sync", bool, True, PERSIST | C | HIDDEN),
+    Var("error_refresh_1", bool, False, C | R | HIDDEN),
+    Var("error_refresh_2", bool, False, C | R | HIDDEN),
+    Var("error_refresh_3", bool, False, C | R | HIDDEN),
+    Var("error_upload", bool, False, C | R | HIDDEN),
+    Var("error_download", bool, False, C | R | HIDDEN),
+    Var("error_wal", bool, False, C | R | HIDDEN),
 ]
 TABLE = {v.name: v for v in VARS}
-COMPRESSIONS = ("lz4", "none")
+COMPRESSIONS = ("lz4", "zstd", "none")
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -83,10 +86,12 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
 
 
-def lookup(name: str) -> Var:
+def lookup(name: str, verb: str = "SET") -> Var:
     var = TABLE.get(name.lower())
     if var is None:
-        raise ConfigError(f"config variable '{name}' does not exist")
+        if verb == "SHOW":
+            raise ConfigError(f"SHOW name: '{name}' not found")
+        raise ConfigError(f"SET '{name}': variable not found")
     return var
 
 
@@ -97,36 +102,37 @@ def convert(var: Var, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "on", "off"):
             return value.lower() in ("true", "on")
-        raise ConfigError(f"config variable '{var.name}' expects a bool (true or false)")
+        raise ConfigError(f"SET '{var.name}': bool value expected")
     if var.type is int:
         if isinstance(value, bool):
-            raise ConfigError(f"config variable '{var.name}' expects an integer")
+            raise ConfigError(f"SET '{var.name}': integer value expected")
         if isinstance(value, int):
             result = value
         elif isinstance(value, str):
-            result = parse_size(value)
+            try:
+                result = parse_size(value)
+            except ConfigError:
+                raise ConfigError(f"SET '{var.name}': integer value expected") from None
         else:
-            raise ConfigError(f"config variable '{var.name}' expects an integer")
+            raise ConfigError(f"SET '{var.name}': integer value expected")
         if not 0 <= result < 2**64:
-            raise ConfigError(f"config variable '{var.name}' must be in [0, 2**64-1]")
+            raise ConfigError(f"SET '{var.name}': value must be in [0, 2**64-1]")
+        if result == 0 and var.flags & NONZERO:
+            raise ConfigError(f"SET '{var.name}': variable cannot be set to zero")
         return result
     if not isinstance(value, str):
-        raise ConfigError(f"config variable '{var.name}' expects a string")
+        raise ConfigError(f"SET '{var.name}': string value expected")
     return value
 
 
 def validate(name: str, value: Any) -> None:
-    if name == "interval" and value < 1:
-        raise ConfigError("interval must be at least 1")
     if name == "ssn" and value >= 2**64 - 1:
-        raise ConfigError("ssn must be below 2**64-1 (that id marks a serial write)")
-    if name == "compression" and value not in COMPRESSIONS and value != "":
-        raise ConfigError(f"compression '{value}' is not supported: "
-                          f"expected one of {', '.join(COMPRESSIONS)}")
+        raise ConfigError("SET 'ssn': must be below 2**64-1 (that id marks a serial write)")
+    if name == "compression" and value not in COMPRESSIONS:
+        raise ConfigError(f"SET 'compression': unknown compression '{value}' "
+                          f"(expected one of {', '.join(COMPRESSIONS)})")
     if name == "mm_limit_behaviour" and value not in ("block", "error"):
-        raise ConfigError("mm_limit_behaviour expects 'block' or 'error'")
-    if name == "region_size" and value < 1024:
-        raise ConfigError("region_size must be at least 1KiB")
+        raise ConfigError("SET 'mm_limit_behaviour': 'block' or 'error' expected")
 
 
 class Config:
@@ -143,10 +149,13 @@ class Config:
 
     def set(self, name: str, value: Any, *, opened: bool) -> None:
         var = lookup(name)
-        if var.flags & READ_ONLY:
-            raise ConfigError(f"config variable '{var.name}' is read-only")
-        if opened and var.flags & BEFORE_OPEN:
-            raise ConfigError(f"config variable '{var.name}' can be set only before open()")
+        if not var.flags & (BEFORE_OPEN | RUNTIME):
+            raise ConfigError(f"SET '{var.name}': variable cannot be changed")
+        if opened and not var.flags & RUNTIME:
+            raise ConfigError(f"SET '{var.name}': variable cannot be changed online "
+                              "(set it before open())")
+        if not opened and not var.flags & BEFORE_OPEN:
+            raise ConfigError(f"SET '{var.name}': variable can be changed only while open")
         value = convert(var, value)
         if var.name == "compression" and value == "":
             value = "none"
@@ -154,7 +163,7 @@ class Config:
         self.values[var.name] = value
 
     def show(self, name: str) -> Any:
-        return self.values[lookup(name).name]
+        return self.values[lookup(name, "SHOW").name]
 
     def visible(self) -> dict:
         return {v.name: self.values[v.name] for v in VARS if not v.flags & HIDDEN}

@@ -12,6 +12,7 @@ import zlib
 from .errors import CorruptionError, MonotoneError
 from .format import partition, region
 from .format.codec import codec as make_codec
+from .format.crypto import Cipher
 from .rows import Rows, concat
 
 INCOMPLETE = ".incomplete"
@@ -31,10 +32,13 @@ def fsync_dir(path: str) -> None:
 
 
 class Writer:
-    def __init__(self, path: str, compression: str, level: int, region_size: int) -> None:
+    def __init__(self, path: str, compression: str, level: int, region_size: int,
+                 cipher: Cipher | None = None, crc: bool = True) -> None:
         self.path = path
         self.codec = make_codec(compression, level)
         self.region_size = region_size
+        self.cipher = cipher
+        self.crc = crc
         self.index = partition.IndexBuilder()
         self.pending: list[Rows] = []
         self.pending_bytes = 0
@@ -75,11 +79,13 @@ class Writer:
         self.pending, self.pending_bytes = [], 0
         raw = region.encode(rows)
         data = self.codec.compress(raw)
+        if self.cipher is not None:
+            data = self.cipher.seal(data, b"region %d" % self.offset)
         self.file.write(data)
         n = len(rows)
         self.index.add(self.offset, len(data), len(raw), n,
                        int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1),
-                       zlib.crc32(data))
+                       zlib.crc32(data) if self.crc else 0)
         self.offset += len(data)
         self.events += n
         self.size_origin += len(raw)
@@ -88,12 +94,17 @@ class Writer:
         """Write index and footer, fsync when asked; return the meta written."""
         self._flush()
         meta = dict(meta, events=self.events, regions=len(self.index.entries),
-                    size_uncompressed=self.size_origin, compression=self.codec.name)
+                    size_uncompressed=self.size_origin, compression=self.codec.name,
+                    crc=self.crc, encryption="aes" if self.cipher else "none")
         index_offset = self.offset
         meta["size"] = index_offset  # regions only; index and footer added below
         body = self.index.encode(meta)
+        flags = 0
+        if self.cipher is not None:
+            body = self.cipher.seal(body, b"index")
+            flags |= partition.ENCRYPTED
         self.file.write(body)
-        self.file.write(partition.encode_footer(index_offset, body))
+        self.file.write(partition.encode_footer(index_offset, body, flags))
         self.file.flush()
         if sync:
             os.fsync(self.file.fileno())
@@ -109,10 +120,14 @@ class Writer:
 
 
 class Reader:
-    """An open partition file: its index in memory, regions read on demand."""
+    """An open partition file: its index in memory, regions read on demand.
 
-    def __init__(self, path: str) -> None:
+    cipher: the storage's key, needed when the file is encrypted.
+    """
+
+    def __init__(self, path: str, cipher: Cipher | None = None) -> None:
         self.path = path
+        self.cipher = cipher
         try:
             self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
@@ -122,11 +137,21 @@ class Reader:
             if size < partition.FOOTER.size:
                 raise CorruptionError(f"partition file {path}: truncated (no footer)")
             footer = os.pread(self.fd, partition.FOOTER.size, size - partition.FOOTER.size)
-            offset, length, crc = partition.decode_footer(footer, path)
+            offset, length, crc, flags = partition.decode_footer(footer, path)
             if offset + length + partition.FOOTER.size != size:
                 raise CorruptionError(f"partition file {path}: index does not fit the file")
-            self.index = partition.decode_index(os.pread(self.fd, length, offset), crc, path)
+            body = os.pread(self.fd, length, offset)
+            partition.check_index(body, crc, path)
+            if flags & partition.ENCRYPTED:
+                if cipher is None:
+                    raise MonotoneError(f"partition file {path} is encrypted and its storage "
+                                        "has no encryption key")
+                body = cipher.open(body, b"index", f"partition file {path}")
+            else:
+                self.cipher = None
+            self.index = partition.parse_index(body, path)
             self.codec = make_codec(self.index.meta.get("compression", "none"))
+            self.verify = bool(self.index.meta.get("crc", True))
             self.file_size = size
         except BaseException:
             os.close(self.fd)
@@ -140,9 +165,17 @@ class Reader:
         e = self.index.entries[i]
         size = int(e["size"])
         data = os.pread(self.fd, size, int(e["offset"]))
-        if len(data) != size or zlib.crc32(data) != int(e["crc"]):
+        if len(data) != size:
+            raise CorruptionError(f"partition file {self.path}: region {i} is truncated")
+        if self.verify and zlib.crc32(data) != int(e["crc"]):
             raise CorruptionError(f"partition file {self.path}: region {i} checksum mismatch")
-        raw = self.codec.decompress(data, int(e["size_origin"]))
+        if self.cipher is not None:
+            data = self.cipher.open(data, b"region %d" % int(e["offset"]),
+                                    f"partition file {self.path}: region {i}")
+        try:
+            raw = self.codec.decompress(data, int(e["size_origin"]))
+        except CorruptionError as err:
+            raise CorruptionError(f"partition file {self.path}: region {i}: {err}") from None
         rows = region.decode(raw, f"partition file {self.path}: region {i}")
         if len(rows) != int(e["events"]):
             raise CorruptionError(f"partition file {self.path}: region {i} event count mismatch")

@@ -30,6 +30,7 @@ from shm.catalog import (
     S_MIN,
     S_ROWS,
     S_STATE,
+    S_STORAGE,
     Catalog,
 )
 from shm.locks import COORDINATOR, PUBLISH, SEQUENCE, START, Held, LockFile
@@ -38,6 +39,7 @@ from shm.writer import write_parts
 
 from . import errors, protocol
 from .errors import CoordinatorError, InjectedError, MemtableFull, MonotoneError
+from .format.crypto import Cipher, parse_key
 from .partfile import Reader, file_name
 from .repository import Layout
 from .rows import Rows, sort_dedup
@@ -65,6 +67,7 @@ class Session:
         self.memtables = MemtableCache(self.layout.memtable)
         self.wal = WalWriter(self.layout.wal)
         self.map_version = -1
+        self.ciphers: dict[int, tuple] = {}
         self.map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # coordinator
@@ -241,13 +244,23 @@ class Session:
                 row = cur.copy()
             reader = None
             if row[S_GEN]:
-                storage = self.layout.storage(self.cfg()["storage_uuid"])
-                reader = Reader(os.path.join(storage, file_name(int(row[S_MIN]))))
+                directory, cipher = self.storage(int(row[S_STORAGE]))
+                reader = Reader(os.path.join(directory, file_name(int(row[S_MIN]))), cipher)
             mems = []
             for seg, n in ((row[S_FROZEN], row[S_FROZEN_ROWS]), (row[S_ACTIVE], row[S_ROWS])):
                 if seg and n:
                     mems.append(self.memtables.get(int(seg)).sorted_rows(int(n)))
         return reader, mems
+
+    def storage(self, id_: int) -> tuple[str, Cipher | None]:
+        """Directory and cipher of a storage, by its id."""
+        cfg = self.cfg()
+        cached = self.ciphers.get(id_)
+        if cached is None or cached[0] is not cfg:
+            info = cfg["storages"][str(id_)]
+            cipher = Cipher(parse_key(info["key"])) if info["key"] else None
+            cached = self.ciphers[id_] = (cfg, info["directory"], cipher)
+        return cached[1], cached[2]
 
     def prune(self) -> None:
         live = self.catalog.live()

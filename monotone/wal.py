@@ -43,8 +43,12 @@ class WalWriter:
     def append(self, lsn: int, ssn: int, rows: Rows, *, crc: bool, sync: bool,
                rotate_wm: int, sync_on_rotate: bool, obsolete_below: int = 0,
                error: bool = False) -> None:
-        record = walfmt.encode(lsn, ssn, rows, crc)
         self.drop_if_obsolete(obsolete_below)
+        self.append_record(lsn, walfmt.encode(lsn, ssn, rows, crc), sync=sync,
+                           rotate_wm=rotate_wm, sync_on_rotate=sync_on_rotate, error=error)
+
+    def append_record(self, lsn: int, record: bytes, *, sync: bool, rotate_wm: int,
+                      sync_on_rotate: bool, error: bool = False) -> None:
         if self.lock is not None and self.size >= rotate_wm:
             self.close(sync_on_rotate)
         if self.lock is None:
@@ -106,7 +110,8 @@ class WalFile:
 
 
 def read_file(path: str, load: bool = True) -> WalFile:
-    """Every intact record of a file; the size up to the first bad one."""
+    """Every intact record of a file (or (lsn, is a drop) pairs when not load);
+    the size up to the first bad one."""
     with open(path, "rb") as f:
         data = f.read()
     buf = memoryview(data)
@@ -115,7 +120,7 @@ def read_file(path: str, load: bool = True) -> WalFile:
         rec = walfmt.decode_at(buf, pos, path)
         if rec is None:
             break
-        records.append(rec if load else (rec.lsn, rec.ssn))
+        records.append(rec if load else (rec.lsn, rec.drop is not None))
         pos += rec.size
     return WalFile(path, records, pos, len(buf))
 
@@ -142,22 +147,38 @@ def is_active(path: str) -> bool:
         probe.close()
 
 
-def gc(directory: str, lsn_needed: int, keep: str | None = None) -> int:
-    """Delete closed files whose records all have lsn < lsn_needed; return how many."""
-    removed = 0
-    for path in wal_files(directory):
-        if path == keep or is_active(path):
+def first_lsn(path: str) -> int:
+    return int(os.path.basename(path)[:-len(SUFFIX)])
+
+
+def gc(directory: str, lsn_needed: int) -> int:
+    """Delete closed files whose records all have lsn < lsn_needed; return how many.
+
+    A file holding a drop record stays while any older record may remain in
+    another file: replayed without the drop, that record would bring the
+    dropped partition back.
+    """
+    files = wal_files(directory)
+    doomed, drops = [], {}
+    for path in files:
+        if is_active(path):
             continue
         try:
-            wf = read_file(path, load=False)
+            records = read_file(path, load=False).records
         except FileNotFoundError:
             continue
-        last = max((lsn for lsn, _ in wf.records), default=0)
-        if last < lsn_needed:
-            try:
-                os.unlink(path)
-                removed += 1
-            except FileNotFoundError:
-                pass
+        if max((lsn for lsn, _ in records), default=0) < lsn_needed:
+            doomed.append(path)
+            drops[path] = max((lsn for lsn, drop in records if drop), default=0)
+    kept_min = min((first_lsn(p) for p in files if p not in doomed), default=2**64)
+    removed = 0
+    for path in doomed:
+        if drops[path] and drops[path] >= kept_min:
+            continue
+        try:
+            os.unlink(path)
+            removed += 1
+        except FileNotFoundError:
+            pass
     return removed
 

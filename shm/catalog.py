@@ -4,7 +4,7 @@ One segment: a header of counters and a table of partition slots. Every
 process maps it; the coordinator alone adds and removes partitions, writers
 publish their appends into it, readers copy it to take a snapshot.
 
-A slot row is 16 u64 words (see the S_* columns). The published row count of
+A slot row is 24 u64 words (see the S_* columns). The published row count of
 a memtable lives here, not in the memtable, so that a snapshot of every
 partition is one copy of the table. Publishing a single partition is one
 aligned 8-byte store; publishing several at once (a batch that crosses a
@@ -29,8 +29,8 @@ JOURNAL_MAX = 240
 # slot columns
 (S_STATE, S_MIN, S_MAX, S_GEN, S_ACTIVE, S_ROWS, S_FROZEN, S_FROZEN_ROWS,
  S_LSN_MIN, S_FROZEN_LSN_MIN, S_FILE_LSN, S_FILE_EVENTS, S_CREATED, S_REFRESHED,
- S_REFRESHES, S_STORAGE) = range(16)
-SLOT_WORDS = 16
+ S_REFRESHES, S_STORAGE, S_FILE_SIZE, S_FILE_SIZE_ORIGIN, S_REGIONS) = range(19)
+SLOT_WORDS = 24
 FREE, LIVE = 0, 1
 
 

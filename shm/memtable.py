@@ -133,6 +133,11 @@ class Memtable:
         self._sorted_cache = (n, result)
         return result
 
+    def backed_bytes(self) -> int:
+        """Shared memory this memtable holds (pages reserved so far)."""
+        h = self.header
+        return 25 * int(h[M_ALLOC_ROWS]) + int(h[M_ALLOC_KEYS]) + int(h[M_ALLOC_VALUES])
+
     def bytes_used(self, n: int) -> int:
         return 9 * n + int(self.koff[n]) + int(self.voff[n])
 

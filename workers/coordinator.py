@@ -18,7 +18,7 @@ import socket
 import sys
 
 from monotone import protocol
-from monotone.config import BEFORE_OPEN, TABLE, convert
+from monotone.config import RUNTIME, TABLE, convert
 from monotone.errors import MonotoneError
 from shm.catalog import lsn_needed
 
@@ -103,7 +103,7 @@ class Server:
             return {}
         if op == "execute":
             result = handlers.execute(engine, message["text"])
-            return {"result": result, "lsn_needed": lsn_needed(engine.catalog)}
+            return {"result": result, "lsn_needed": lsn_needed(engine.slots)}
         raise MonotoneError(f"unknown request {op!r}")
 
     def shutdown(self) -> None:
@@ -111,7 +111,7 @@ class Server:
         try:
             if not engine.config.wal:
                 # without a WAL, memory is the only copy: a clean stop refreshes it
-                handlers.refresh_range(engine, 0, 2**64 - 1)
+                handlers.checkpoint(engine)
             else:
                 handlers.collect_wal(engine)
         except MonotoneError as e:
@@ -130,11 +130,11 @@ def apply_settings(engine: Engine, settings: dict) -> None:
         var = TABLE[name]
         if name == "uuid":
             continue
-        if var.flags & BEFORE_OPEN:
+        if not var.flags & RUNTIME:
             if convert(var, value) != engine.config.values[name]:
                 raise MonotoneError(
-                    f"config variable '{name}' is {engine.config.values[name]!r} in the open "
-                    f"repository and can be set only before it is first opened")
+                    f"SET '{name}': the repository is already open with "
+                    f"{name} = {engine.config.values[name]!r}; it cannot be changed online")
             continue
         engine.config.set(name, value, opened=True)
         changed = True

@@ -7,34 +7,23 @@ import time
 
 import numpy as np
 
+from monotone.catalog import MAIN, Catalog, Storage
 from monotone.config import Config
 from monotone.errors import MonotoneError
+from monotone.format.crypto import Cipher, parse_key
 from monotone.partfile import file_name
 from monotone.repository import Layout, write_json
 from monotone.rows import Rows, sort_dedup
+from monotone.wal import WalWriter
 from shm import segment
-from shm.catalog import (
-    H_CONFIG_VERSION,
-    H_LSN,
-    H_MAP_VERSION,
-    H_PID,
-    H_SEGNO,
-    H_SSN,
-    LIVE,
-    S_ACTIVE,
-    S_CREATED,
-    S_FROZEN,
-    S_MAX,
-    S_MIN,
-    S_STATE,
-    SLOT_WORDS,
-    Catalog,
-)
+from shm.catalog import (H_CONFIG_VERSION, H_LSN, H_MAP_VERSION, H_PID, H_SEGNO, H_SSN, LIVE,
+                         S_ACTIVE, S_CREATED, S_FROZEN, S_MAX, S_MIN, S_STATE, S_STORAGE,
+                         SLOT_WORDS, Catalog as SlotTable)
 from shm.locks import COORDINATOR, LockFile
 from shm.memtable import Memtable, MemtableCache
 from shm.writer import write_parts
 
-SLOTS = 1 << 14  # the catalog is backed whole: 2 MiB
+SLOTS = 1 << 14  # the catalog is backed whole: 3 MiB
 
 
 class Engine:
@@ -45,19 +34,23 @@ class Engine:
             raise MonotoneError(f"cannot create repository directory {base}: {e.strerror}") from None
         self.layout = Layout(base)
         self.config = Config()
+        self.catalog = Catalog()
         self.closed = False
+        self.slots_ready = False
         self._load_config(settings)
         self.locks = LockFile(self.layout.lock)
         self.locks.lock(COORDINATOR)  # waits for a previous coordinator to be gone
         for name in segment.list_segments(self.layout.id):
             segment.unlink(name)     # left by a coordinator that was killed
-        self.catalog = Catalog.create(self.layout.catalog, SLOTS)
-        self.catalog.put(H_PID, os.getpid())
+        self.slots = SlotTable.create(self.layout.catalog, SLOTS)
+        self.slots.put(H_PID, os.getpid())
+        self.slots_ready = True
         self.memtables = MemtableCache(self.layout.memtable)
-        self.storage_path = self.layout.storage(self.config.values["storage_uuid"])
-        os.makedirs(self.storage_path, exist_ok=True)
+        self.wal = WalWriter(self.layout.wal)  # drop records
+        for storage in self.catalog.storages:
+            os.makedirs(self.directory(storage), exist_ok=True)
 
-    # config
+    # config and catalog
     def _load_config(self, settings: dict) -> None:
         cfg = self.config
         exists = os.path.exists(self.layout.config)
@@ -65,59 +58,81 @@ class Engine:
             try:
                 with open(self.layout.config) as f:
                     data = json.load(f)
-            except (OSError, ValueError) as e:
+                cfg.load(data)
+                self.catalog = Catalog.from_json(data)
+            except (OSError, ValueError, TypeError) as e:
                 raise MonotoneError(f"cannot read {self.layout.config}: {e}") from None
-            cfg.load(data)
-            cfg.values["storage_uuid"] = data.get("storage_uuid", "")
         for name, value in settings.items():
             if name == "uuid" and exists:
                 continue
             cfg.set(name, value, opened=False)
         cfg.ensure_uuid()
-        if not cfg.values.get("storage_uuid"):
-            import uuid
-            cfg.values["storage_uuid"] = str(uuid.uuid4())
         cfg.values["directory"] = self.layout.base
+        if self.catalog.storage(MAIN) is None:
+            main = Storage(MAIN, id=0, uuid=cfg.uuid, compression=cfg.compression,
+                           compression_level=cfg.compression_level, sync=cfg.sync)
+            self.catalog.storages.insert(0, main)
         self.save_config()
 
     def save_config(self) -> None:
         data = self.config.persisted()
-        if hasattr(self, "catalog"):
-            data["ssn"] = self.catalog.get(H_SSN)
-            data["lsn"] = self.catalog.get(H_LSN)
-        data["storage_uuid"] = self.config.values["storage_uuid"]
+        if self.slots_ready:
+            data["ssn"] = self.slots.get(H_SSN)
+            data["lsn"] = self.slots.get(H_LSN)
+        data.update(self.catalog.to_json())
         write_json(self.layout.config, data, sync=self.config.sync)
 
     def config_changed(self) -> None:
-        self.catalog.bump(H_CONFIG_VERSION)
+        """Persist config and catalog, and tell clients to fetch them again."""
         self.save_config()
+        for storage in self.catalog.storages:
+            os.makedirs(self.directory(storage), exist_ok=True)
+        self.slots.bump(H_CONFIG_VERSION)
 
     def client_config(self) -> dict:
         cfg = dict(self.config.values)
-        cfg["ssn"] = self.catalog.get(H_SSN)
-        cfg["lsn"] = self.catalog.get(H_LSN)
+        cfg["ssn"] = self.slots.get(H_SSN)
+        cfg["lsn"] = self.slots.get(H_LSN)
+        cfg["storages"] = self.catalog.for_clients(self.layout.base)
         return cfg
 
+    # storages and files
+    def directory(self, storage: Storage) -> str:
+        return storage.directory(self.layout.base)
+
+    def storage_of(self, slot: int) -> Storage:
+        return self.catalog.storage_by_id(int(self.slots.slots[slot, S_STORAGE]))
+
+    def file_path(self, slot: int, storage: Storage | None = None) -> str:
+        storage = storage or self.storage_of(slot)
+        return self.path_of(int(self.slots.slots[slot, S_MIN]), storage)
+
+    def path_of(self, min_: int, storage: Storage) -> str:
+        return os.path.join(self.directory(storage), file_name(min_))
+
+    @staticmethod
+    def cipher(storage: Storage) -> Cipher | None:
+        return Cipher(parse_key(storage.encryption_key)) if storage.encryption else None
+
     # partitions
-    def file_path(self, min_: int) -> str:
-        return os.path.join(self.storage_path, file_name(min_))
-
     def live_slots(self) -> np.ndarray:
-        return self.catalog.live()
+        return self.slots.live()
 
-    def new_slot(self, lo: int, hi: int, now: int | None = None) -> int:
-        cat = self.catalog
-        slot = cat.free_slot()
+    def new_slot(self, lo: int, hi: int, storage: Storage | None = None,
+                 created: int | None = None) -> int:
+        table = self.slots
+        slot = table.free_slot()
         if slot is None:
             raise MonotoneError(f"too many partitions (at most {SLOTS})")
-        segno = cat.bump(H_SEGNO)
+        storage = storage or self.catalog.first_tier()
+        segno = table.bump(H_SEGNO)
         self.memtables.add(Memtable.create(self.layout.memtable(segno), segno))
         row = np.zeros(SLOT_WORDS, np.uint64)
-        row[S_MIN], row[S_MAX], row[S_ACTIVE] = lo, hi, segno
-        row[S_CREATED] = now if now is not None else int(time.time() * 1e6)
-        cat.slots[slot, 1:] = row[1:]
-        cat.slots[slot, S_STATE] = LIVE      # visible only now, complete
-        cat.bump(H_MAP_VERSION)
+        row[S_MIN], row[S_MAX], row[S_ACTIVE], row[S_STORAGE] = lo, hi, segno, storage.id
+        row[S_CREATED] = created if created is not None else int(time.time() * 1e6)
+        table.slots[slot, 1:] = row[1:]
+        table.slots[slot, S_STATE] = LIVE      # visible only now, complete
+        table.bump(H_MAP_VERSION)
         return slot
 
     def ensure_partitions(self, ids) -> None:
@@ -129,63 +144,103 @@ class Engine:
         for id_ in missing.tolist():  # sorted: skip ids the last new partition covers
             if id_ <= created:
                 continue
-            live = self.live_slots()
-            mins, maxs = self.catalog.slots[live, S_MIN], self.catalog.slots[live, S_MAX]
-            i = int(np.searchsorted(maxs, np.uint64(id_), side="left"))
-            if i < len(live) and mins[i] <= id_:
-                continue  # created for an earlier id of this call
             lo = id_ - id_ % interval
-            hi = min(lo + interval - 1, 2**64 - 1)
-            # clip to the gap between neighbours (interval may have changed)
-            if i > 0:
-                lo = max(lo, int(maxs[i - 1]) + 1)
-            if i < len(live):
-                hi = min(hi, int(mins[i]) - 1)
-            self.new_slot(lo, hi)
-            created = hi
+            created = self.fill(lo, min(lo + interval - 1, 2**64 - 1), id_)
+
+    def fill(self, lo: int, hi: int, within: int | None = None) -> int:
+        """Create partitions over the gaps of [lo, hi] (the one holding `within` only)."""
+        last = -1
+        while lo <= hi:
+            live = self.live_slots()
+            mins, maxs = self.slots.slots[live, S_MIN], self.slots.slots[live, S_MAX]
+            i = int(np.searchsorted(maxs, np.uint64(lo), side="left"))
+            if i < len(live) and mins[i] <= lo:
+                lo = int(maxs[i]) + 1       # covered: skip past this partition
+                if lo == 0:
+                    break                    # wrapped past 2**64-1
+                continue
+            gap_hi = min(hi, int(mins[i]) - 1) if i < len(live) else hi
+            if within is None or lo <= within <= gap_hi:
+                self.new_slot(lo, gap_hi)
+                last = gap_hi
+                if within is not None:
+                    break
+            lo = gap_hi + 1
+            if lo == 0:
+                break
+        return last
 
     def _covered(self, ids: np.ndarray) -> np.ndarray:
         live = self.live_slots()
-        mins, maxs = self.catalog.slots[live, S_MIN], self.catalog.slots[live, S_MAX]
+        mins, maxs = self.slots.slots[live, S_MIN], self.slots.slots[live, S_MAX]
         which = np.searchsorted(maxs, ids, side="left")
         inside = which < len(live)
         inside[inside] &= mins[which[inside]] <= ids[inside]
         return inside
 
-    def partition_of(self, min_: int) -> int | None:
-        return self.catalog.find(min_)
+    def partition_of(self, id_: int) -> int | None:
+        """The slot of the partition holding id."""
+        live = self.live_slots()
+        maxs = self.slots.slots[live, S_MAX]
+        i = int(np.searchsorted(maxs, np.uint64(id_), side="left"))
+        if i < len(live) and int(self.slots.slots[live[i], S_MIN]) <= id_:
+            return int(live[i])
+        return None
+
+    def range_slots(self, lo: int, hi: int) -> list[int]:
+        """Partitions wholly inside [lo, hi], from the one holding or following lo,
+        up to the first that is not (the original's range semantics)."""
+        out = []
+        for slot in self.live_slots().tolist():
+            s = self.slots.slots[slot]
+            if int(s[S_MAX]) < lo:
+                continue
+            if int(s[S_MIN]) < lo or int(s[S_MAX]) > hi:
+                break
+            out.append(slot)
+        return out
 
     def apply(self, rows: Rows, lsn: int, skip_lsn) -> None:
         """Replay one WAL batch into memtables (recovery), partition by partition."""
         rows = sort_dedup(rows)
         self.ensure_partitions(rows.ids)
         live = self.live_slots()
-        cat = self.catalog
-        maxs = cat.slots[live, S_MAX]
-        which = np.searchsorted(maxs, rows.ids, side="left")
+        which = np.searchsorted(self.slots.slots[live, S_MAX], rows.ids, side="left")
         cuts = np.flatnonzero(np.diff(which)) + 1
-        starts = [0] + cuts.tolist()
-        ends = cuts.tolist() + [len(rows)]
+        starts, ends = [0] + cuts.tolist(), cuts.tolist() + [len(rows)]
         parts = []
         for a, b in zip(starts, ends):
             slot = int(live[which[a]])
             if lsn > skip_lsn(slot):
                 parts.append((slot, rows.slice(a, b)))
         if parts:
-            write_parts(cat, self.locks, self.memtables, parts, lsn=lsn)
+            write_parts(self.slots, self.locks, self.memtables, parts, lsn=lsn)
+
+    def forget_partition(self, slot: int) -> None:
+        """Forget a partition: its slot and memtables (files are the caller's)."""
+        s = self.slots.slots[slot]
+        segnos = [int(x) for x in (s[S_ACTIVE], s[S_FROZEN]) if x]
+        s[S_STATE] = 0
+        s[1:] = 0
+        self.slots.bump(H_MAP_VERSION)
+        for segno in segnos:
+            self.memtables.forget(segno)
+            segment.unlink(self.layout.memtable(segno))
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        self.save_config()
-        segnos = set()
-        for slot in self.live_slots():
-            segnos.update(int(s) for s in self.catalog.slots[slot, [S_ACTIVE, S_FROZEN]] if s)
-        self.memtables.close()
-        for segno in segnos:
-            segment.unlink(self.layout.memtable(segno))
-        self.catalog.close()
-        for name in segment.list_segments(self.layout.id):
-            segment.unlink(name)
-        self.locks.close()
+        if self.slots_ready:
+            self.save_config()
+            self.wal.close()
+            segnos = set()
+            for slot in self.live_slots():
+                segnos.update(int(x) for x in self.slots.slots[slot, [S_ACTIVE, S_FROZEN]] if x)
+            self.memtables.close()
+            for segno in segnos:
+                segment.unlink(self.layout.memtable(segno))
+            self.slots.close()
+            for name in segment.list_segments(self.layout.id):
+                segment.unlink(name)
+            self.locks.close()

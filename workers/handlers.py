@@ -1,35 +1,27 @@
 """Executing parsed commands in the coordinator: one handler per command type."""
 from __future__ import annotations
 
-import json
 import os
+import time
 
 from monotone import wal
-from monotone.config import HIDDEN, TABLE
+from monotone.catalog import (MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options,
+                              make_tier)
 from monotone.ddl import commands as cmd
 from monotone.ddl import parse
 from monotone.errors import MonotoneError, PartitionNotFound
-from monotone.partfile import Reader
-from shm.catalog import (
-    H_LSN,
-    H_SSN,
-    H_WAL_NEEDED,
-    S_ACTIVE,
-    S_CREATED,
-    S_FILE_EVENTS,
-    S_FROZEN,
-    S_FROZEN_ROWS,
-    S_GEN,
-    S_MAX,
-    S_MIN,
-    S_REFRESHED,
-    S_REFRESHES,
-    S_ROWS,
-    lsn_needed,
-)
+from monotone.format import wal as walfmt
+from monotone.partfile import COMPLETE, INCOMPLETE
+from shm.catalog import (H_LSN, H_SSN, H_WAL_NEEDED, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
+                         S_FROZEN, S_GEN, S_MAX, S_MIN, S_ROWS, S_STORAGE, lsn_needed)
+from shm.locks import PARTITIONS, PUBLISH, SEQUENCE, Held
 
 from . import refresh as refresher
 from .engine import Engine
+from .show import show
+
+CLOUD_LATER = ("cloud-backed storages are not available yet: clouds can be defined, but "
+               "attaching one to a storage, UPLOAD and DOWNLOAD come in a later version")
 
 
 def execute(engine: Engine, text: str) -> str | None:
@@ -37,112 +29,301 @@ def execute(engine: Engine, text: str) -> str | None:
     return HANDLERS[type(command)](engine, command)
 
 
+# config
 def _set(engine: Engine, c: cmd.Set) -> None:
     engine.config.set(c.name, c.value, opened=True)
     if c.name == "ssn":
-        engine.catalog.put(H_SSN, engine.config.ssn)
+        engine.slots.put(H_SSN, engine.config.ssn)
     engine.config_changed()
 
 
-def config_value(engine: Engine, name: str):
-    var = TABLE.get(name)
-    if var is None:
-        raise MonotoneError(f"config variable '{name}' does not exist")
-    if name == "ssn":
-        return engine.catalog.get(H_SSN)
-    if name == "lsn":
-        return engine.catalog.get(H_LSN)
-    return engine.config.values[name]
+# storages
+def _storage_empty(engine: Engine, storage: Storage) -> bool:
+    table = engine.slots.slots
+    return not any(int(table[s, S_STORAGE]) == storage.id for s in engine.live_slots().tolist())
 
 
-def _show(engine: Engine, c: cmd.Show) -> str:
-    if c.what == "var":
-        return json.dumps(config_value(engine, c.names[0]))
-    if c.what == "list":
-        return json.dumps([config_value(engine, n) for n in c.names])
-    if c.what in ("config", "all"):
-        return json.dumps({n: config_value(engine, n) for n, v in TABLE.items()
-                           if not v.flags & HIDDEN}, indent=2)
-    if c.what == "partitions":
-        return json.dumps([partition_json(engine, int(s), c.debug) for s in engine.live_slots()],
-                          indent=2)
-    if c.what == "partition":
-        slot = engine.partition_of(c.id)
+def _check_cloud(engine: Engine, storage: Storage) -> None:
+    if storage.cloud:
+        if engine.catalog.cloud(storage.cloud) is None:
+            raise MonotoneError(f"storage '{storage.name}': cloud '{storage.cloud}' not exists")
+        raise MonotoneError(f"storage '{storage.name}': {CLOUD_LATER}")
+
+
+def _create_storage(engine: Engine, c: cmd.CreateStorage) -> None:
+    catalog = engine.catalog
+    if catalog.storage(c.name) is not None:
+        if c.if_not_exists:
+            return
+        raise MonotoneError(f"storage '{c.name}': already exists")
+    storage = catalog.new_storage(c.name)
+    storage.compression = engine.config.compression
+    storage.compression_level = engine.config.compression_level
+    apply_storage_options(storage, c.options, "CREATE STORAGE", creating=True)
+    _check_cloud(engine, storage)
+    if any(s.uuid == storage.uuid for s in catalog.storages):
+        raise MonotoneError(f"storage '{c.name}': uuid '{storage.uuid}' is used by another storage")
+    catalog.storages.append(storage)
+    engine.config_changed()
+
+
+def _alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
+    catalog = engine.catalog
+    storage = catalog.storage(c.name)
+    if storage is None:
+        if c.if_exists:
+            return
+        raise MonotoneError(f"storage '{c.name}': not exists")
+    if c.rename is not None:
+        if storage.name == MAIN:
+            raise MonotoneError(f"storage '{MAIN}': main storage cannot be renamed")
+        if catalog.storage(c.rename) is not None:
+            raise MonotoneError(f"storage '{c.rename}': already exists")
+        for tier in catalog.pipeline:
+            if tier.name == storage.name:
+                tier.name = c.rename
+        storage.name = c.rename
+    else:
+        updated = storage.__class__(**vars(storage))
+        changed = apply_storage_options(updated, c.options, "ALTER STORAGE", creating=False)
+        fixed = changed & {"crc", "path", "encryption", "encryption_key"}
+        if fixed and not _storage_empty(engine, storage):
+            raise MonotoneError(f"storage '{storage.name}': storage is not empty "
+                                f"({', '.join(sorted(fixed))} can change only while it is)")
+        if "cloud" in changed:
+            _check_cloud(engine, updated)
+        vars(storage).update(vars(updated))
+    engine.config_changed()
+
+
+def _drop_storage(engine: Engine, c: cmd.DropStorage) -> None:
+    catalog = engine.catalog
+    storage = catalog.storage(c.name)
+    if storage is None:
+        if c.if_exists:
+            return
+        raise MonotoneError(f"storage '{c.name}': not exists")
+    if storage.name == MAIN:
+        raise MonotoneError(f"storage '{MAIN}': main storage cannot be dropped")
+    if any(t.name == storage.name for t in catalog.pipeline):
+        raise MonotoneError(f"storage '{storage.name}': has dependencies (it is in the pipeline)")
+    if not _storage_empty(engine, storage):
+        raise MonotoneError(f"storage '{storage.name}': has partitions")
+    catalog.storages.remove(storage)
+    engine.config_changed()
+    try:
+        os.rmdir(engine.directory(storage))
+    except OSError:
+        pass  # not empty (files a user put there) or already gone
+
+
+# clouds
+def _create_cloud(engine: Engine, c: cmd.CreateCloud) -> None:
+    catalog = engine.catalog
+    if catalog.cloud(c.name) is not None:
+        if c.if_not_exists:
+            return
+        raise MonotoneError(f"cloud '{c.name}': already exists")
+    cloud = Cloud(c.name)
+    apply_cloud_options(cloud, c.options, "CREATE CLOUD", creating=True)
+    catalog.clouds.append(cloud)
+    engine.config_changed()
+
+
+def _alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
+    catalog = engine.catalog
+    cloud = catalog.cloud(c.name)
+    if cloud is None:
+        if c.if_exists:
+            return
+        raise MonotoneError(f"cloud '{c.name}': not exists")
+    if c.rename is not None:
+        if catalog.cloud(c.rename) is not None:
+            raise MonotoneError(f"cloud '{c.rename}': already exists")
+        for storage in catalog.storages:
+            if storage.cloud == cloud.name:
+                storage.cloud = c.rename
+        cloud.name = c.rename
+    else:
+        updated = Cloud(**vars(cloud))
+        apply_cloud_options(updated, c.options, "ALTER CLOUD", creating=False)
+        vars(cloud).update(vars(updated))
+    engine.config_changed()
+
+
+def _drop_cloud(engine: Engine, c: cmd.DropCloud) -> None:
+    catalog = engine.catalog
+    cloud = catalog.cloud(c.name)
+    if cloud is None:
+        if c.if_exists:
+            return
+        raise MonotoneError(f"cloud '{c.name}': not exists")
+    if any(s.cloud == cloud.name for s in catalog.storages):
+        raise MonotoneError(f"cloud '{cloud.name}': has dependencies (a storage uses it)")
+    catalog.clouds.remove(cloud)
+    engine.config_changed()
+
+
+# partitions
+def _create_partition(engine: Engine, c: cmd.CreatePartition) -> None:
+    hi = c.max if c.max is not None else min(c.min + engine.config.interval, 2**64 - 1)
+    if c.min > hi:
+        raise MonotoneError(f"fill: invalid partition interval [{c.min}, {hi}]")
+    engine.fill(c.min, hi)
+
+
+def _targets(engine: Engine, c: cmd.PartitionCommand, verb: str) -> list[int]:
+    """The slots a partition command acts on (the original's single/range rules)."""
+    if c.single:
+        slot = engine.partition_of(c.min)
         if slot is None:
-            raise PartitionNotFound(f"partition {c.id} does not exist")
-        return json.dumps(partition_json(engine, slot, c.debug), indent=2)
-    if c.what == "wal":
-        files = wal.wal_files(engine.layout.wal)
-        cfg = engine.config
-        return json.dumps({
-            "active": cfg.wal, "rotate_wm": cfg.wal_rotate_wm,
-            "sync_on_rotate": cfg.wal_sync_on_rotate, "sync_on_write": cfg.wal_sync_on_write,
-            "crc": cfg.wal_crc, "lsn": engine.catalog.get(H_LSN),
-            "lsn_min": lsn_needed(engine.catalog), "files": len(files)}, indent=2)
-    raise MonotoneError(f"SHOW {c.what} is not supported")
+            if c.if_exists:
+                return []
+            raise PartitionNotFound(f"{verb}: partition '{c.min}' not found")
+        return [slot]
+    return engine.range_slots(c.min, c.max)
 
 
-def partition_json(engine: Engine, slot: int, debug: bool = False) -> dict:
-    s = engine.catalog.slots[slot]
-    heap = 0
-    for col, rows_col in ((S_ACTIVE, S_ROWS), (S_FROZEN, S_FROZEN_ROWS)):
-        if s[col] and s[rows_col]:
-            heap += engine.memtables.get(int(s[col])).bytes_used(int(s[rows_col]))
-    out = {
-        "min": int(s[S_MIN]), "max": int(s[S_MAX]),
-        "events": int(s[S_FILE_EVENTS]), "events_heap": int(s[S_ROWS] + s[S_FROZEN_ROWS]),
-        "regions": 0, "size": 0, "size_uncompressed": 0, "size_heap": heap,
-        "created": int(s[S_CREATED]), "refreshed": int(s[S_REFRESHED]),
-        "refreshes": int(s[S_REFRESHES]),
-        "on_storage": bool(s[S_GEN]), "on_cloud": False, "storage": "main",
-    }
-    if s[S_GEN]:
-        path = engine.file_path(int(s[S_MIN]))
-        with Reader(path) as r:
-            out["regions"] = r.index.regions
-            out["size"] = r.file_size
-            out["size_uncompressed"] = int(r.meta["size_uncompressed"])
-            if debug:
-                out["index"] = {"size": r.file_size - int(r.meta["size"]),
-                                "lsn": int(r.meta["lsn"]),
-                                "compression": r.meta["compression"]}
-    return out
+def _refresh(engine: Engine, c: cmd.Refresh) -> None:
+    for slot in _targets(engine, c, "refresh"):
+        refresher.refresh(engine, slot)
+    collect_wal(engine)
 
 
-def refresh_range(engine: Engine, lo: int, hi: int) -> int:
-    done = 0
-    for slot in engine.live_slots():
-        if lo <= int(engine.catalog.slots[slot, S_MIN]) <= hi:
-            done += refresher.refresh(engine, int(slot))
-    return done
+def _move(engine: Engine, c: cmd.Move) -> None:
+    target = engine.catalog.storage(c.into)
+    if target is None:
+        raise MonotoneError(f"move: storage '{c.into}' not found")
+    for slot in _targets(engine, c, "move"):
+        if engine.storage_of(slot).id != target.id:
+            refresher.refresh(engine, slot, target)
+    collect_wal(engine)
+
+
+def _drop(engine: Engine, c: cmd.Drop) -> None:
+    for slot in _targets(engine, c, "drop"):
+        if c.on is None:
+            drop_partition(engine, slot)
+        elif c.single:  # nothing is on a cloud yet: either copy would be the only one
+            where = "cloud" if c.on == "cloud" else "storage (its only copy)"
+            raise MonotoneError(f"drop: partition '{c.min}' has no copy on cloud: "
+                                f"cannot drop it on {where}")
+    collect_wal(engine)
+
+
+def drop_partition(engine: Engine, slot: int) -> None:
+    """Drop a partition: a WAL record first (so recovery does not bring it back),
+    then the slot, the memtables and the files."""
+    s = engine.slots.slots[slot]
+    lo, hi = int(s[S_MIN]), int(s[S_MAX])
+    with Held(engine.locks, PARTITIONS + slot):
+        if engine.config.wal:
+            with Held(engine.locks, SEQUENCE):
+                lsn = engine.slots.bump(H_LSN)
+            cfg = engine.config
+            engine.wal.append_record(lsn, walfmt.encode_drop(lsn, engine.slots.get(H_SSN), lo, hi),
+                                     sync=True, rotate_wm=cfg.wal_rotate_wm,
+                                     sync_on_rotate=cfg.wal_sync_on_rotate)
+        path = engine.file_path(slot) if s[S_GEN] else None
+        with Held(engine.locks, PUBLISH):
+            engine.forget_partition(slot)
+    for p in ([path] if path else []) + [engine.path_of(lo, st) + suffix
+                                          for st in engine.catalog.storages
+                                          for suffix in (INCOMPLETE, COMPLETE)]:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+
+
+def _upload_download(engine: Engine, c) -> None:
+    verb = "upload" if isinstance(c, cmd.Upload) else "download"
+    for slot in _targets(engine, c, verb):
+        if not c.if_cloud:
+            raise MonotoneError(f"{verb}: partition '{int(engine.slots.slots[slot, S_MIN])}' "
+                                f"storage has no associated cloud ({CLOUD_LATER})")
+
+
+# pipeline
+def _alter_pipeline(engine: Engine, c: cmd.AlterPipeline) -> None:
+    tiers = []
+    for t in c.tiers:
+        engine.catalog.need_storage(t.storage)
+        if any(x.name == t.storage for x in tiers):
+            raise MonotoneError(f"ALTER PIPELINE: storage '{t.storage}' is named twice")
+        tiers.append(make_tier(t.storage, t.options))
+    engine.catalog.pipeline = tiers
+    engine.config_changed()
+
+
+def _rebalance(engine: Engine, c: cmd.Rebalance) -> None:
+    rebalance(engine)
+    collect_wal(engine)
+
+
+def rebalance(engine: Engine) -> int:
+    """Apply the pipeline's retention until nothing more moves; return how many moved."""
+    moved = 0
+    while True:
+        step = _rebalance_step(engine)
+        if step is None:
+            return moved
+        moved += 1
+
+
+def _rebalance_step(engine: Engine):
+    pipeline = engine.catalog.pipeline
+    table = engine.slots.slots
+    now = int(time.time() * 1e6)
+    for i, tier in enumerate(pipeline):
+        storage = engine.catalog.need_storage(tier.name)
+        slots = [s for s in engine.live_slots().tolist() if int(table[s, S_STORAGE]) == storage.id]
+        if not slots:
+            continue
+        oldest = min(slots, key=lambda s: (int(table[s, S_CREATED]), int(table[s, S_MIN])))
+        over = ((tier.partitions >= 0 and len(slots) > tier.partitions)
+                or (tier.size >= 0 and sum(int(table[s, S_FILE_SIZE]) for s in slots) > tier.size)
+                or (tier.events >= 0 and sum(int(table[s, S_FILE_EVENTS]) for s in slots) > tier.events)
+                or (tier.duration >= 0 and now - int(table[oldest, S_CREATED]) >= tier.duration))
+        if not over:
+            continue
+        if i + 1 < len(pipeline):
+            refresher.refresh(engine, oldest, engine.catalog.need_storage(pipeline[i + 1].name))
+        else:
+            drop_partition(engine, oldest)
+        return oldest
+    return None
+
+
+# checkpoint and WAL
+def _checkpoint(engine: Engine, c: cmd.Checkpoint) -> None:
+    checkpoint(engine)
+
+
+def checkpoint(engine: Engine) -> None:
+    """Refresh every partition with events in memory."""
+    table = engine.slots.slots
+    for slot in engine.live_slots().tolist():
+        if table[slot, S_ROWS] or table[slot, S_FROZEN]:
+            refresher.refresh(engine, slot)
+    collect_wal(engine)
 
 
 def collect_wal(engine: Engine) -> int:
     """Delete WAL files whose events are all in partition files."""
-    needed = lsn_needed(engine.catalog)
-    engine.catalog.put(H_WAL_NEEDED, needed)  # writers drop their own files below it
+    needed = lsn_needed(engine.slots)
+    engine.slots.put(H_WAL_NEEDED, needed)  # writers drop their own files below it
     if not os.path.isdir(engine.layout.wal):
         return 0
     return wal.gc(engine.layout.wal, needed)
 
 
-def _refresh(engine: Engine, c: cmd.Refresh) -> None:
-    if c.max is None:
-        slot = engine.partition_of(c.min)
-        if slot is None:
-            if c.if_exists:
-                return None
-            raise PartitionNotFound(f"refresh: partition {c.min} does not exist")
-        refresher.refresh(engine, slot)
-    else:
-        refresh_range(engine, c.min, c.max)
-    collect_wal(engine)
-    return None
-
-
-def _checkpoint(engine: Engine, c: cmd.Checkpoint) -> None:
-    refresh_range(engine, 0, 2**64 - 1)
-    collect_wal(engine)
-
-
-HANDLERS = {cmd.Set: _set, cmd.Show: _show, cmd.Refresh: _refresh, cmd.Checkpoint: _checkpoint}
+HANDLERS = {
+    cmd.Set: _set, cmd.Show: show,
+    cmd.CreateStorage: _create_storage, cmd.AlterStorage: _alter_storage,
+    cmd.DropStorage: _drop_storage,
+    cmd.CreateCloud: _create_cloud, cmd.AlterCloud: _alter_cloud, cmd.DropCloud: _drop_cloud,
+    cmd.CreatePartition: _create_partition, cmd.Refresh: _refresh, cmd.Move: _move,
+    cmd.Drop: _drop, cmd.Upload: _upload_download, cmd.Download: _upload_download,
+    cmd.AlterPipeline: _alter_pipeline, cmd.Rebalance: _rebalance, cmd.Checkpoint: _checkpoint,
+}

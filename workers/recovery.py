@@ -1,12 +1,16 @@
 """Open-time recovery: partition files first, then the WAL over them.
 
-Partition files may be left in any state a refresh can crash in:
-  <min>.incomplete          new file not finished: remove it (old file and WAL are intact)
-  <min>.complete            new file finished, old one maybe still there:
-                            remove <min> if present, rename <min>.complete to <min>
-  <min>                     the partition file
+Partition files may be left in any state a refresh or move can crash in, in
+each storage directory:
+  <min>.incomplete   a new file not finished: remove it (the old file and the
+                     WAL are intact)
+  <min>.complete     a new file finished but not switched in: it replaces <min>
+  <min>              the partition file
+A move writes into another storage; if a crash left <min> in two storages,
+the newer one (more refreshes) wins and the other is removed.
 Then every intact WAL record is replayed in lsn order into memtables, except
-the part of it a partition file already holds (record lsn <= file lsn).
+what a partition file already holds (record lsn <= file lsn). A drop record
+removes the partition as it was at that lsn.
 """
 from __future__ import annotations
 
@@ -16,16 +20,8 @@ import re
 
 from monotone import wal
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, fsync_dir
-from shm.catalog import (
-    H_LSN,
-    H_SSN,
-    S_CREATED,
-    S_FILE_EVENTS,
-    S_FILE_LSN,
-    S_GEN,
-    S_REFRESHED,
-    S_REFRESHES,
-)
+from shm.catalog import (H_LSN, H_SSN, S_FILE_EVENTS, S_FILE_LSN, S_FILE_SIZE,
+                         S_FILE_SIZE_ORIGIN, S_GEN, S_REFRESHED, S_REFRESHES, S_REGIONS)
 
 from .engine import Engine
 
@@ -36,49 +32,70 @@ _NAME = re.compile(r"^(\d{1,20})(\.incomplete|\.complete)?$")
 def recover(engine: Engine) -> None:
     lsn, ssn = recover_files(engine)
     lsn, ssn = max(lsn, engine.config.lsn), max(ssn, engine.config.ssn)
-    engine.catalog.put(H_LSN, lsn)
-    engine.catalog.put(H_SSN, ssn)
+    engine.slots.put(H_LSN, lsn)
+    engine.slots.put(H_SSN, ssn)
     if engine.config.wal:
         replay_wal(engine)
     engine.save_config()
 
 
-def recover_files(engine: Engine) -> tuple[int, int]:
-    path = engine.storage_path
-    names = {}
+def _finish_renames(path: str) -> set[int]:
+    """Resolve .incomplete/.complete files in one directory; return partition mins."""
+    names: dict[int, set[str]] = {}
     for name in os.listdir(path):
         m = _NAME.match(name)
         if m:
             names.setdefault(int(m.group(1)), set()).add(m.group(2) or "")
     changed = False
     for min_, kinds in names.items():
-        base = engine.file_path(min_)
+        base = os.path.join(path, f"{min_:020d}")
         if INCOMPLETE in kinds:
             os.unlink(base + INCOMPLETE)
             changed = True
         if COMPLETE in kinds:
-            if "" in kinds:
-                os.unlink(base)
-            os.rename(base + COMPLETE, base)
+            os.replace(base + COMPLETE, base)
             kinds.add("")
             changed = True
     if changed:
         fsync_dir(path)
+    return {m for m, kinds in names.items() if "" in kinds}
+
+
+def recover_files(engine: Engine) -> tuple[int, int]:
+    found: dict[int, list[tuple[dict, object]]] = {}
+    for storage in engine.catalog.storages:
+        directory = engine.directory(storage)
+        os.makedirs(directory, exist_ok=True)
+        for min_ in _finish_renames(directory):
+            path = os.path.join(directory, f"{min_:020d}")
+            with Reader(path, engine.cipher(storage)) as reader:
+                meta = dict(reader.meta, file_size=reader.file_size)
+            found.setdefault(min_, []).append((meta, storage))
     lsn = ssn = 0
-    for min_ in sorted(m for m, kinds in names.items() if "" in kinds):
-        with Reader(engine.file_path(min_)) as reader:
-            meta = reader.meta
-        slot = engine.new_slot(int(meta["min"]), int(meta["max"]), int(meta.get("created", 0)))
-        s = engine.catalog.slots[slot]
-        s[S_GEN] = 1
-        s[S_FILE_LSN] = int(meta.get("lsn", 0))
-        s[S_FILE_EVENTS] = int(meta["events"])
-        s[S_CREATED] = int(meta.get("created", 0))
-        s[S_REFRESHED] = int(meta.get("refreshed", 0))
-        s[S_REFRESHES] = int(meta.get("refreshes", 0))
+    for min_ in sorted(found):
+        copies = sorted(found[min_], key=lambda c: (c[0].get("refreshes", 0), c[0].get("lsn", 0)))
+        meta, storage = copies[-1]
+        for _, older in copies[:-1]:  # a move that crashed before removing its source
+            os.unlink(os.path.join(engine.directory(older), f"{min_:020d}"))
+        slot = engine.new_slot(int(meta["min"]), int(meta["max"]), storage,
+                               int(meta.get("created", 0)))
+        set_file(engine, slot, meta)
         lsn = max(lsn, int(meta.get("lsn", 0)))
         ssn = max(ssn, int(meta.get("ssn", 0)))
     return lsn, ssn
+
+
+def set_file(engine: Engine, slot: int, meta: dict) -> None:
+    """Point a slot at a (new) partition file described by its meta."""
+    s = engine.slots.slots[slot]
+    s[S_GEN] += 1
+    s[S_FILE_LSN] = int(meta.get("lsn", 0))
+    s[S_FILE_EVENTS] = int(meta["events"])
+    s[S_FILE_SIZE] = int(meta["file_size"])
+    s[S_FILE_SIZE_ORIGIN] = int(meta["size_uncompressed"])
+    s[S_REGIONS] = int(meta["regions"])
+    s[S_REFRESHED] = int(meta.get("refreshed", 0))
+    s[S_REFRESHES] = int(meta.get("refreshes", 0))
 
 
 def replay_wal(engine: Engine) -> None:
@@ -90,8 +107,26 @@ def replay_wal(engine: Engine) -> None:
                         path, wf.good_size, wf.size - wf.good_size)
         records.extend(wf.records)
     records.sort(key=lambda r: r.lsn)
-    cat = engine.catalog
+    table = engine.slots
     for rec in records:
-        engine.apply(rec.rows, rec.lsn, lambda slot: int(cat.slots[slot, S_FILE_LSN]))
-        cat.put(H_LSN, max(cat.get(H_LSN), rec.lsn))
-        cat.put(H_SSN, max(cat.get(H_SSN), rec.ssn))
+        if rec.drop is not None:
+            replay_drop(engine, rec.drop[0], rec.lsn)
+        else:
+            engine.apply(rec.rows, rec.lsn, lambda slot: int(table.slots[slot, S_FILE_LSN]))
+        table.put(H_LSN, max(table.get(H_LSN), rec.lsn))
+        table.put(H_SSN, max(table.get(H_SSN), rec.ssn))
+
+
+def replay_drop(engine: Engine, min_: int, lsn: int) -> None:
+    """A partition dropped at lsn goes again, unless its file is newer than the drop."""
+    slot = engine.slots.find(min_)
+    if slot is None:
+        return
+    s = engine.slots.slots[slot]
+    if s[S_GEN] and int(s[S_FILE_LSN]) > lsn:
+        return
+    if s[S_GEN]:
+        path = engine.file_path(slot)
+        if os.path.exists(path):
+            os.unlink(path)
+    engine.forget_partition(slot)

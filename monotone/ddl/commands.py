@@ -1,8 +1,10 @@
-"""Typed command records produced by the parser."""
+"""Typed command records produced by the parser, one class per command."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+Options = tuple[tuple[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -12,18 +14,117 @@ class Set:
 
 
 @dataclass(frozen=True)
-class Show:
-    what: str                  # "var", "config", "all", "list", "partitions", "partition", "wal"
-    names: tuple = ()
+class ShowItem:
+    what: str                 # memory wal workers clouds cloud storages storage partition
+    name: str | None = None   # partitions pipeline config var
     id: int | None = None
     debug: bool = False
 
 
 @dataclass(frozen=True)
-class Refresh:
-    min: int
-    max: int | None = None     # None: one partition
+class Show:
+    items: tuple[ShowItem, ...]
+
+
+@dataclass(frozen=True)
+class CreateStorage:
+    name: str
+    options: Options = ()
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class AlterStorage:
+    name: str
+    rename: str | None = None
+    options: Options = ()
     if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class DropStorage:
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class CreateCloud:
+    name: str
+    options: Options = ()
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class AlterCloud:
+    name: str
+    rename: str | None = None
+    options: Options = ()
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class DropCloud:
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class CreatePartition:
+    min: int
+    max: int | None = None
+
+
+@dataclass(frozen=True)
+class PartitionCommand:
+    """A command on one partition (max is None: the one containing min) or a range."""
+    min: int
+    max: int | None = None
+    if_exists: bool = False
+
+    @property
+    def single(self) -> bool:
+        return self.max is None
+
+
+@dataclass(frozen=True)
+class Refresh(PartitionCommand):
+    pass
+
+
+@dataclass(frozen=True)
+class Move(PartitionCommand):
+    into: str = ""
+
+
+@dataclass(frozen=True)
+class Drop(PartitionCommand):
+    on: str | None = None     # None, "storage" or "cloud"
+
+
+@dataclass(frozen=True)
+class Upload(PartitionCommand):
+    if_cloud: bool = False
+
+
+@dataclass(frozen=True)
+class Download(PartitionCommand):
+    if_cloud: bool = False
+
+
+@dataclass(frozen=True)
+class Tier:
+    storage: str
+    options: Options = ()
+
+
+@dataclass(frozen=True)
+class AlterPipeline:
+    tiers: tuple[Tier, ...] = ()   # empty: RESET
+
+
+@dataclass(frozen=True)
+class Rebalance:
+    pass
 
 
 @dataclass(frozen=True)

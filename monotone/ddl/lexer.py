@@ -1,4 +1,9 @@
-"""Tokens of the management language. Keywords are case-insensitive."""
+"""Tokens of the management language.
+
+Keywords are case-insensitive names. An integer may carry a unit, attached or
+after a space (`10G`, `150 KiB`, `1day`, `5min`): sizes become bytes, durations
+microseconds, as in the original. `#` starts a comment to the end of the line.
+"""
 from __future__ import annotations
 
 import re
@@ -6,14 +11,32 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 
-NAME, NUMBER, STRING, PUNCT, END = "name", "number", "string", "punct", "end"
+NAME, INT, STRING, PUNCT, END = "name", "int", "string", "punct", "end"
+
+_SECOND = 1_000_000
+_DAY = 86_400 * _SECOND
+UNITS = {
+    # sizes (bytes)
+    "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1024**3, "gb": 1000**3, "gib": 1024**3, "t": 1024**4, "tb": 1000**4, "tib": 1024**4,
+    # durations (microseconds)
+    "us": 1, "microsecond": 1, "microseconds": 1,
+    "ms": 1000, "millisecond": 1000, "milliseconds": 1000,
+    "sec": _SECOND, "second": _SECOND, "seconds": _SECOND,
+    "min": 60 * _SECOND, "minute": 60 * _SECOND, "minutes": 60 * _SECOND,
+    "hr": 3600 * _SECOND, "hour": 3600 * _SECOND, "hours": 3600 * _SECOND,
+    "day": _DAY, "days": _DAY, "week": 7 * _DAY, "weeks": 7 * _DAY,
+    "month": 30 * _DAY, "months": 30 * _DAY, "year": 365 * _DAY, "years": 365 * _DAY,
+}
 
 _TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<number>-?\d+[A-Za-z]*)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
-  | (?P<punct>[(),=;.])
+    (?P<space>\s+|\#[^\n]*)
+  | (?P<float>\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)
+  | (?P<int>\d+)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_.$]*)
+  | (?P<string>'[^'\n]*'|"[^"\n]*")
+  | (?P<open>['"])
+  | (?P<punct>[^\sA-Za-z0-9_'"])
 """, re.VERBOSE)
 
 
@@ -21,30 +44,48 @@ _TOKEN = re.compile(r"""
 class Token:
     kind: str
     text: str
-    pos: int
+    value: object = None
 
     @property
     def upper(self) -> str:
         return self.text.upper()
 
-    def describe(self) -> str:
-        return "end of command" if self.kind == END else f"'{self.text}'"
-
 
 def tokenize(text: str) -> list[Token]:
-    tokens, pos = [], 0
+    tokens: list[Token] = []
+    pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
-        if m is None:
-            raise ParseError(f"unexpected character {text[pos]!r} at position {pos}")
         kind = m.lastgroup
-        if kind == "string":
-            raw = m.group(kind)
-            tokens.append(Token(STRING, raw[1:-1].replace(raw[0] * 2, raw[0]), pos))
-        elif kind != "space":
-            tokens.append(Token(kind, m.group(kind), pos))
         pos = m.end()
-    while tokens and tokens[-1].kind == PUNCT and tokens[-1].text == ";":
+        if kind == "space":
+            continue
+        if kind == "open":
+            raise ParseError("unterminated string")
+        if kind == "float":
+            raise ParseError(f"unexpected number {m.group(kind)}: integers only")
+        if kind == "int":
+            tokens.append(Token(INT, m.group(kind), int(m.group(kind))))
+        elif kind == "string":
+            tokens.append(Token(STRING, m.group(kind)[1:-1], m.group(kind)[1:-1]))
+        elif kind == "name":
+            unit = UNITS.get(m.group(kind).lower())
+            if unit is not None and tokens and tokens[-1].kind == INT and tokens[-1].text.isdigit():
+                prev = tokens.pop()
+                tokens.append(Token(INT, prev.text + m.group(kind), prev.value * unit))
+            else:
+                tokens.append(Token(NAME, m.group(kind), m.group(kind)))
+        else:
+            tokens.append(Token(PUNCT, m.group(kind)))
+    if tokens and tokens[-1].kind == PUNCT and tokens[-1].text == ";":
         tokens.pop()
-    tokens.append(Token(END, "", len(text)))
+    tokens.append(Token(END, ""))
     return tokens
+
+
+def split_int_unit(text: str) -> tuple[int, str]:
+    """'10G' -> (10, 'g'): integers with a unit written attached."""
+    m = re.fullmatch(r"(\d+)([A-Za-z]*)", text)
+    if m is None:
+        raise ParseError(f"'{text}' is not an integer")
+    return int(m.group(1)), m.group(2).lower()

@@ -1,9 +1,16 @@
-"""Recursive-descent parser: one command per text, errors say what was expected."""
+"""Recursive-descent parser: one command per text.
+
+The entry point dispatches on the first keyword to one parser per object kind
+(parse_config, parse_storage, parse_partition, parse_pipeline). Errors follow
+the original's style: the usage of the command, with the part that was
+expected where parsing stopped in quotes, e.g. `REFRESH PARTITIONS BETWEEN
+min 'AND' max`.
+"""
 from __future__ import annotations
 
 from ..errors import ParseError
 from . import commands as cmd
-from .lexer import END, NAME, NUMBER, PUNCT, STRING, Token, tokenize
+from .lexer import END, INT, NAME, PUNCT, STRING, Token, tokenize
 
 
 class Parser:
@@ -20,136 +27,137 @@ class Parser:
             self.i += 1
         return tok
 
-    def accept(self, word: str) -> bool:
+    def keyword(self, *words: str) -> str | None:
+        """Take the next token if it is one of the keywords; return it upper-cased."""
         tok = self.peek()
-        if tok.kind == NAME and tok.upper == word:
+        if tok.kind == NAME and tok.upper in words:
+            self.i += 1
+            return tok.upper
+        return None
+
+    def need(self, word: str, error: str) -> None:
+        if self.keyword(word) is None:
+            raise ParseError(error)
+
+    def punct(self, char: str) -> bool:
+        tok = self.peek()
+        if tok.kind == PUNCT and tok.text == char:
             self.i += 1
             return True
         return False
 
-    def expect(self, word: str, usage: str) -> None:
-        if not self.accept(word):
-            self.fail(usage, f"'{word}'")
-
-    def fail(self, usage: str, wanted: str):
-        raise ParseError(f"{usage}: expected {wanted}, got {self.peek().describe()}")
-
-    def name(self, usage: str, what: str = "name") -> str:
+    def name(self, error: str) -> str:
         tok = self.peek()
-        if tok.kind not in (NAME, STRING):
-            self.fail(usage, what)
+        if tok.kind not in (NAME, STRING) or (tok.kind == STRING and not tok.text):
+            raise ParseError(error)
         self.i += 1
         return tok.text
 
-    def integer(self, usage: str, what: str) -> int:
+    def integer(self, error: str) -> int:
         tok = self.peek()
-        if tok.kind != NUMBER or not tok.text.lstrip("-").isdigit():
-            self.fail(usage, what)
+        if tok.kind != INT:
+            raise ParseError(error)
         self.i += 1
-        value = int(tok.text)
-        if not 0 <= value < 2**64:
-            raise ParseError(f"{usage}: {what} {tok.text} is out of range")
-        return value
+        if not 0 <= tok.value < 2**64:
+            raise ParseError(f"{tok.text} is out of range (0 .. 2**64-1)")
+        return tok.value
 
-    def value(self, usage: str):
-        tok = self.take()
-        if tok.kind == STRING:
-            return tok.text
-        if tok.kind == NUMBER:
-            return int(tok.text) if tok.text.lstrip("-").isdigit() else tok.text
+    def value(self, error: str):
+        """A literal: integer, string, or true/false."""
+        tok = self.peek()
+        if tok.kind in (INT, STRING):
+            self.i += 1
+            return tok.value
         if tok.kind == NAME:
+            self.i += 1
             if tok.upper in ("TRUE", "ON"):
                 return True
             if tok.upper in ("FALSE", "OFF"):
                 return False
             return tok.text
-        self.i -= tok.kind != END
-        self.fail(usage, "a value")
+        raise ParseError(error)
 
-    def end(self, usage: str) -> None:
+    def if_exists(self) -> bool:
+        if self.keyword("IF") is None:
+            return False
+        self.need("EXISTS", "IF 'EXISTS' expected")
+        return True
+
+    def if_not_exists(self) -> bool:
+        if self.keyword("IF") is None:
+            return False
+        self.need("NOT", "IF 'NOT' EXISTS expected")
+        self.need("EXISTS", "IF NOT 'EXISTS' expected")
+        return True
+
+    def options(self, usage: str) -> cmd.Options:
+        """[ ( name value [, name value ...] ) ]"""
+        if not self.punct("("):
+            return ()
+        out = []
+        if self.punct(")"):
+            return ()
+        while True:
+            name = self.name(f"{usage} ('name' expected")
+            value = self.value(f"{usage} ({name} 'value' expected")
+            out.append((name.lower(), value))
+            if self.punct(","):
+                continue
+            if self.punct(")"):
+                return tuple(out)
+            raise ParseError(f"{usage} name (...')' expected")
+
+    def end(self) -> None:
         if self.peek().kind != END:
-            self.fail(usage, "end of command")
+            raise ParseError(f"unexpected clause at the end of command: '{self.peek().text}'")
 
 
 def parse(text: str):
+    """Parse one command; ParseError says what was expected."""
+    from . import parse_config, parse_partition, parse_pipeline, parse_storage
+    if not isinstance(text, str):
+        raise ParseError("a command is a str")
     p = Parser(text)
-    tok = p.take()
-    if tok.kind != NAME:
-        raise ParseError(f"unknown command {tok.describe()}: expected SET, SHOW, REFRESH "
-                         "or CHECKPOINT")
-    handler = _COMMANDS.get(tok.upper)
-    if handler is None:
-        raise ParseError(f"unknown command '{tok.text}'")
-    command = handler(p)
+    first = p.take()
+    word = first.upper if first.kind == NAME else ""
+    if word == "SET":
+        command = parse_config.set_(p)
+    elif word == "SHOW":
+        command = parse_config.show(p)
+    elif word == "CREATE":
+        kind = p.keyword("STORAGE", "CLOUD", "PARTITION")
+        if kind is None:
+            raise ParseError("CREATE 'CLOUD|STORAGE|PARTITION' expected")
+        command = {"STORAGE": parse_storage.create_storage, "CLOUD": parse_storage.create_cloud,
+                   "PARTITION": parse_partition.create}[kind](p)
+    elif word == "ALTER":
+        kind = p.keyword("STORAGE", "CLOUD", "PIPELINE")
+        if kind is None:
+            raise ParseError("ALTER 'STORAGE|CLOUD|PIPELINE' expected")
+        command = {"STORAGE": parse_storage.alter_storage, "CLOUD": parse_storage.alter_cloud,
+                   "PIPELINE": parse_pipeline.alter}[kind](p)
+    elif word == "DROP":
+        kind = p.keyword("STORAGE", "CLOUD", "PARTITION", "PARTITIONS")
+        if kind is None:
+            raise ParseError("DROP 'STORAGE|CLOUD|PARTITION|PARTITIONS' expected")
+        if kind == "STORAGE":
+            command = parse_storage.drop_storage(p)
+        elif kind == "CLOUD":
+            command = parse_storage.drop_cloud(p)
+        else:
+            command = parse_partition.partition_command(p, "DROP", kind)
+    elif word in ("REFRESH", "MOVE", "UPLOAD", "DOWNLOAD"):
+        kind = p.keyword("PARTITION", "PARTITIONS")
+        if kind is None:
+            raise ParseError(f"{word} 'PARTITION|PARTITIONS' expected")
+        command = parse_partition.partition_command(p, word, kind)
+    elif word == "REBALANCE":
+        command = cmd.Rebalance()
+    elif word == "CHECKPOINT":
+        command = cmd.Checkpoint()
+    elif first.kind == END:
+        raise ParseError("empty command")
+    else:
+        raise ParseError(f"unknown command '{first.text}'")
+    p.end()
     return command
-
-
-def _set(p: Parser):
-    usage = "SET name TO value"
-    name = p.name(usage, "variable name")
-    if not p.accept("TO") and not (p.peek().kind == PUNCT and p.peek().text == "=" and p.take()):
-        p.fail(usage, "'TO'")
-    value = p.value(usage)
-    p.end(usage)
-    return cmd.Set(name.lower(), value)
-
-
-def _show(p: Parser):
-    usage = "SHOW name | CONFIG | ALL | PARTITIONS | PARTITION id | WAL"
-    if p.peek().kind == END:
-        p.fail(usage, "what to show")
-    if p.accept("PARTITIONS"):
-        debug = p.accept("DEBUG")
-        p.end(usage)
-        return cmd.Show("partitions", debug=debug)
-    if p.accept("PARTITION"):
-        id_ = p.integer("SHOW PARTITION id", "partition id")
-        debug = p.accept("DEBUG")
-        p.end(usage)
-        return cmd.Show("partition", id=id_, debug=debug)
-    if p.accept("WAL"):
-        p.end(usage)
-        return cmd.Show("wal")
-    if p.accept("ALL"):
-        p.end(usage)
-        return cmd.Show("all")
-    if p.accept("CONFIG"):
-        if p.peek().kind == END:
-            return cmd.Show("config")
-        name = p.name(usage).lower()
-        p.end(usage)
-        return cmd.Show("var", (name,))
-    names = [p.name(usage, "variable name").lower()]
-    while p.peek().kind == PUNCT and p.peek().text == ",":
-        p.take()
-        names.append(p.name(usage, "variable name").lower())
-    p.end(usage)
-    return cmd.Show("list" if len(names) > 1 else "var", tuple(names))
-
-
-def _refresh(p: Parser):
-    if p.accept("PARTITIONS"):
-        usage = "REFRESH PARTITIONS BETWEEN min AND max"
-        p.expect("BETWEEN", usage)
-        lo = p.integer(usage, "min")
-        p.expect("AND", usage)
-        hi = p.integer(usage, "max")
-        p.end(usage)
-        return cmd.Refresh(lo, hi)
-    usage = "REFRESH PARTITION [IF EXISTS] id"
-    p.expect("PARTITION", "REFRESH PARTITION | PARTITIONS")
-    if_exists = False
-    if p.accept("IF"):
-        p.expect("EXISTS", usage)
-        if_exists = True
-    id_ = p.integer(usage, "partition id")
-    p.end(usage)
-    return cmd.Refresh(id_, None, if_exists)
-
-
-def _checkpoint(p: Parser):
-    p.end("CHECKPOINT")
-    return cmd.Checkpoint()
-
-
-_COMMANDS = {"SET": _set, "SHOW": _show, "REFRESH": _refresh, "CHECKPOINT": _checkpoint}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import lz4.block
+import zstandard
 
 from ..errors import CorruptionError, MonotoneError
 
@@ -40,9 +41,33 @@ class Lz4(Codec):
         return out
 
 
+class Zstd(Codec):
+    name = "zstd"
+
+    def __init__(self, level: int = 0) -> None:
+        self.level = level or 1
+        self._compressor = zstandard.ZstdCompressor(level=self.level)
+        self._decompressor = zstandard.ZstdDecompressor()
+
+    def compress(self, data) -> bytes:
+        return self._compressor.compress(data)
+
+    def decompress(self, data: bytes, size: int) -> bytes:
+        try:
+            out = self._decompressor.decompress(data, max_output_size=size)
+        except zstandard.ZstdError as e:
+            raise CorruptionError(f"region does not decompress: {e}") from None
+        if len(out) != size:
+            raise CorruptionError("region decompressed to a wrong size")
+        return out
+
+
+CODECS = {"none": Codec, "lz4": Lz4, "zstd": Zstd}
+
+
 def codec(name: str, level: int = 0) -> Codec:
-    if name in ("none", ""):
-        return Codec()
-    if name == "lz4":
-        return Lz4(level)
-    raise MonotoneError(f"compression '{name}' is not supported")
+    cls = CODECS.get(name or "none")
+    if cls is None:
+        raise MonotoneError(f"compression '{name}' is not supported: expected one of "
+                            f"{', '.join(CODECS)}")
+    return cls() if cls is Codec else cls(level)

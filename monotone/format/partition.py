@@ -4,10 +4,13 @@
 
 index  = meta length u32 | meta (JSON: min, max, lsn, events, ...) |
          entries (one ENTRY per region) | key blob (min/max keys of regions)
-footer = magic | index offset u64 | index size u64 | index crc u32 | footer crc u32
+footer = magic | index offset u64 | index size u64 | index crc u32 | flags u32 |
+         footer crc u32
 
 A reader takes the footer (last bytes), then the index, and afterwards one
-region at a time. Every region carries a crc32 of its stored bytes.
+region at a time. With the storage's `crc` on, every region carries a crc32 of
+its stored bytes. In an encrypted file (flag ENCRYPTED) regions and index are
+sealed with AES-GCM; the footer stays plain so a reader knows it needs a key.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ import numpy as np
 from ..errors import CorruptionError
 
 MAGIC = b"MTNPART1"
-FOOTER = struct.Struct("<8sQQII")
+FOOTER = struct.Struct("<8sQQIII")
+ENCRYPTED = 1
 ENTRY = np.dtype([
     ("offset", "<u8"), ("size", "<u8"), ("size_origin", "<u8"), ("events", "<u8"),
     ("min_id", "<u8"), ("max_id", "<u8"),
@@ -80,23 +84,32 @@ class IndexBuilder:
                 + bytes(self.keys))
 
 
-def encode_footer(index_offset: int, index: bytes) -> bytes:
-    head = struct.pack("<8sQQI", MAGIC, index_offset, len(index), zlib.crc32(index))
+def encode_footer(index_offset: int, index: bytes, flags: int = 0) -> bytes:
+    head = struct.pack("<8sQQII", MAGIC, index_offset, len(index), zlib.crc32(index), flags)
     return head + struct.pack("<I", zlib.crc32(head))
 
 
-def decode_footer(data: bytes, path: str) -> tuple[int, int, int]:
+def decode_footer(data: bytes, path: str) -> tuple[int, int, int, int]:
+    """(index offset, index size, index crc, flags)."""
     if len(data) != FOOTER.size:
         raise CorruptionError(f"partition file {path}: truncated (no footer)")
-    magic, offset, size, crc, fcrc = FOOTER.unpack(data)
+    magic, offset, size, crc, flags, fcrc = FOOTER.unpack(data)
     if magic != MAGIC or zlib.crc32(data[:-4]) != fcrc:
         raise CorruptionError(f"partition file {path}: bad footer")
-    return offset, size, crc
+    return offset, size, crc, flags
+
+
+def check_index(data: bytes, crc: int, path: str) -> None:
+    if zlib.crc32(data) != crc:
+        raise CorruptionError(f"partition file {path}: region index checksum mismatch")
 
 
 def decode_index(data: bytes, crc: int, path: str) -> Index:
-    if zlib.crc32(data) != crc:
-        raise CorruptionError(f"partition file {path}: region index checksum mismatch")
+    check_index(data, crc, path)
+    return parse_index(data, path)
+
+
+def parse_index(data: bytes, path: str) -> Index:
     try:
         (meta_len,) = struct.unpack_from("<I", data, 0)
         meta = json.loads(data[4:4 + meta_len])

@@ -1,10 +1,11 @@
 """WAL record framing.
 
     magic u32 | crc u32 | lsn u64 | ssn u64 | size u32 | data crc u32 | count u32 | flags u32
-    payload: the batch in region encoding, uncompressed
+    payload: the batch in region encoding, uncompressed; for a drop record
+         (flag DROP) the dropped partition's min and max, u64 each
 
 crc covers the header after it, so a torn or zeroed tail is always caught;
-with wal_crc the payload gets its own crc32 as well (flag bit 1).
+with wal_crc the payload gets its own crc32 as well (flag DATA_CRC).
 """
 from __future__ import annotations
 
@@ -18,23 +19,33 @@ from . import region
 MAGIC = 0x4C41574D  # "MWAL"
 HEADER = struct.Struct("<IIQQIIII")
 FLAG_DATA_CRC = 1
+FLAG_DROP = 2
+_DROP = struct.Struct("<QQ")
 
 
 @dataclass
 class Record:
     lsn: int
     ssn: int
-    rows: Rows
+    rows: Rows | None
     size: int  # bytes of the record, header included
+    drop: tuple[int, int] | None = None  # (min, max) of a dropped partition
 
 
 def encode(lsn: int, ssn: int, rows: Rows, data_crc: bool) -> bytes:
-    payload = region.encode(rows)
+    return _frame(lsn, ssn, region.encode(rows), len(rows), data_crc, 0)
+
+
+def encode_drop(lsn: int, ssn: int, lo: int, hi: int) -> bytes:
+    return _frame(lsn, ssn, _DROP.pack(lo, hi), 0, True, FLAG_DROP)
+
+
+def _frame(lsn: int, ssn: int, payload, count: int, data_crc: bool, flags: int) -> bytes:
     dcrc = zlib.crc32(payload) if data_crc else 0
-    flags = FLAG_DATA_CRC if data_crc else 0
-    tail = HEADER.pack(MAGIC, 0, lsn, ssn, len(payload), dcrc, len(rows), flags)[8:]
+    flags |= FLAG_DATA_CRC if data_crc else 0
+    tail = HEADER.pack(MAGIC, 0, lsn, ssn, len(payload), dcrc, count, flags)[8:]
     head = struct.pack("<II", MAGIC, zlib.crc32(tail))
-    return head + tail + payload
+    return head + tail + bytes(payload)
 
 
 def decode_at(buf: memoryview, pos: int, origin: str):
@@ -50,6 +61,10 @@ def decode_at(buf: memoryview, pos: int, origin: str):
     payload = buf[start:start + size]
     if flags & FLAG_DATA_CRC and zlib.crc32(payload) != dcrc:
         return None
+    if flags & FLAG_DROP:
+        if size != _DROP.size:
+            return None
+        return Record(lsn, ssn, None, HEADER.size + size, _DROP.unpack(payload))
     try:
         rows = region.decode(payload, origin)
     except Exception:

@@ -1,0 +1,195 @@
+"""Storages, clouds and the pipeline: their options, checks and persisted form.
+
+Pure data: the coordinator keeps one Catalog, persists it inside config.json
+and sends clients what they need to read files (storage directories, keys).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import uuid as uuidlib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import MonotoneError
+from .format.codec import CODECS
+from .format.crypto import new_key, parse_key
+
+MAIN = "main"
+UNSET = -1
+
+
+@dataclass
+class Storage:
+    name: str
+    id: int = 0
+    uuid: str = ""
+    path: str = ""
+    cloud: str = ""
+    cloud_drop_local: bool = True
+    sync: bool = True
+    crc: bool = True
+    refresh_wm: int = 40 * 1024 * 1024
+    region_size: int = 128 * 1024
+    compression: str = "lz4"
+    compression_level: int = 0
+    encryption: str = ""
+    encryption_key: str = ""
+
+    def directory(self, base: str) -> str:
+        """<base>/<uuid>, <base>/<path>/<uuid> or <path>/<uuid>."""
+        return os.path.join(base, self.path, self.uuid)
+
+    def show(self, debug: bool = False) -> dict:
+        out = {"uuid": "(filtered)" if debug else self.uuid}
+        for name in ("name", "path", "cloud", "cloud_drop_local", "sync", "crc", "refresh_wm",
+                     "region_size", "compression", "compression_level", "encryption"):
+            out[name] = getattr(self, name)
+        return out
+
+
+@dataclass
+class Cloud:
+    name: str
+    type: str = ""
+    login: str = ""
+    password: str = ""
+    url: str = ""
+    debug: bool = False
+
+    def show(self) -> dict:
+        return {"name": self.name, "type": self.type, "login": self.login,
+                "password": "(secret)", "url": self.url, "debug": self.debug}
+
+
+@dataclass
+class Tier:
+    name: str
+    partitions: int = UNSET
+    size: int = UNSET
+    events: int = UNSET
+    duration: int = UNSET
+
+    def show(self) -> dict:
+        return asdict(self)
+
+
+CLOUD_TYPES = ("s3",)
+_STORAGE_TYPES = {f.name: f.type for f in fields(Storage)}
+_ALIASES = {"access_key": "login", "secret_key": "password"}
+
+
+def _typed(kind: str, name: str, value: Any, want: str) -> Any:
+    if want == "bool":
+        if not isinstance(value, bool):
+            raise MonotoneError(f"{kind}: {name} 'true|false' expected")
+    elif want == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MonotoneError(f"{kind}: {name} 'integer' expected")
+    elif not isinstance(value, str):
+        raise MonotoneError(f"{kind}: {name} 'string' expected")
+    return value
+
+
+def apply_storage_options(storage: Storage, options, usage: str, creating: bool) -> set[str]:
+    """Set options on storage (checked); return the names changed."""
+    changed = set()
+    for name, value in options:
+        want = _STORAGE_TYPES.get(name)
+        if want is None or name in ("name", "id"):
+            raise MonotoneError(f"{usage}: unknown option: '{name}'")
+        value = _typed(usage, name, value, want)
+        if name == "uuid" and not creating:
+            raise MonotoneError("storage uuid cannot be changed this way")
+        if name == "compression":
+            value = value or "none"
+            if value not in CODECS:
+                raise MonotoneError(f"unknown compression: '{value}' (expected lz4, zstd or none)")
+        if name == "encryption":
+            value = "" if value == "none" else value
+            if value not in ("", "aes"):
+                raise MonotoneError(f"unknown encryption: '{value}' (expected aes or none)")
+        if name == "encryption_key" and value:
+            parse_key(value)
+        if name == "region_size" and value < 1024:
+            raise MonotoneError("invalid region_size value: at least 1KiB")
+        setattr(storage, name, value)
+        changed.add(name)
+    if storage.encryption == "aes" and not storage.encryption_key:
+        storage.encryption_key = new_key()
+    if not storage.encryption:
+        storage.encryption_key = ""
+    return changed
+
+
+def apply_cloud_options(cloud: Cloud, options, usage: str, creating: bool) -> None:
+    for name, value in options:
+        name = _ALIASES.get(name, name)
+        if name not in ("type", "login", "password", "url", "debug"):
+            raise MonotoneError(f"{usage}: unknown option '{name}'")
+        value = _typed(usage, name, value, "bool" if name == "debug" else "str")
+        if name == "type" and not creating and value != cloud.type:
+            raise MonotoneError("cloud type cannot be changed")
+        setattr(cloud, name, value)
+    if cloud.type not in CLOUD_TYPES:
+        raise MonotoneError(f"cloud '{cloud.name}': unknown cloud type "
+                            f"(type is one of: {', '.join(CLOUD_TYPES)})")
+
+
+def make_tier(name: str, options) -> Tier:
+    tier = Tier(name)
+    for opt, value in options:
+        if opt not in ("partitions", "size", "events", "duration"):
+            raise MonotoneError(f"ALTER PIPELINE: unknown option '{opt}'")
+        setattr(tier, opt, _typed("ALTER PIPELINE", opt, value, "int"))
+    return tier
+
+
+@dataclass
+class Catalog:
+    storages: list[Storage] = field(default_factory=list)
+    clouds: list[Cloud] = field(default_factory=list)
+    pipeline: list[Tier] = field(default_factory=list)
+
+    # lookup
+    def storage(self, name: str) -> Storage | None:
+        return next((s for s in self.storages if s.name == name), None)
+
+    def storage_by_id(self, id_: int) -> Storage:
+        return next(s for s in self.storages if s.id == id_)
+
+    def need_storage(self, name: str) -> Storage:
+        storage = self.storage(name)
+        if storage is None:
+            raise MonotoneError(f"storage '{name}': not exists")
+        return storage
+
+    def cloud(self, name: str) -> Cloud | None:
+        return next((c for c in self.clouds if c.name == name), None)
+
+    def first_tier(self) -> Storage:
+        return self.need_storage(self.pipeline[0].name if self.pipeline else MAIN)
+
+    def new_storage(self, name: str) -> Storage:
+        next_id = max((s.id for s in self.storages), default=-1) + 1
+        return Storage(name, id=next_id, uuid=str(uuidlib.uuid4()))
+
+    # persistence
+    def to_json(self) -> dict:
+        return {"storages": [asdict(s) for s in self.storages],
+                "clouds": [asdict(c) for c in self.clouds],
+                "pipeline": [asdict(t) for t in self.pipeline]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Catalog":
+        return cls([Storage(**s) for s in data.get("storages", [])],
+                   [Cloud(**c) for c in data.get("clouds", [])],
+                   [Tier(**t) for t in data.get("pipeline", [])])
+
+    def for_clients(self, base: str) -> dict:
+        """What readers need: storage id -> directory, key."""
+        return {str(s.id): {"directory": s.directory(base), "key": s.encryption_key}
+                for s in self.storages}
+
+    def copy(self) -> "Catalog":
+        return copy.deepcopy(self)
