@@ -1,7 +1,6 @@
 """The public API: Monotone, the environment of one repository."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable
 
@@ -13,6 +12,7 @@ from .ddl import commands as cmd
 from .ddl import parse
 from .errors import MonotoneError
 from .event import Event
+from .jsonout import pretty
 from .rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
 from .session import SERIAL, Session
 
@@ -42,14 +42,11 @@ class Monotone:
             self.config.set(parsed.name, parsed.value, opened=False)
             self._settings[TABLE[parsed.name].name] = self.config.values[parsed.name]
             return None
-        if isinstance(parsed, cmd.Show):
-            if parsed.what == "var":
-                return json.dumps(self.config.show(parsed.names[0]))
-            if parsed.what == "list":
-                return json.dumps([self.config.show(n) for n in parsed.names])
-            if parsed.what in ("config", "all"):
-                return json.dumps({n: v for n, v in self.config.values.items()
-                                   if not TABLE[n].flags & HIDDEN}, indent=2)
+        if isinstance(parsed, cmd.Show) and all(i.what in ("var", "config") for i in parsed.items):
+            values = [self.config.show(i.name) if i.what == "var" else
+                      {n: v for n, v in self.config.values.items() if not TABLE[n].flags & HIDDEN}
+                      for i in parsed.items]
+            return pretty(values[0] if len(values) == 1 else values)
         raise MonotoneError("the repository is not open: open() it first")
 
     # lifecycle

@@ -35,7 +35,7 @@ from shm.catalog import (
 )
 from shm.locks import COORDINATOR, PUBLISH, SEQUENCE, START, Held, LockFile
 from shm.memtable import MemtableCache
-from shm.writer import write_parts
+from shm.writer import Moved, write_parts
 
 from . import errors, protocol
 from .errors import CoordinatorError, InjectedError, MemtableFull, MonotoneError
@@ -205,16 +205,24 @@ class Session:
                 elif cfg["error_wal"]:
                     raise InjectedError("wal write failed (error_wal is set)")
 
-            try:
-                write_parts(self.catalog, self.locks, self.memtables, parts, log)
-            except MemtableFull as e:
-                # nothing was written: refresh the full partition and try once more
-                full = [int(self.catalog.slots[slot, S_MIN]) for slot, _ in parts
-                        if int(self.catalog.slots[slot, S_ACTIVE]) == e.segno]
-                for min_ in full:
-                    self.request({"op": "execute", "text": f"REFRESH PARTITION IF EXISTS {min_}"})
-                write_parts(self.catalog, self.locks, self.memtables, parts, log)
-            return ids
+            for attempt in range(8):
+                try:
+                    write_parts(self.catalog, self.locks, self.memtables, parts, log)
+                    return ids
+                except Moved:
+                    # a partition was dropped meanwhile: route again (nothing was written)
+                    self.map_version = -1
+                    parts = self.route(ordered)
+                except MemtableFull as e:
+                    if attempt:
+                        raise
+                    # nothing was written: refresh the full partition and try once more
+                    full = [int(self.catalog.slots[slot, S_MIN]) for slot, _ in parts
+                            if int(self.catalog.slots[slot, S_ACTIVE]) == e.segno]
+                    for min_ in full:
+                        self.request({"op": "execute",
+                                      "text": f"REFRESH PARTITION IF EXISTS {min_}"})
+            raise MonotoneError("the partitions of the batch kept changing while writing it")
 
     def after_command(self, lsn_needed: int) -> None:
         with self.lock:

@@ -1,7 +1,8 @@
 """Appending a batch to the memtables of its partitions, atomically.
 
 Protocol:
-  1. lock the partitions of the batch, in ascending order (no deadlocks)
+  1. lock the partitions of the batch, in ascending order (no deadlocks), and
+     check they still hold its ids (a partition may have been dropped since)
   2. finish a publish a dead writer left in the journal, if any
   3. take the next lsn (and the current ssn) under the SEQUENCE lock
   4. back the memtable space the batch needs (a full /dev/shm fails here)
@@ -18,9 +19,14 @@ from typing import Callable
 
 from monotone.rows import Rows
 
-from .catalog import H_JOURNAL, H_LSN, H_SSN, S_ACTIVE, S_LSN_MIN, S_ROWS, Catalog
+from .catalog import (H_JOURNAL, H_LSN, H_SSN, LIVE, S_ACTIVE, S_LSN_MIN, S_MAX, S_MIN, S_ROWS,
+                      S_STATE, Catalog)
 from .locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
 from .memtable import Memtable, MemtableCache
+
+
+class Moved(Exception):
+    """A partition was dropped (or its slot reused) between routing and locking."""
 
 
 def _in_order(mt: Memtable, n: int, rows: Rows) -> bool:
@@ -40,6 +46,10 @@ def write_parts(catalog: Catalog, locks: LockFile, memtables: MemtableCache,
     for slot in slots:
         locks.lock(PARTITIONS + slot)
     try:
+        for slot, rows in parts:
+            s = catalog.slots[slot]
+            if s[S_STATE] != LIVE or not s[S_MIN] <= rows.ids[0] or not rows.ids[-1] <= s[S_MAX]:
+                raise Moved(slot)
         if catalog.get(H_JOURNAL):
             with Held(locks, PUBLISH):
                 catalog.finish_journal()
