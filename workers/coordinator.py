@@ -16,18 +16,26 @@ import selectors
 import signal
 import socket
 import sys
+import time
 
 from monotone import protocol
 from monotone.config import RUNTIME, TABLE, convert
 from monotone.errors import MonotoneError
 from shm.catalog import lsn_needed
 
+from monotone.ddl import commands as cmd
+from monotone.ddl import parse
+
 from . import handlers
+from . import refresh as refresher
 from .engine import Engine
+from .pool import Pool
 from .recovery import recover
+from .tasks import Scheduler
 
 log = logging.getLogger("monotone")
 IDLE_START = 60.0  # an embedded coordinator nobody connects to goes away
+BACKGROUND = 1.0   # seconds between checks of the pipeline's retention
 
 
 class Server:
@@ -40,20 +48,35 @@ class Server:
         self.clients: dict[socket.socket, int] = {}   # connections that said hello
         self.seen_client = False
         self.stopping = False
+        workers = engine.config.workers
+        self.pool = Pool(engine.layout.base, workers, self.sel) if workers else None
+        engine.pool = self.pool
+        self.scheduler = Scheduler(engine, self.pool)
+        self.rebalancing = False
+        self.next_background = time.monotonic()
 
     def run(self) -> None:
         self.sel.register(self.listener, selectors.EVENT_READ)
-        while not self.stopping:
-            timeout = IDLE_START if self.embedded and not self.seen_client else None
-            events = self.sel.select(timeout)
+        while not (self.stopping and self.scheduler.idle()):
+            events = self.sel.select(self._timeout())
             if not events and self.embedded and not self.seen_client:
-                break
+                break  # started, but nobody came
             for key, _ in events:
                 if key.fileobj is self.listener:
                     self._accept()
+                elif key.data is not None:
+                    self.pool.readable(key.data[1])
                 else:
                     self._serve(key.fileobj)
+            self._background()
         self.shutdown()
+
+    def _timeout(self) -> float | None:
+        if self.embedded and not self.seen_client:
+            return IDLE_START
+        if self.pool is not None and self.engine.catalog.pipeline:
+            return max(0.0, self.next_background - time.monotonic())
+        return None
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
@@ -65,56 +88,111 @@ class Server:
         if message is None:
             self._drop(conn)
             return
+        op = message.get("op")
+
+        def reply(value, error) -> None:
+            if error is None:
+                answer = {"ok": True, **value}
+            elif isinstance(error, MonotoneError):
+                answer = {"ok": False, "error": str(error), "type": type(error).__name__}
+            else:  # a bug: keep serving, tell the client
+                log.error("request %s failed", op, exc_info=error)
+                answer = {"ok": False, "error": f"internal error: {error!r}",
+                          "type": "MonotoneError"}
+            try:
+                protocol.send(conn, answer)
+            except OSError:
+                pass  # the client is gone; its EOF comes next
+            if op == "bye":
+                self._drop(conn)
+
         try:
-            reply = {"ok": True, **self.handle(conn, message)}
-        except MonotoneError as e:
-            reply = {"ok": False, "error": str(e), "type": type(e).__name__}
-        except Exception as e:  # a bug: keep serving, tell the client
-            log.exception("request %s failed", message.get("op"))
-            reply = {"ok": False, "error": f"internal error: {e!r}", "type": "MonotoneError"}
-        try:
-            protocol.send(conn, reply)
-        except OSError:
-            pass  # the client is gone; its EOF comes next
-        if message.get("op") == "bye":
-            self._drop(conn)
+            self.handle(conn, message, reply)
+        except Exception as e:
+            reply(None, e)
 
     def _drop(self, conn: socket.socket) -> None:
+        if conn not in self.conns:
+            return
         self.sel.unregister(conn)
         conn.close()
         self.conns.discard(conn)
         if self.clients.pop(conn, None) is not None and self.embedded and not self.clients:
             self.stopping = True
 
-    def handle(self, conn: socket.socket, message: dict) -> dict:
+    def handle(self, conn: socket.socket, message: dict, reply) -> None:
         engine = self.engine
         op = message.get("op")
         if op == "hello":
             apply_settings(engine, message.get("settings", {}))
             self.clients[conn] = int(message.get("pid", 0))
             self.seen_client = True
-            return {"catalog": engine.layout.catalog, "config": engine.client_config()}
-        if op == "bye":
-            return {"last": self.embedded and set(self.clients) == {conn}}
-        if op == "config":
-            return {"config": engine.client_config()}
-        if op == "partitions":
+            self.stopping = False
+            reply({"catalog": engine.layout.catalog, "config": engine.client_config()}, None)
+        elif op == "bye":
+            reply({"last": self.embedded and set(self.clients) == {conn}}, None)
+        elif op == "config":
+            reply({"config": engine.client_config()}, None)
+        elif op == "partitions":
             engine.ensure_partitions(message["ids"])
-            return {}
-        if op == "execute":
-            result = handlers.execute(engine, message["text"])
-            return {"result": result, "lsn_needed": lsn_needed(engine.slots)}
-        raise MonotoneError(f"unknown request {op!r}")
+            reply({}, None)
+        elif op == "refresh":
+            # a writer saw a memtable pass its storage's refresh_wm
+            self._start_refresh(int(message["slot"]))
+            reply({}, None)
+        elif op == "execute":
+            command = parse(message["text"])
+            result = handlers.HANDLERS[type(command)](engine, command)
+            done = lambda value, error: reply(  # noqa: E731
+                {"result": value, "lsn_needed": lsn_needed(engine.slots)}, error)
+            if isinstance(command, cmd.Checkpoint) and self.pool is not None:
+                # with workers, CHECKPOINT schedules the refreshes and returns
+                self.scheduler.run(result, self._background_done, "checkpoint")
+                done(None, None)
+            else:
+                self.scheduler.run(result, done, type(command).__name__)
+        else:
+            raise MonotoneError(f"unknown request {op!r}")
+
+    # background work
+    def _start_refresh(self, slot: int) -> None:
+        if slot in self.engine.busy or self.pool is None:
+            return
+        self.scheduler.run(refresher.refresh(self.engine, slot), self._background_done, "refresh")
+
+    def _background(self) -> None:
+        """The pipeline's retention, applied by workers every BACKGROUND seconds."""
+        if self.pool is None or not self.engine.catalog.pipeline or self.rebalancing:
+            return
+        if time.monotonic() < self.next_background:
+            return
+        self.next_background = time.monotonic() + BACKGROUND
+        self.rebalancing = True
+
+        def done(value, error) -> None:
+            self.rebalancing = False
+            self._background_done(value, error)
+
+        self.scheduler.run(handlers.rebalance(self.engine), done, "rebalance")
+
+    def _background_done(self, value, error) -> None:
+        if error is not None:
+            log.error("background work failed: %s", error)
+        handlers.collect_wal(self.engine)
 
     def shutdown(self) -> None:
         engine = self.engine
         try:
+            if self.pool is not None:
+                self.pool.close()
+            self.scheduler.pool = None  # what is left runs here, now
             if not engine.config.wal:
                 # without a WAL, memory is the only copy: a clean stop refreshes it
-                handlers.checkpoint(engine)
+                self.scheduler.run(handlers.checkpoint(engine), self._background_done,
+                                   "final checkpoint")
             else:
                 handlers.collect_wal(engine)
-        except MonotoneError as e:
+        except Exception as e:
             log.error("refresh at shutdown failed: %s", e)
         finally:
             engine.close()

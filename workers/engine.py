@@ -37,6 +37,8 @@ class Engine:
         self.catalog = Catalog()
         self.closed = False
         self.slots_ready = False
+        self.busy: set[int] = set()  # partitions a task is working on
+        self.pool = None               # the worker pool, set by the server
         self._load_config(settings)
         self.locks = LockFile(self.layout.lock)
         self.locks.lock(COORDINATOR)  # waits for a previous coordinator to be gone

@@ -8,7 +8,6 @@ from monotone import wal
 from monotone.catalog import (MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options,
                               make_tier)
 from monotone.ddl import commands as cmd
-from monotone.ddl import parse
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.format import wal as walfmt
 from monotone.partfile import COMPLETE, INCOMPLETE
@@ -22,11 +21,6 @@ from .show import show
 
 CLOUD_LATER = ("cloud-backed storages are not available yet: clouds can be defined, but "
                "attaching one to a storage, UPLOAD and DOWNLOAD come in a later version")
-
-
-def execute(engine: Engine, text: str) -> str | None:
-    command = parse(text)
-    return HANDLERS[type(command)](engine, command)
 
 
 # config
@@ -184,26 +178,26 @@ def _targets(engine: Engine, c: cmd.PartitionCommand, verb: str) -> list[int]:
     return engine.range_slots(c.min, c.max)
 
 
-def _refresh(engine: Engine, c: cmd.Refresh) -> None:
+def _refresh(engine: Engine, c: cmd.Refresh):
     for slot in _targets(engine, c, "refresh"):
-        refresher.refresh(engine, slot)
+        yield from refresher.refresh(engine, slot)
     collect_wal(engine)
 
 
-def _move(engine: Engine, c: cmd.Move) -> None:
+def _move(engine: Engine, c: cmd.Move):
     target = engine.catalog.storage(c.into)
     if target is None:
         raise MonotoneError(f"move: storage '{c.into}' not found")
     for slot in _targets(engine, c, "move"):
         if engine.storage_of(slot).id != target.id:
-            refresher.refresh(engine, slot, target)
+            yield from refresher.refresh(engine, slot, target)
     collect_wal(engine)
 
 
-def _drop(engine: Engine, c: cmd.Drop) -> None:
+def _drop(engine: Engine, c: cmd.Drop):
     for slot in _targets(engine, c, "drop"):
         if c.on is None:
-            drop_partition(engine, slot)
+            yield from drop_partition(engine, slot)
         elif c.single:  # nothing is on a cloud yet: either copy would be the only one
             where = "cloud" if c.on == "cloud" else "storage (its only copy)"
             raise MonotoneError(f"drop: partition '{c.min}' has no copy on cloud: "
@@ -211,9 +205,18 @@ def _drop(engine: Engine, c: cmd.Drop) -> None:
     collect_wal(engine)
 
 
-def drop_partition(engine: Engine, slot: int) -> None:
+def drop_partition(engine: Engine, slot: int):
     """Drop a partition: a WAL record first (so recovery does not bring it back),
     then the slot, the memtables and the files."""
+    if not (yield from refresher.claim(engine, slot)):
+        return
+    try:
+        _drop_claimed(engine, slot)
+    finally:
+        engine.busy.discard(slot)
+
+
+def _drop_claimed(engine: Engine, slot: int) -> None:
     s = engine.slots.slots[slot]
     lo, hi = int(s[S_MIN]), int(s[S_MAX])
     with Held(engine.locks, PARTITIONS + slot):
@@ -256,22 +259,24 @@ def _alter_pipeline(engine: Engine, c: cmd.AlterPipeline) -> None:
     engine.config_changed()
 
 
-def _rebalance(engine: Engine, c: cmd.Rebalance) -> None:
-    rebalance(engine)
+def _rebalance(engine: Engine, c: cmd.Rebalance):
+    yield from rebalance(engine)
     collect_wal(engine)
 
 
-def rebalance(engine: Engine) -> int:
+def rebalance(engine: Engine):
     """Apply the pipeline's retention until nothing more moves; return how many moved."""
     moved = 0
     while True:
         step = _rebalance_step(engine)
         if step is None:
             return moved
+        yield from step
         moved += 1
 
 
 def _rebalance_step(engine: Engine):
+    """The next move or drop retention calls for (a task to run), or None."""
     pipeline = engine.catalog.pipeline
     table = engine.slots.slots
     now = int(time.time() * 1e6)
@@ -288,24 +293,23 @@ def _rebalance_step(engine: Engine):
         if not over:
             continue
         if i + 1 < len(pipeline):
-            refresher.refresh(engine, oldest, engine.catalog.need_storage(pipeline[i + 1].name))
-        else:
-            drop_partition(engine, oldest)
-        return oldest
+            return refresher.refresh(engine, oldest,
+                                     engine.catalog.need_storage(pipeline[i + 1].name))
+        return drop_partition(engine, oldest)
     return None
 
 
 # checkpoint and WAL
-def _checkpoint(engine: Engine, c: cmd.Checkpoint) -> None:
-    checkpoint(engine)
+def _checkpoint(engine: Engine, c: cmd.Checkpoint):
+    return checkpoint(engine)
 
 
-def checkpoint(engine: Engine) -> None:
+def checkpoint(engine: Engine):
     """Refresh every partition with events in memory."""
     table = engine.slots.slots
     for slot in engine.live_slots().tolist():
         if table[slot, S_ROWS] or table[slot, S_FROZEN]:
-            refresher.refresh(engine, slot)
+            yield from refresher.refresh(engine, slot)
     collect_wal(engine)
 
 

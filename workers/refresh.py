@@ -12,9 +12,10 @@ Move is the same, with the new file written into another storage.
           -- crash point error_refresh_3
           point the slot at the new file; on a move, remove the source file
   step 5. drop the frozen memtable
-Recovery (recovery.py) finishes or discards each of these states. After a
-failure the frozen memtable stays readable and the next refresh of the
-partition merges it first.
+Steps 2 and 3 are a MergeJob (merge.py), run by a worker process; the
+coordinator does the short steps around it. Recovery (recovery.py) finishes
+or discards each of these states. After a failure the frozen memtable stays
+readable and the next refresh of the partition merges it first.
 """
 from __future__ import annotations
 
@@ -23,29 +24,54 @@ import time
 
 from monotone.catalog import Storage
 from monotone.errors import InjectedError
-from monotone.partfile import COMPLETE, INCOMPLETE, Reader, Writer, fsync_dir
-from monotone.rows import Ordered, Rows, drop_deletes, merge
+from monotone.partfile import COMPLETE, fsync_dir
 from shm import segment
-from shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, S_ACTIVE, S_CREATED, S_FILE_LSN,
-                         S_FROZEN, S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_LSN_MIN, S_MAX,
-                         S_MIN, S_REFRESHES, S_ROWS, S_STORAGE)
+from shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, LIVE, S_ACTIVE, S_CREATED, S_FILE_LSN,
+                         S_FROZEN, S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_HINTED, S_LSN_MIN,
+                         S_MAX, S_MIN, S_REFRESHES, S_ROWS, S_STATE, S_STORAGE)
 from shm.locks import PARTITIONS, PUBLISH, Held
 from shm.memtable import Memtable
 
 from .engine import Engine
+from .merge import MergeJob
 from .recovery import set_file
+from .tasks import WaitSlot
 
 
-def refresh(engine: Engine, slot: int, target: Storage | None = None) -> None:
-    """Rewrite one partition with its memtable merged in, into target (default: where it is)."""
+def claim(engine: Engine, slot: int):
+    """Wait until no other task works on the partition, then take it.
+
+    Returns False when the partition went away (dropped) meanwhile."""
+    min_ = int(engine.slots.slots[slot, S_MIN])
+    while slot in engine.busy:
+        yield WaitSlot(slot)
     s = engine.slots.slots[slot]
-    target = target or engine.storage_of(slot)
-    resumed = bool(s[S_FROZEN])  # left by a refresh that failed
+    if s[S_STATE] != LIVE or int(s[S_MIN]) != min_:
+        return False
+    engine.busy.add(slot)
+    return True
+
+
+def refresh(engine: Engine, slot: int, target: Storage | None = None):
+    """Rewrite one partition with its memtable merged in, into target (default: where it is)."""
+    if not (yield from claim(engine, slot)):
+        return
+    try:
+        s = engine.slots.slots[slot]
+        target = target or engine.storage_of(slot)
+        resumed = bool(s[S_FROZEN])  # left by a refresh that failed
+        yield from _refresh_once(engine, slot, target)
+        if resumed and s[S_ROWS]:
+            yield from _refresh_once(engine, slot, target)
+    finally:
+        engine.busy.discard(slot)
+
+
+def _refresh_once(engine: Engine, slot: int, target: Storage):
     _freeze(engine, slot)
-    _merge_frozen(engine, slot, target)
-    if resumed and s[S_ROWS]:
-        _freeze(engine, slot)
-        _merge_frozen(engine, slot, target)
+    job = _job(engine, slot, target)
+    meta = yield job
+    _switch(engine, slot, target, job, meta)
 
 
 def _freeze(engine: Engine, slot: int) -> None:
@@ -62,47 +88,41 @@ def _freeze(engine: Engine, slot: int) -> None:
             s[S_FROZEN] = s[S_ACTIVE]
             s[S_ROWS] = 0
             s[S_LSN_MIN] = 0
+            s[S_HINTED] = 0
             s[S_ACTIVE] = segno
 
 
-def _merge_frozen(engine: Engine, slot: int, target: Storage) -> None:
-    """Steps 2 to 5 for the partition's frozen memtable."""
+def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
+    """Steps 2 and 3, described for whoever runs them."""
     s = engine.slots.slots[slot]
     source = engine.storage_of(slot)
-    frozen = engine.memtables.get(int(s[S_FROZEN]))
-    rows = frozen.sorted_rows(int(s[S_FROZEN_ROWS]))
-    old = engine.file_path(slot, source) if s[S_GEN] else None
-    path = engine.file_path(slot, target)
-    meta = {
-        "min": int(s[S_MIN]), "max": int(s[S_MAX]),
-        "lsn": max(int(s[S_FILE_LSN]), frozen.lsn_max),
-        "ssn": engine.slots.get(H_SSN),
-        "created": int(s[S_CREATED]), "refreshed": int(time.time() * 1e6),
-        "refreshes": int(s[S_REFRESHES]) + 1,
-    }
-    # step 2
-    writer = Writer(path + INCOMPLETE, target.compression, target.compression_level,
-                    target.region_size, engine.cipher(target), target.crc)
-    try:
-        _merge_into(writer, old, engine.cipher(source), rows)
-        meta = writer.finish(meta, target.sync)
-    except BaseException:
-        writer.abort()
-        raise
-    meta["file_size"] = os.path.getsize(path + INCOMPLETE)
-    _crash_point(engine, 1)
-    # step 3
-    directory = os.path.dirname(path)
-    os.rename(path + INCOMPLETE, path + COMPLETE)
-    if target.sync:
-        fsync_dir(directory)
-    _crash_point(engine, 2)
-    # step 4
+    cfg = engine.config.values
+    return MergeJob(
+        slot=slot, frozen=int(s[S_FROZEN]), frozen_rows=int(s[S_FROZEN_ROWS]),
+        old=engine.file_path(slot, source) if s[S_GEN] else None,
+        old_key=source.encryption_key if source.encryption else "",
+        path=engine.file_path(slot, target),
+        compression=target.compression, compression_level=target.compression_level,
+        region_size=target.region_size,
+        key=target.encryption_key if target.encryption else "",
+        crc=target.crc, sync=target.sync,
+        meta={"min": int(s[S_MIN]), "max": int(s[S_MAX]), "lsn": int(s[S_FILE_LSN]),
+              "ssn": engine.slots.get(H_SSN), "created": int(s[S_CREATED]),
+              "refreshed": int(time.time() * 1e6), "refreshes": int(s[S_REFRESHES]) + 1},
+        crash_points=tuple(n for n in (1, 2) if cfg[f"error_refresh_{n}"]))
+
+
+def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dict) -> None:
+    """Steps 4 and 5."""
+    s = engine.slots.slots[slot]
+    source = engine.storage_of(slot)
+    directory = os.path.dirname(job.path)
     with Held(engine.locks, PUBLISH):
-        os.replace(path + COMPLETE, path)
+        os.replace(job.path + COMPLETE, job.path)
         if target.sync:
             fsync_dir(directory)
-        _crash_point(engine, 3)
+        if engine.config.values["error_refresh_3"]:
+            raise InjectedError("refresh failed at crash point 3 (error_refresh_3 is set)")
         segno = int(s[S_FROZEN])
         set_file(engine, slot, meta)
         s[S_STORAGE] = target.id
@@ -110,29 +130,9 @@ def _merge_frozen(engine: Engine, slot: int, target: Storage) -> None:
         s[S_FROZEN_LSN_MIN] = 0
         s[S_FROZEN] = 0
         engine.slots.bump(H_MAP_VERSION)  # clients unmap the frozen memtable
-        if old is not None and old != path:
-            os.unlink(old)
+        if job.old is not None and job.old != job.path:
+            os.unlink(job.old)
             if source.sync:
-                fsync_dir(os.path.dirname(old))
-    # step 5
+                fsync_dir(os.path.dirname(job.old))
     engine.memtables.forget(segno)
     segment.unlink(engine.layout.memtable(segno))
-
-
-def _merge_into(writer: Writer, old: str | None, cipher, mem: Rows) -> None:
-    """Stream the old file's regions merged with the sorted memtable rows."""
-    ordered, pos = Ordered(mem), 0
-    if old is not None:
-        with Reader(old, cipher) as reader:
-            index = reader.index
-            for i in range(index.regions):
-                region = reader.read_region(i)
-                upper = ordered.bound(int(index.entries["max_id"][i]), index.max_key(i), "right")
-                writer.add(drop_deletes(merge([region, mem.slice(pos, upper)])))
-                pos = upper
-    writer.add(drop_deletes(mem.slice(pos, len(mem))))
-
-
-def _crash_point(engine: Engine, n: int) -> None:
-    if engine.config.values[f"error_refresh_{n}"]:
-        raise InjectedError(f"refresh failed at crash point {n} (error_refresh_{n} is set)")

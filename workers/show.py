@@ -58,8 +58,7 @@ def item_value(engine: Engine, item: cmd.ShowItem):
     if what == "memory":
         return memory_json(engine)
     if what == "workers":
-        raise MonotoneError("SHOW WORKERS: there is no worker pool yet; refresh runs in the "
-                            "coordinator when asked (REFRESH, CHECKPOINT)")
+        return workers_json(engine)
     raise MonotoneError(f"SHOW {what}: not supported")
 
 
@@ -139,6 +138,18 @@ def wal_json(engine: Engine) -> dict:
             "sync_on_rotate": cfg.wal_sync_on_rotate, "sync_on_write": cfg.wal_sync_on_write,
             "crc": cfg.wal_crc, "lsn": engine.slots.get(H_LSN),
             "lsn_min": lsn_needed(engine.slots), "files": len(wal.wal_files(engine.layout.wal))}
+
+
+def workers_json(engine: Engine) -> dict:
+    """The worker pool: processes, jobs running, queued and done."""
+    pool = engine.pool
+    if pool is None:
+        return {"workers": 0, "workers_upload": 0, "busy": 0, "queue": 0, "done": 0,
+                "partitions_busy": len(engine.busy)}
+    stats = pool.stats()
+    return {"workers": stats["workers"], "workers_upload": engine.config.workers_upload,
+            "busy": stats["busy"], "queue": stats["queue"], "done": stats["done"],
+            "partitions_busy": len(engine.busy)}
 
 
 def memory_json(engine: Engine) -> dict:

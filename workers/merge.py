@@ -1,0 +1,84 @@
+"""The heavy part of a refresh: merge a frozen memtable with the partition file
+into a new file (steps 2 and 3 of the protocol in refresh.py).
+
+It runs in a worker process, or inline in the coordinator when workers = 0.
+A job carries everything it needs by value, so a worker needs nothing else.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from monotone.errors import InjectedError
+from monotone.format.crypto import Cipher, parse_key
+from monotone.partfile import COMPLETE, INCOMPLETE, Reader, Writer, fsync_dir
+from monotone.rows import Ordered, Rows, drop_deletes, merge
+from shm.memtable import MemtableCache
+
+
+@dataclass
+class MergeJob:
+    slot: int
+    frozen: int              # memtable segment number
+    frozen_rows: int
+    old: str | None          # current partition file, if any
+    old_key: str             # its storage's key ('' when not encrypted)
+    path: str                # the new partition file (without suffix)
+    compression: str
+    compression_level: int
+    region_size: int
+    key: str                 # target storage's key
+    crc: bool
+    sync: bool
+    meta: dict
+    crash_points: tuple = ()  # error_refresh_N switches that are set
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _cipher(key: str) -> Cipher | None:
+    return Cipher(parse_key(key)) if key else None
+
+
+def run(job: MergeJob, memtables: MemtableCache) -> dict:
+    """Write <path>.complete; return its meta (with file_size)."""
+    frozen = memtables.get(job.frozen)
+    rows = frozen.sorted_rows(job.frozen_rows)
+    meta = dict(job.meta, lsn=max(job.meta["lsn"], frozen.lsn_max))
+    # step 2
+    writer = Writer(job.path + INCOMPLETE, job.compression, job.compression_level,
+                    job.region_size, _cipher(job.key), job.crc)
+    try:
+        _merge_into(writer, job.old, _cipher(job.old_key), rows)
+        meta = writer.finish(meta, job.sync)
+    except BaseException:
+        writer.abort()
+        raise
+    meta["file_size"] = os.path.getsize(job.path + INCOMPLETE)
+    _crash_point(job, 1)
+    # step 3
+    os.rename(job.path + INCOMPLETE, job.path + COMPLETE)
+    if job.sync:
+        fsync_dir(os.path.dirname(job.path))
+    _crash_point(job, 2)
+    return meta
+
+
+def _merge_into(writer: Writer, old: str | None, cipher, mem: Rows) -> None:
+    """Stream the old file's regions merged with the sorted memtable rows."""
+    ordered, pos = Ordered(mem), 0
+    if old is not None:
+        with Reader(old, cipher) as reader:
+            index = reader.index
+            for i in range(index.regions):
+                region = reader.read_region(i)
+                upper = ordered.bound(int(index.entries["max_id"][i]), index.max_key(i), "right")
+                writer.add(drop_deletes(merge([region, mem.slice(pos, upper)])))
+                pos = upper
+    writer.add(drop_deletes(mem.slice(pos, len(mem))))
+
+
+def _crash_point(job: MergeJob, n: int) -> None:
+    if n in job.crash_points:
+        raise InjectedError(f"refresh failed at crash point {n} (error_refresh_{n} is set)")

@@ -1,0 +1,107 @@
+"""The coordinator's pool of worker processes.
+
+Workers are separate processes (real parallelism past the GIL), each with a
+socket pair to the coordinator. A job goes to an idle worker or waits in a
+queue; its result comes back through the coordinator's event loop. A worker
+that dies fails its job (the partition keeps its frozen memtable and is
+refreshed again later) and is replaced.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections import deque
+from typing import Callable
+
+from monotone import protocol
+
+from .merge import MergeJob
+
+log = logging.getLogger("monotone")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+Done = Callable[[dict], None]  # called with {"ok": True, "meta": ...} or {"ok": False, "error": ...}
+
+
+class Worker:
+    def __init__(self, base: str) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.worker", base, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+        theirs.close()
+        self.conn = ours
+        self.job: tuple[MergeJob, Done] | None = None
+
+    def stop(self) -> None:
+        self.conn.close()  # the worker sees EOF and exits
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Pool:
+    def __init__(self, base: str, size: int, selector) -> None:
+        self.base = base
+        self.selector = selector
+        self.workers = [self._start() for _ in range(size)]
+        self.queue: deque[tuple[MergeJob, Done]] = deque()
+        self.done = 0
+
+    def _start(self) -> Worker:
+        worker = Worker(self.base)
+        self.selector.register(worker.conn, 1, ("worker", worker))
+        return worker
+
+    def submit(self, job: MergeJob, done: Done) -> None:
+        self.queue.append((job, done))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        for worker in self.workers:
+            if not self.queue:
+                return
+            if worker.job is None:
+                job, done = self.queue.popleft()
+                worker.job = (job, done)
+                try:
+                    protocol.send(worker.conn, {"job": job.to_json()})
+                except OSError:
+                    pass  # it died: its EOF comes through the selector
+
+    def readable(self, worker: Worker) -> None:
+        """A worker answered, or died."""
+        reply = protocol.recv(worker.conn)
+        job = worker.job
+        worker.job = None
+        if reply is None:
+            log.error("worker %d died%s", worker.proc.pid, " during a job" if job else "")
+            self.selector.unregister(worker.conn)
+            worker.stop()
+            self.workers[self.workers.index(worker)] = self._start()
+            reply = {"ok": False, "error": "the worker running the job died",
+                     "type": "MonotoneError"}
+        if job is not None:
+            self.done += 1
+            job[1](reply)
+        self._dispatch()
+
+    def busy(self) -> int:
+        return sum(w.job is not None for w in self.workers)
+
+    def stats(self) -> dict:
+        return {"workers": len(self.workers), "busy": self.busy(), "queue": len(self.queue),
+                "done": self.done, "pids": [w.proc.pid for w in self.workers]}
+
+    def close(self) -> None:
+        for worker in self.workers:
+            self.selector.unregister(worker.conn)
+            worker.stop()
+        self.workers = []

@@ -1,0 +1,46 @@
+"""A worker process: runs merge jobs the coordinator hands it, one at a time.
+
+It talks to the coordinator over one end of a socket pair (length-prefixed
+JSON, as clients do) and exits when the coordinator closes it or dies.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+
+from monotone import protocol
+from monotone.errors import MonotoneError
+from monotone.repository import Layout
+from shm.memtable import MemtableCache
+
+from .merge import MergeJob, run
+
+
+def main() -> int:
+    base, fd = sys.argv[1], int(sys.argv[2])
+    conn = socket.socket(fileno=fd)
+    memtables = MemtableCache(Layout(base).memtable)
+    try:
+        while True:
+            message = protocol.recv(conn)
+            if message is None:
+                return 0
+            job = MergeJob(**message["job"])
+            try:
+                reply = {"ok": True, "meta": run(job, memtables)}
+            except MonotoneError as e:
+                reply = {"ok": False, "error": str(e), "type": type(e).__name__}
+            except OSError as e:
+                reply = {"ok": False, "error": f"{e.strerror or e}: {e.filename or ''}",
+                         "type": "MonotoneError"}
+            finally:
+                memtables.forget(job.frozen)
+            protocol.send(conn, reply)
+    except (OSError, KeyboardInterrupt):
+        return 0
+    finally:
+        memtables.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
