@@ -188,8 +188,8 @@ class Catalog:
 
     def for_clients(self, base: str) -> dict:
         """What readers need: storage id -> directory, key."""
-        return {str(s.id): {"directory": s.directory(base), "key": s.encryption_key}
-                for s in self.storages}
+        return {str(s.id): {"directory": s.directory(base), "key": s.encryption_key,
+                            "refresh_wm": s.refresh_wm} for s in self.storages}
 
     def copy(self) -> "Catalog":
         return copy.deepcopy(self)

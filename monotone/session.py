@@ -7,17 +7,14 @@ partitions (once per partition) and to run commands.
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 
 import numpy as np
 
 from shm.catalog import (
     H_CONFIG_VERSION,
+    H_LIMIT_HITS,
     H_MAP_VERSION,
     H_SSN,
     H_WAL_NEEDED,
@@ -26,20 +23,23 @@ from shm.catalog import (
     S_FROZEN,
     S_FROZEN_ROWS,
     S_GEN,
+    S_HEAP,
+    S_HINTED,
     S_MAX,
     S_MIN,
     S_ROWS,
     S_STATE,
     S_STORAGE,
     Catalog,
+    heap_total,
 )
-from shm.locks import COORDINATOR, PUBLISH, SEQUENCE, START, Held, LockFile
+from shm.locks import PUBLISH, SEQUENCE, Held, LockFile
 from shm.memtable import MemtableCache
 from shm.writer import Moved, write_parts
 
-from . import errors, protocol
-from .errors import CoordinatorError, InjectedError, MemtableFull, MonotoneError
+from .errors import InjectedError, MemtableFull, MonotoneError
 from .format.crypto import Cipher, parse_key
+from .connection import Connection
 from .partfile import Reader, file_name
 from .repository import Layout
 from .rows import Rows, sort_dedup
@@ -53,95 +53,59 @@ class Session:
     def __init__(self, base: str, settings: dict) -> None:
         self.pid = os.getpid()
         self.lock = threading.RLock()
+        self.settings = settings
         self.layout = Layout(_make_dir(base))
         self.locks = LockFile(self.layout.lock)
-        self.child: subprocess.Popen | None = None
+        self.conn: Connection | None = None
         try:
-            self.sock, hello = self._connect(settings)
+            self._attach()
         except BaseException:
             self.locks.close()
             raise
+
+    # coordinator
+    def _attach(self) -> None:
+        self.conn = Connection(self.layout.base, self.locks, self.settings, self._on_death)
+        hello = self.conn.hello
         self.catalog = Catalog.attach(hello["catalog"])
         self.config = hello["config"]
         self.config_version = self.catalog.get(H_CONFIG_VERSION)
         self.memtables = MemtableCache(self.layout.memtable)
         self.wal = WalWriter(self.layout.wal)
         self.map_version = -1
-        self.ciphers: dict[int, tuple] = {}
         self.map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.ciphers: dict[int, tuple] = {}
 
-    # coordinator
-    def _connect(self, settings: dict):
-        for _ in range(50):
-            sock = _try_connect(self.layout.base)
-            if sock is None:
-                with Held(self.locks, START):
-                    sock = _try_connect(self.layout.base)
-                    if sock is None:
-                        self._spawn(settings)
-                        sock = _try_connect(self.layout.base)
-                if sock is None:
-                    continue
-            try:
-                protocol.send(sock, {"op": "hello", "pid": os.getpid(), "settings": settings})
-                reply = protocol.recv(sock)
-            except OSError:
-                reply = None
-            if reply is None:  # the coordinator was stopping: start again
-                sock.close()
-                continue
-            if not reply["ok"]:
-                sock.close()
-                raise _error(reply)
-            return sock, reply
-        raise CoordinatorError(f"cannot reach the coordinator of {self.layout.base}")
+    def _on_death(self) -> None:
+        """The coordinator died: stop writing into its shared memory (runs in the watcher)."""
+        with self.lock:  # after any write in flight
+            conn = self.conn
+            if conn is not None and not conn.dead:
+                self.wal.close()
+                conn.detach()
 
-    def _spawn(self, settings: dict) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        try:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "workers.coordinator", self.layout.base],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env=env, start_new_session=True, close_fds=True)
-        except OSError as e:
-            raise CoordinatorError(f"cannot start the coordinator: {e}") from None
-        child.stdin.write(json.dumps(settings).encode())
-        child.stdin.close()
-        line = child.stdout.readline().decode().strip()
-        child.stdout.close()
-        if line != "ready":
-            child.wait()
-            message = line[len("error: "):] if line.startswith("error: ") else \
-                f"the coordinator exited with status {child.returncode}"
-            raise MonotoneError(f"cannot open {self.layout.base}: {message}")
-        self.child = child
+    def _live(self) -> None:
+        """Before each operation: reattach to a new coordinator if ours died."""
+        if os.getpid() != self.pid:
+            raise MonotoneError("this Monotone handle was opened in another process (before "
+                                "fork): open the repository again in this process")
+        if self.conn.dead:
+            self.conn.close()
+            self.memtables.close()
+            self.catalog.close()
+            self._attach()  # the new coordinator recovered everything from the WAL
 
     def request(self, message: dict) -> dict:
-        self._check_pid()
         with self.lock:
-            try:
-                protocol.send(self.sock, message)
-                reply = protocol.recv(self.sock)
-            except OSError:
-                reply = None
-        if reply is None:
-            raise CoordinatorError("the coordinator is gone: close and open the repository again")
-        if not reply["ok"]:
-            raise _error(reply)
-        return reply
+            self._live()
+            return self.conn.request(message)
 
     def cfg(self) -> dict:
         version = self.catalog.get(H_CONFIG_VERSION)
         if version != self.config_version:
-            self.config = self.request({"op": "config"})["config"]
+            self.config = self.conn.request({"op": "config"})["config"]
             self.config_version = version
         return self.config
-
-    def _check_pid(self) -> None:
-        if os.getpid() != self.pid:
-            raise MonotoneError("this Monotone handle was opened in another process (before "
-                                "fork): open the repository again in this process")
 
     # partitions
     def _partition_map(self):
@@ -165,7 +129,7 @@ class Session:
             if inside.all():
                 break
             missing = np.unique(ids[~inside] - ids[~inside] % np.uint64(self.cfg()["interval"]))
-            self.request({"op": "partitions", "ids": missing.tolist()})
+            self.conn.request({"op": "partitions", "ids": missing.tolist()})
         else:
             raise MonotoneError("partitions for the batch could not be created")
         cuts = np.flatnonzero(np.diff(which)) + 1
@@ -174,8 +138,8 @@ class Session:
 
     # writing
     def write(self, rows: Rows, serial: np.ndarray | None) -> np.ndarray:
-        self._check_pid()
         with self.lock:
+            self._live()
             cfg = self.cfg()
             if serial is not None and serial.any():
                 if not cfg["serial"]:
@@ -193,6 +157,8 @@ class Session:
             if not len(rows):
                 return ids
             ordered = sort_dedup(rows)
+            if cfg["mm_limit"]:
+                self._memory_limit(cfg, ordered.nbytes)
             parts = self.route(ordered)
 
             def log(lsn: int, ssn: int) -> None:
@@ -208,6 +174,7 @@ class Session:
             for attempt in range(8):
                 try:
                     write_parts(self.catalog, self.locks, self.memtables, parts, log)
+                    self._hint(cfg, parts)
                     return ids
                 except Moved:
                     # a partition was dropped meanwhile: route again (nothing was written)
@@ -220,9 +187,31 @@ class Session:
                     full = [int(self.catalog.slots[slot, S_MIN]) for slot, _ in parts
                             if int(self.catalog.slots[slot, S_ACTIVE]) == e.segno]
                     for min_ in full:
-                        self.request({"op": "execute",
-                                      "text": f"REFRESH PARTITION IF EXISTS {min_}"})
+                        self.conn.request({"op": "execute",
+                                           "text": f"REFRESH PARTITION IF EXISTS {min_}"})
             raise MonotoneError("the partitions of the batch kept changing while writing it")
+
+    def _hint(self, cfg: dict, parts) -> None:
+        """Ask for a background refresh of memtables past their storage's refresh_wm."""
+        if not cfg["workers"]:
+            return
+        table = self.catalog.slots
+        for slot, _ in parts:
+            wm = cfg["storages"][str(int(table[slot, S_STORAGE]))]["refresh_wm"]
+            if int(table[slot, S_HEAP]) >= wm and not table[slot, S_HINTED]:
+                table[slot, S_HINTED] = 1
+                self.conn.request({"op": "refresh", "slot": slot})
+
+    def _memory_limit(self, cfg: dict, need: int) -> None:
+        """mm_limit: wait for refreshes to free memory ('block') or fail ('error')."""
+        if heap_total(self.catalog) + need <= cfg["mm_limit_wm"]:
+            return
+        self.catalog.bump(H_LIMIT_HITS)
+        if cfg["mm_limit_behaviour"] == "error":
+            raise MonotoneError(f"memory limit reached: memtables hold "
+                                f"{heap_total(self.catalog)} bytes, mm_limit_wm is "
+                                f"{cfg['mm_limit_wm']} (refresh partitions, or raise the limit)")
+        self.conn.request({"op": "wait_memory", "need": need})
 
     def after_command(self, lsn_needed: int) -> None:
         with self.lock:
@@ -231,9 +220,9 @@ class Session:
     # reading
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         """Slot indices and a copy of their rows, consistent across partitions."""
-        self._check_pid()
         # the session lock too: OFD locks do not exclude threads sharing a descriptor
         with self.lock:
+            self._live()
             self._partition_map()  # unmaps memtables that refreshes retired
             with Held(self.locks, PUBLISH, exclusive=False):
                 return self.catalog.snapshot()
@@ -279,27 +268,12 @@ class Session:
         if os.getpid() != self.pid:
             return
         with self.lock:
-            self.wal.close(self.cfg()["wal_sync_on_rotate"])
-            last = False
-            try:
-                protocol.send(self.sock, {"op": "bye"})
-                reply = protocol.recv(self.sock)
-                last = bool(reply and reply.get("last"))
-            except OSError:
-                pass
-            self.sock.close()
+            if not self.conn.dead:
+                self.wal.close(self.config["wal_sync_on_rotate"])  # no request: it may be gone
             self.memtables.close()
             self.catalog.close()
-            if last:
-                # the coordinator stops now: wait until it has let go of everything
-                with Held(self.locks, COORDINATOR, exclusive=False):
-                    pass
-            self.locks.close()
-            if self.child is not None:
-                if last:
-                    self.child.wait()
-                else:
-                    self.child.poll()
+        self.conn.close()  # outside the lock: the watcher may need it to finish
+        self.locks.close()
 
 
 def _make_dir(base: str) -> str:
@@ -310,20 +284,3 @@ def _make_dir(base: str) -> str:
     if not os.access(base, os.W_OK | os.X_OK):
         raise MonotoneError(f"repository directory {base} is not writable")
     return base
-
-
-def _try_connect(base: str) -> socket.socket | None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(protocol.address(base))
-    except (ConnectionRefusedError, FileNotFoundError):
-        sock.close()
-        return None
-    return sock
-
-
-def _error(reply: dict) -> MonotoneError:
-    cls = getattr(errors, reply.get("type", ""), MonotoneError)
-    if not (isinstance(cls, type) and issubclass(cls, MonotoneError)):
-        cls = MonotoneError
-    return cls(reply["error"])

@@ -24,13 +24,14 @@ HEADER_WORDS = 512
 H_MAGIC, H_PID, H_MAP_VERSION, H_LSN, H_SSN, H_SLOTS, H_SEGNO, H_CONFIG_VERSION = range(8)
 H_JOURNAL = 8          # number of (slot, rows) pairs being published; 0 = none
 H_WAL_NEEDED = 9       # WAL records below this lsn are all in partition files
+H_LIMIT_HITS = 10      # writes that met mm_limit
 H_JOURNAL_BASE = 16    # pairs follow
 JOURNAL_MAX = 240
 # slot columns
 (S_STATE, S_MIN, S_MAX, S_GEN, S_ACTIVE, S_ROWS, S_FROZEN, S_FROZEN_ROWS,
  S_LSN_MIN, S_FROZEN_LSN_MIN, S_FILE_LSN, S_FILE_EVENTS, S_CREATED, S_REFRESHED,
  S_REFRESHES, S_STORAGE, S_FILE_SIZE, S_FILE_SIZE_ORIGIN, S_REGIONS, S_HEAP,
- S_HINTED) = range(21)
+ S_HINTED, S_FROZEN_HEAP) = range(22)
 SLOT_WORDS = 24
 FREE, LIVE = 0, 1
 
@@ -130,3 +131,9 @@ def lsn_needed(catalog: Catalog) -> int:
     mins = catalog.slots[live][:, [S_LSN_MIN, S_FROZEN_LSN_MIN]].ravel()
     mins = mins[mins > 0]
     return int(mins.min()) if len(mins) else catalog.get(H_LSN) + 1
+
+
+def heap_total(catalog: Catalog) -> int:
+    """Bytes of events in every memtable (active and frozen)."""
+    rows = catalog.slots[catalog.live()]
+    return int(rows[:, S_HEAP].sum() + rows[:, S_FROZEN_HEAP].sum())

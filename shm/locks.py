@@ -11,6 +11,7 @@ do not exclude each other: callers serialise their own threads.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -26,6 +27,7 @@ COORDINATOR = 0   # held by the live coordinator for its whole life
 PUBLISH = 1       # multi-partition publish (exclusive) vs snapshot (shared)
 SEQUENCE = 2      # lsn and ssn counters
 START = 3         # serialises starting a coordinator
+ATTACHED = 4      # shared by every client and worker of the live coordinator
 PARTITIONS = 1024  # partition slot i is byte PARTITIONS + i
 
 
@@ -45,6 +47,16 @@ class LockFile:
     def lock(self, byte: int, exclusive: bool = True) -> None:
         kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
         self._fcntl(fcntl.F_OFD_SETLKW, kind, byte)
+
+    def try_lock(self, byte: int, exclusive: bool = True) -> bool:
+        kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+        try:
+            self._fcntl(fcntl.F_OFD_SETLK, kind, byte)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        return True
 
     def unlock(self, byte: int) -> None:
         self._fcntl(fcntl.F_OFD_SETLK, fcntl.F_UNLCK, byte)

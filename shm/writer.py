@@ -19,8 +19,8 @@ from typing import Callable
 
 from monotone.rows import Rows
 
-from .catalog import (H_JOURNAL, H_LSN, H_SSN, LIVE, S_ACTIVE, S_LSN_MIN, S_MAX, S_MIN, S_ROWS,
-                      S_STATE, Catalog)
+from .catalog import (H_JOURNAL, H_LSN, H_SSN, LIVE, S_ACTIVE, S_HEAP, S_LSN_MIN, S_MAX, S_MIN,
+                      S_ROWS, S_STATE, Catalog)
 from .locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
 from .memtable import Memtable, MemtableCache
 
@@ -82,6 +82,7 @@ def write_parts(catalog: Catalog, locks: LockFile, memtables: MemtableCache,
                 catalog.publish_many([(slot, end) for slot, _, _, end, _ in appended])
         for slot, mt, n, end, in_order in appended:
             mt.after_publish(n, end, lsn, in_order)
+            catalog.slots[slot, S_HEAP] = mt.bytes_used(end)
     finally:
         for slot in reversed(slots):
             locks.unlock(PARTITIONS + slot)

@@ -21,7 +21,7 @@ import time
 from monotone import protocol
 from monotone.config import RUNTIME, TABLE, convert
 from monotone.errors import MonotoneError
-from shm.catalog import lsn_needed
+from shm.catalog import heap_total, lsn_needed
 
 from monotone.ddl import commands as cmd
 from monotone.ddl import parse
@@ -53,6 +53,8 @@ class Server:
         engine.pool = self.pool
         self.scheduler = Scheduler(engine, self.pool)
         self.rebalancing = False
+        self.checkpointing = False
+        self.memory_waiters: list = []
         self.next_background = time.monotonic()
 
     def run(self) -> None:
@@ -89,6 +91,8 @@ class Server:
             self._drop(conn)
             return
         op = message.get("op")
+        if op == "watch":
+            return  # a client's second connection: it only waits for us to close it
 
         def reply(value, error) -> None:
             if error is None:
@@ -140,6 +144,10 @@ class Server:
             # a writer saw a memtable pass its storage's refresh_wm
             self._start_refresh(int(message["slot"]))
             reply({}, None)
+        elif op == "wait_memory":
+            # a writer met mm_limit: answer once refreshes have freed enough memory
+            self.memory_waiters.append((int(message["need"]), reply))
+            self._free_memory()
         elif op == "execute":
             command = parse(message["text"])
             result = handlers.HANDLERS[type(command)](engine, command)
@@ -160,8 +168,41 @@ class Server:
             return
         self.scheduler.run(refresher.refresh(self.engine, slot), self._background_done, "refresh")
 
+    def _free_memory(self) -> None:
+        """Answer writers waiting on mm_limit, refreshing memtables to make room."""
+        if not self.memory_waiters:
+            return
+        limit = self.engine.config.mm_limit_wm
+        used = heap_total(self.engine.slots)
+        waiting = []
+        for need, reply in self.memory_waiters:
+            if used + need <= limit:
+                reply({}, None)
+            elif need > limit:
+                reply(None, MonotoneError(f"a batch of {need} bytes is larger than "
+                                          f"mm_limit_wm ({limit})"))
+            else:
+                waiting.append((need, reply))
+        self.memory_waiters = waiting
+        if waiting and not self.checkpointing:
+            self.checkpointing = True
+
+            def done(value, error) -> None:
+                self.checkpointing = False
+                self._background_done(value, error)
+                if not self.engine.busy and heap_total(self.engine.slots) + min(
+                        n for n, _ in self.memory_waiters or [(0, None)]) > limit:
+                    for _, reply in self.memory_waiters:  # nothing left to refresh
+                        reply(None, MonotoneError("memory limit reached and nothing is left "
+                                                  "to refresh"))
+                    self.memory_waiters = []
+                self._free_memory()
+
+            self.scheduler.run(handlers.checkpoint(self.engine), done, "memory checkpoint")
+
     def _background(self) -> None:
         """The pipeline's retention, applied by workers every BACKGROUND seconds."""
+        self._free_memory()
         if self.pool is None or not self.engine.catalog.pipeline or self.rebalancing:
             return
         if time.monotonic() < self.next_background:

@@ -19,7 +19,7 @@ from shm import segment
 from shm.catalog import (H_CONFIG_VERSION, H_LSN, H_MAP_VERSION, H_PID, H_SEGNO, H_SSN, LIVE,
                          S_ACTIVE, S_CREATED, S_FROZEN, S_MAX, S_MIN, S_STATE, S_STORAGE,
                          SLOT_WORDS, Catalog as SlotTable)
-from shm.locks import COORDINATOR, LockFile
+from shm.locks import ATTACHED, COORDINATOR, Held, LockFile
 from shm.memtable import Memtable, MemtableCache
 from shm.writer import write_parts
 
@@ -42,6 +42,9 @@ class Engine:
         self._load_config(settings)
         self.locks = LockFile(self.layout.lock)
         self.locks.lock(COORDINATOR)  # waits for a previous coordinator to be gone
+        # and for every client of a coordinator that died to stop writing
+        with Held(self.locks, ATTACHED):
+            pass
         for name in segment.list_segments(self.layout.id):
             segment.unlink(name)     # left by a coordinator that was killed
         self.slots = SlotTable.create(self.layout.catalog, SLOTS)

@@ -27,7 +27,8 @@ from monotone.errors import InjectedError
 from monotone.partfile import COMPLETE, fsync_dir
 from shm import segment
 from shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, LIVE, S_ACTIVE, S_CREATED, S_FILE_LSN,
-                         S_FROZEN, S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_HINTED, S_LSN_MIN,
+                         S_FROZEN, S_FROZEN_HEAP, S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_HEAP,
+                         S_HINTED, S_LSN_MIN,
                          S_MAX, S_MIN, S_REFRESHES, S_ROWS, S_STATE, S_STORAGE)
 from shm.locks import PARTITIONS, PUBLISH, Held
 from shm.memtable import Memtable
@@ -85,9 +86,11 @@ def _freeze(engine: Engine, slot: int) -> None:
         with Held(engine.locks, PUBLISH):
             s[S_FROZEN_ROWS] = s[S_ROWS]
             s[S_FROZEN_LSN_MIN] = s[S_LSN_MIN]
+            s[S_FROZEN_HEAP] = s[S_HEAP]
             s[S_FROZEN] = s[S_ACTIVE]
             s[S_ROWS] = 0
             s[S_LSN_MIN] = 0
+            s[S_HEAP] = 0
             s[S_HINTED] = 0
             s[S_ACTIVE] = segno
 
@@ -128,6 +131,7 @@ def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dic
         s[S_STORAGE] = target.id
         s[S_FROZEN_ROWS] = 0
         s[S_FROZEN_LSN_MIN] = 0
+        s[S_FROZEN_HEAP] = 0
         s[S_FROZEN] = 0
         engine.slots.bump(H_MAP_VERSION)  # clients unmap the frozen memtable
         if job.old is not None and job.old != job.path:

@@ -8,7 +8,7 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
 from monotone.jsonout import pretty
 from monotone.partfile import Reader
-from shm.catalog import (H_LSN, H_SSN, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
+from shm.catalog import (H_LIMIT_HITS, H_LSN, H_SSN, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
                          S_FILE_SIZE_ORIGIN, S_FROZEN, S_FROZEN_ROWS, S_GEN, S_MAX, S_MIN,
                          S_REFRESHED, S_REFRESHES, S_REGIONS, S_ROWS, S_STORAGE, lsn_needed)
 
@@ -168,4 +168,5 @@ def memory_json(engine: Engine) -> dict:
     pages_used = -(-used // page)
     return {"pages": pages, "pages_used": pages_used, "pages_free": pages - pages_used,
             "page_size": page, "limit": cfg.mm_limit, "limit_wm": cfg.mm_limit_wm,
-            "limit_behaviour": cfg.mm_limit_behaviour, "limit_hits": 0, "cache": cfg.mm_cache}
+            "limit_behaviour": cfg.mm_limit_behaviour,
+            "limit_hits": engine.slots.get(H_LIMIT_HITS), "cache": cfg.mm_cache}

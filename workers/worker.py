@@ -11,6 +11,7 @@ import sys
 from monotone import protocol
 from monotone.errors import MonotoneError
 from monotone.repository import Layout
+from shm.locks import ATTACHED, LockFile
 from shm.memtable import MemtableCache
 
 from .merge import MergeJob, run
@@ -19,7 +20,10 @@ from .merge import MergeJob, run
 def main() -> int:
     base, fd = sys.argv[1], int(sys.argv[2])
     conn = socket.socket(fileno=fd)
-    memtables = MemtableCache(Layout(base).memtable)
+    layout = Layout(base)
+    locks = LockFile(layout.lock)
+    locks.lock(ATTACHED, exclusive=False)  # a later coordinator waits for us to finish
+    memtables = MemtableCache(layout.memtable)
     try:
         while True:
             message = protocol.recv(conn)
