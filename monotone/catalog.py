@@ -75,6 +75,7 @@ class Tier:
 
 
 CLOUD_TYPES = ("s3",)
+LEVELS = {"lz4": (0, 16), "zstd": (0, 22), "none": (0, 0)}  # 0: the codec's default
 _STORAGE_TYPES = {f.name: f.type for f in fields(Storage)}
 _ALIASES = {"access_key": "login", "secret_key": "password"}
 
@@ -99,8 +100,13 @@ def apply_storage_options(storage: Storage, options, usage: str, creating: bool)
         if want is None or name in ("name", "id"):
             raise MonotoneError(f"{usage}: unknown option: '{name}'")
         value = _typed(usage, name, value, want)
-        if name == "uuid" and not creating:
-            raise MonotoneError("storage uuid cannot be changed this way")
+        if name == "uuid":
+            if not creating:
+                raise MonotoneError("storage uuid cannot be changed this way")
+            try:
+                value = str(uuidlib.UUID(value))
+            except ValueError:
+                raise MonotoneError(f"{usage}: uuid '{value}' is not a uuid") from None
         if name == "compression":
             value = value or "none"
             if value not in CODECS:
@@ -115,11 +121,19 @@ def apply_storage_options(storage: Storage, options, usage: str, creating: bool)
             raise MonotoneError("invalid region_size value: at least 1KiB")
         setattr(storage, name, value)
         changed.add(name)
+    check_level(storage.compression, storage.compression_level)
     if storage.encryption == "aes" and not storage.encryption_key:
         storage.encryption_key = new_key()
     if not storage.encryption:
         storage.encryption_key = ""
     return changed
+
+
+def check_level(compression: str, level: int) -> None:
+    low, high = LEVELS.get(compression, (0, 0))
+    if not low <= level <= high:
+        raise MonotoneError(f"compression_level {level} is out of range for {compression} "
+                            f"({low}..{high})")
 
 
 def apply_cloud_options(cloud: Cloud, options, usage: str, creating: bool) -> None:

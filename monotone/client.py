@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Iterable
 
 import numpy as np
@@ -72,6 +73,8 @@ class Monotone:
         self.close()
 
     def __del__(self) -> None:
+        if sys.is_finalizing():
+            return  # threads are gone; the OS releases locks, the coordinator sees us go
         try:
             self.close()
         except Exception:

@@ -11,6 +11,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
 
+from .ddl.lexer import UNITS
 from .errors import ConfigError
 
 # flags
@@ -68,22 +69,14 @@ VARS = [
 TABLE = {v.name: v for v in VARS}
 COMPRESSIONS = ("lz4", "zstd", "none")
 
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "kib": 1024,
-    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
-    "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
-}
-
-
 def parse_size(text: str) -> int:
     """'10G', '150KiB', '4096' -> bytes."""
     m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _SIZE_UNITS:
+    unit = m.group(2).lower() if m else ""
+    if not m or (unit and unit not in UNITS):
         raise ConfigError(f"bad size {text!r}: expected a number with an optional "
                           "suffix such as 150KiB, 10MB or 1G")
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    return int(m.group(1)) * (UNITS[unit] if unit else 1)
 
 
 def lookup(name: str, verb: str = "SET") -> Var:
@@ -131,6 +124,8 @@ def validate(name: str, value: Any) -> None:
     if name == "compression" and value not in COMPRESSIONS:
         raise ConfigError(f"SET 'compression': unknown compression '{value}' "
                           f"(expected one of {', '.join(COMPRESSIONS)})")
+    if name == "compression_level" and value > 22:
+        raise ConfigError("SET 'compression_level': at most 22 (zstd), 16 (lz4)")
     if name == "mm_limit_behaviour" and value not in ("block", "error"):
         raise ConfigError("SET 'mm_limit_behaviour': 'block' or 'error' expected")
 

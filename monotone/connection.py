@@ -111,7 +111,7 @@ class Connection:
         except OSError:
             pass
         if not self.closing:
-            on_death()
+            on_death(self)
 
     def request(self, message: dict) -> dict:
         if self.dead:
@@ -150,8 +150,8 @@ class Connection:
         except OSError:
             pass
         self.watch.close()
-        if threading.current_thread() is not self.watcher:
-            self.watcher.join()
+        # no join: the watcher may be waiting for the session lock our caller holds;
+        # it finds this connection dead or closing and ends by itself
         if last:
             # the coordinator stops now: wait until it has let go of everything
             with Held(self.locks, COORDINATOR, exclusive=False):

@@ -37,7 +37,7 @@ from shm.locks import PUBLISH, SEQUENCE, Held, LockFile
 from shm.memtable import MemtableCache
 from shm.writer import Moved, write_parts
 
-from .errors import InjectedError, MemtableFull, MonotoneError
+from .errors import CoordinatorError, InjectedError, MemtableFull, MonotoneError
 from .format.crypto import Cipher, parse_key
 from .connection import Connection
 from .partfile import Reader, file_name
@@ -76,11 +76,10 @@ class Session:
         self.map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.ciphers: dict[int, tuple] = {}
 
-    def _on_death(self) -> None:
+    def _on_death(self, conn: Connection) -> None:
         """The coordinator died: stop writing into its shared memory (runs in the watcher)."""
         with self.lock:  # after any write in flight
-            conn = self.conn
-            if conn is not None and not conn.dead:
+            if conn is self.conn and not conn.dead:
                 self.wal.close()
                 conn.detach()
 
@@ -98,7 +97,18 @@ class Session:
     def request(self, message: dict) -> dict:
         with self.lock:
             self._live()
-            return self.conn.request(message)
+            try:
+                return self.conn.request(message)
+            except CoordinatorError:
+                self._lost()  # the next operation starts a new coordinator
+                raise CoordinatorError("the coordinator died during the request (it may or "
+                                       "may not have run): try again") from None
+
+    def _lost(self) -> None:
+        """A request found the coordinator gone: detach now, the watcher may be late."""
+        if not self.conn.dead:
+            self.wal.close()
+            self.conn.detach()
 
     def cfg(self) -> dict:
         version = self.catalog.get(H_CONFIG_VERSION)
@@ -128,8 +138,11 @@ class Session:
             inside[inside] &= mins[which[inside]] <= ids[inside]
             if inside.all():
                 break
-            missing = np.unique(ids[~inside] - ids[~inside] % np.uint64(self.cfg()["interval"]))
-            self.conn.request({"op": "partitions", "ids": missing.tolist()})
+            # one id per gap: ids of one interval between the same neighbours share it
+            lost = ids[~inside]
+            gaps = np.stack([lost // np.uint64(self.cfg()["interval"]), which[~inside]])
+            _, first = np.unique(gaps, axis=1, return_index=True)
+            self.conn.request({"op": "partitions", "ids": lost[first].tolist()})
         else:
             raise MonotoneError("partitions for the batch could not be created")
         cuts = np.flatnonzero(np.diff(which)) + 1
@@ -139,57 +152,65 @@ class Session:
     # writing
     def write(self, rows: Rows, serial: np.ndarray | None) -> np.ndarray:
         with self.lock:
-            self._live()
-            cfg = self.cfg()
-            if serial is not None and serial.any():
-                if not cfg["serial"]:
-                    raise MonotoneError(f"id {SERIAL} (or None) needs serial mode: "
-                                        "SET serial TO true, or give every event an id")
-                count = int(serial.sum())
-                with Held(self.locks, SEQUENCE):
-                    ssn = self.catalog.get(H_SSN)
-                    if ssn + count > SERIAL:  # the last id would be the serial marker
-                        raise MonotoneError(f"serial ids are exhausted (ssn is {ssn}): "
-                                            "SET ssn to a lower value or give ids")
-                    self.catalog.put(H_SSN, ssn + count)
-                rows.ids[serial] = np.arange(ssn, ssn + count, dtype=np.uint64)
-            ids = rows.ids.copy()
-            if not len(rows):
-                return ids
-            ordered = sort_dedup(rows)
-            if cfg["mm_limit"]:
-                self._memory_limit(cfg, ordered.nbytes)
-            parts = self.route(ordered)
-
-            def log(lsn: int, ssn: int) -> None:
-                if cfg["wal"]:
-                    self.wal.append(lsn, ssn, ordered, crc=cfg["wal_crc"],
-                                    sync=cfg["wal_sync_on_write"], rotate_wm=cfg["wal_rotate_wm"],
-                                    sync_on_rotate=cfg["wal_sync_on_rotate"],
-                                    obsolete_below=self.catalog.get(H_WAL_NEEDED),
-                                    error=cfg["error_wal"])
-                elif cfg["error_wal"]:
-                    raise InjectedError("wal write failed (error_wal is set)")
-
-            for attempt in range(8):
+            for _ in range(3):
                 try:
-                    write_parts(self.catalog, self.locks, self.memtables, parts, log)
-                    self._hint(cfg, parts)
-                    return ids
-                except Moved:
-                    # a partition was dropped meanwhile: route again (nothing was written)
-                    self.map_version = -1
-                    parts = self.route(ordered)
-                except MemtableFull as e:
-                    if attempt:
-                        raise
-                    # nothing was written: refresh the full partition and try once more
-                    full = [int(self.catalog.slots[slot, S_MIN]) for slot, _ in parts
-                            if int(self.catalog.slots[slot, S_ACTIVE]) == e.segno]
-                    for min_ in full:
-                        self.conn.request({"op": "execute",
-                                           "text": f"REFRESH PARTITION IF EXISTS {min_}"})
-            raise MonotoneError("the partitions of the batch kept changing while writing it")
+                    return self._write(rows, serial)
+                except CoordinatorError:
+                    self._lost()  # nothing of the batch was written: again, reattached
+            raise CoordinatorError("the coordinator keeps dying: see its log")
+
+    def _write(self, rows: Rows, serial: np.ndarray | None) -> np.ndarray:
+        self._live()
+        cfg = self.cfg()
+        if serial is not None and serial.any():
+            if not cfg["serial"]:
+                raise MonotoneError(f"id {SERIAL} (or None) needs serial mode: "
+                                    "SET serial TO true, or give every event an id")
+            count = int(serial.sum())
+            with Held(self.locks, SEQUENCE):
+                ssn = self.catalog.get(H_SSN)
+                if ssn + count > SERIAL:  # the last id would be the serial marker
+                    raise MonotoneError(f"serial ids are exhausted (ssn is {ssn}): "
+                                        "SET ssn to a lower value or give ids")
+                self.catalog.put(H_SSN, ssn + count)
+            rows.ids[serial] = np.arange(ssn, ssn + count, dtype=np.uint64)
+        ids = rows.ids.copy()
+        if not len(rows):
+            return ids
+        ordered = sort_dedup(rows)
+        if cfg["mm_limit"]:
+            self._memory_limit(cfg, ordered.nbytes)
+        parts = self.route(ordered)
+
+        def log(lsn: int, ssn: int) -> None:
+            if cfg["wal"]:
+                self.wal.append(lsn, ssn, ordered, crc=cfg["wal_crc"],
+                                sync=cfg["wal_sync_on_write"], rotate_wm=cfg["wal_rotate_wm"],
+                                sync_on_rotate=cfg["wal_sync_on_rotate"],
+                                obsolete_below=self.catalog.get(H_WAL_NEEDED),
+                                error=cfg["error_wal"])
+            elif cfg["error_wal"]:
+                raise InjectedError("wal write failed (error_wal is set)")
+
+        for attempt in range(8):
+            try:
+                write_parts(self.catalog, self.locks, self.memtables, parts, log)
+                self._hint(cfg, parts)
+                return ids
+            except Moved:
+                # a partition was dropped meanwhile: route again (nothing was written)
+                self.map_version = -1
+                parts = self.route(ordered)
+            except MemtableFull as e:
+                if attempt:
+                    raise
+                # nothing was written: refresh the full partition and try once more
+                full = [int(self.catalog.slots[slot, S_MIN]) for slot, _ in parts
+                        if int(self.catalog.slots[slot, S_ACTIVE]) == e.segno]
+                for min_ in full:
+                    self.conn.request({"op": "execute",
+                                       "text": f"REFRESH PARTITION IF EXISTS {min_}"})
+        raise MonotoneError("the partitions of the batch kept changing while writing it")
 
     def _hint(self, cfg: dict, parts) -> None:
         """Ask for a background refresh of memtables past their storage's refresh_wm."""
@@ -200,7 +221,10 @@ class Session:
             wm = cfg["storages"][str(int(table[slot, S_STORAGE]))]["refresh_wm"]
             if int(table[slot, S_HEAP]) >= wm and not table[slot, S_HINTED]:
                 table[slot, S_HINTED] = 1
-                self.conn.request({"op": "refresh", "slot": slot})
+                try:
+                    self.conn.request({"op": "refresh", "slot": slot})
+                except CoordinatorError:
+                    pass  # the batch is written; a new coordinator recovers the memtable
 
     def _memory_limit(self, cfg: dict, need: int) -> None:
         """mm_limit: wait for refreshes to free memory ('block') or fail ('error')."""

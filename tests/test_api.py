@@ -138,18 +138,27 @@ def test_serial_ids(db):
     assert json.loads(db.execute("SHOW ssn")) == 8
 
 
-def test_serial_off_rejects_none(db):
-    db.execute("SET serial TO false")
-    assert json.loads(db.execute("SHOW serial")) is False
-    with pytest.raises(monotone.MonotoneError):
-        db.write([Event(id=1, value=b"ok"), Event(value=b"no id")])
-    with pytest.raises(monotone.MonotoneError):
-        db.write_batch(values=[b"no id"])
-    assert read_all(db) == []
-    assert db.write([Event(id=1, value=b"ok")]) == [1]
-    db.execute("SET serial TO true")
-    assert db.write([Event(value=b"serial again")]) == [0]
-    assert read_all(db) == [(0, b"", b"serial again"), (1, b"", b"ok")]
+def test_serial_off_rejects_none(repo):
+    db = open_db(repo, serial="false")  # serial is set before open only
+    try:
+        assert json.loads(db.execute("SHOW serial")) is False
+        with pytest.raises(monotone.ConfigError, match="cannot be changed online"):
+            db.execute("SET serial TO true")
+        with pytest.raises(monotone.MonotoneError):
+            db.write([Event(id=1, value=b"ok"), Event(value=b"no id")])
+        with pytest.raises(monotone.MonotoneError):
+            db.write_batch(values=[b"no id"])
+        assert read_all(db) == []
+        assert db.write([Event(id=1, value=b"ok")]) == [1]
+    finally:
+        db.close()
+    db = open_db(repo, serial="true")
+    try:
+        assert json.loads(db.execute("SHOW serial")) is True
+        assert db.write([Event(value=b"serial again")]) == [0]
+        assert read_all(db) == [(0, b"", b"serial again"), (1, b"", b"ok")]
+    finally:
+        db.close()
 
 
 def test_set_ssn(db):
@@ -390,7 +399,7 @@ def test_usable_after_errors(db):
     for bad in (lambda: db.write([Event(id=-1)]),
                 lambda: db.execute("SET nope TO 1"),
                 lambda: db.execute("garbage"),
-                lambda: db.execute("REFRESH PARTITION 77"),
+                lambda: db.execute("REFRESH PARTITION 7000077"),  # no partition holds it
                 lambda: db.write_batch(ids=[1, 2], values=[b"x"]),
                 lambda: db.open("/tmp"),
                 lambda: db.cursor(id=-5)):
@@ -435,17 +444,18 @@ def test_show_config_vars_closed_and_open(repo):
     assert json.loads(env.execute("SHOW interval")) == 3_000_000
     assert json.loads(env.execute("SHOW serial")) is True
     assert json.loads(env.execute("SHOW CONFIG wal")) is True
-    assert json.loads(env.execute("SHOW workers")) == 3
+    assert json.loads(env.execute("SHOW CONFIG workers")) == 3  # SHOW WORKERS: the pool
     assert json.loads(env.execute("SHOW compression")) in ("lz4", "zstd")
     env.execute("SET workers TO 0")
     env.execute("set INTERVAL to 1000")
     env.execute("SET wal_rotate_wm TO 1MiB")
     assert json.loads(env.execute("SHOW wal_rotate_wm")) == 1024 * 1024
-    assert json.loads(env.execute("SHOW interval, workers, serial")) == [1000, 0, True]
+    assert json.loads(env.execute("SHOW interval, CONFIG workers, serial")) == [1000, 0, True]
     env.open(repo)
     try:
         assert json.loads(env.execute("SHOW interval")) == 1000
-        assert json.loads(env.execute("SHOW interval, workers, wal")) == [1000, 0, True]
+        assert json.loads(env.execute("SHOW interval, CONFIG workers, CONFIG wal")) == [1000, 0, True]
+        assert json.loads(env.execute("SHOW CONFIG wal, WAL"))[1]["active"] is True
         assert json.loads(env.execute("SHOW directory")) == os.path.realpath(repo)
         uuid = json.loads(env.execute("SHOW uuid"))
         assert isinstance(uuid, str) and len(uuid) >= 32
@@ -475,8 +485,35 @@ def test_show_wal_and_partition(db):
     assert w["active"] is True and w["files"] == 1 and w["lsn"] >= 1
     p = json.loads(db.execute("SHOW PARTITION 0"))
     assert (p["min"], p["max"], p["events_heap"], p["on_storage"]) == (0, 2_999_999, 1, False)
+    with pytest.raises(monotone.MonotoneError, match="3000000"):
+        db.execute("SHOW PARTITION 3000000")
+
+
+def test_show_missing_partition_is_partition_not_found(db):
+    db.write([Event(id=5, value=b"abc")])
     with pytest.raises(monotone.PartitionNotFound):
         db.execute("SHOW PARTITION 3000000")
+
+@pytest.mark.parametrize("setup", ["create-partition", "interval-change"])
+def test_write_into_an_interval_partly_covered(repo, setup):
+    db = open_db(repo, interval=10)
+    try:
+        if setup == "create-partition":
+            db.execute("CREATE PARTITION 300 300")
+            db.write([Event(id=301, value=b"x")])   # [300, 309] minus [300, 300]
+            want = [(300, 300), (301, 309)]
+            got_id = 301
+        else:
+            db.write([Event(id=5, value=b"a")])      # [0, 9]
+            db.execute("SET interval TO 20")
+            db.write([Event(id=15, value=b"x")])     # [0, 19] minus [0, 9]
+            want = [(0, 9), (10, 19)]
+            got_id = 15
+        assert [(p["min"], p["max"]) for p in json.loads(db.execute("SHOW PARTITIONS"))] == want
+        assert (got_id, b"", b"x") in read_all(db)
+    finally:
+        db.close()
+
 
 # REFRESH ---------------------------------------------------------------------------
 
@@ -515,8 +552,9 @@ def test_refresh_then_more_writes_many_times(db):
 
 def test_many_regions_with_keys_across_region_bounds(repo):
     """Small regions: equal ids with different keys straddle region bounds in the file."""
-    db = open_db(repo, region_size="1KiB")
+    db = open_db(repo)
     try:
+        db.execute("ALTER STORAGE main SET (region_size 1KiB)")
         keys = [b"", b"a", b"a\x00", b"b", b"bb"]
         want = {(i // 5, keys[i % 5]): b"f%05d" % i for i in range(2000)}
         db.write([Event(id=i, key=k, value=v) for (i, k), v in want.items()])

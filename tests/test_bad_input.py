@@ -19,7 +19,7 @@ from monotone import Event
 from monotone.protocol import repo_id
 from shm.segment import list_segments
 
-from conftest import ROOT, coordinator_pids
+from conftest import ROOT, coordinator_pids, open_db
 
 BEFORE = [(1, b"", b"one"), (2, b"k", b"two"), (10, b"", b"ten")]
 
@@ -133,13 +133,18 @@ def test_key_of_255_bytes_is_fine(db):
     assert read_all(db) == [(1, b"\xff" * 255, b"a"), (2, bytes([7]) * 255, b"b")]
 
 
-def test_max_id_with_serial_off(filled):
-    filled.execute("SET serial TO false")
-    rejected(filled, lambda: filled.write([Event(id=5), Event(id=2**64 - 1)]))
-    rejected(filled, lambda: filled.write_batch(ids=np.array([5, 2**64 - 1], np.uint64),
-                                                values=[b"a", b"b"]))
-    rejected(filled, lambda: filled.write([Event(id=5), Event(id=None)]))
-    filled.execute("SET serial TO true")
+def test_max_id_with_serial_off(repo):
+    db = open_db(repo, serial="false")  # serial is set before open only
+    try:
+        db.write([Event(id=i, key=k, value=v) for i, k, v in BEFORE])
+        rejected(db, lambda: db.write([Event(id=5), Event(id=2**64 - 1)]))
+        rejected(db, lambda: db.write_batch(ids=np.array([5, 2**64 - 1], np.uint64),
+                                            values=[b"a", b"b"]))
+        rejected(db, lambda: db.write([Event(id=5), Event(id=None)]))
+        db.write([Event(id=11, value=b"after")])
+        assert (11, b"", b"after") in read_all(db)
+    finally:
+        db.close()
 
 
 @pytest.mark.parametrize("call", [
@@ -258,7 +263,7 @@ def test_before_open_variable_after_open(filled, name, value):
     "SET interval TO 'abc'", "SET interval TO abc", "SET interval TO true", "SET interval TO 0",
     "SET interval TO -5", "SET serial TO 5", "SET serial TO 'maybe'", "SET compression TO 'rot13'",
     "SET compression TO 5", "SET mm_limit_behaviour TO 'explode'", "SET version TO '2.0'",
-    "SET lsn TO 5", "SET directory TO '/tmp'", "SET region_size TO 10",
+    "SET lsn TO 5", "SET directory TO '/tmp'",
     "SET wal_rotate_wm TO 10XB",
 ])
 def test_bad_config_values(filled, text):
@@ -272,6 +277,21 @@ def test_bad_config_values(filled, text):
         closed.execute(text)
 
 
+@pytest.mark.parametrize("text", ["ALTER STORAGE main SET (region_size 10)",
+                                  "ALTER STORAGE main SET (region_size 'big')",
+                                  "ALTER STORAGE main SET (compression 'rot13')",
+                                  "ALTER STORAGE main SET (encryption 'rot13')",
+                                  "ALTER STORAGE main SET (no_such_option 1)"])
+def test_bad_storage_options(filled, text):
+    """region_size is a storage option now (ALTER STORAGE main SET (region_size ...))."""
+    before = filled.execute("SHOW STORAGE main")
+    with pytest.raises(monotone.MonotoneError):
+        filled.execute(text)
+    assert filled.execute("SHOW STORAGE main") == before
+    with pytest.raises(monotone.ConfigError, match="region_size"):
+        filled.execute("SET region_size TO 4096")  # not a config variable any more
+
+
 @pytest.mark.parametrize("text", ["SET interval TO 99999999999999999999999",
                                   "SET ssn TO 18446744073709551616"])
 def test_config_integer_out_of_u64_range(filled, text):
@@ -279,6 +299,21 @@ def test_config_integer_out_of_u64_range(filled, text):
         filled.execute(text)
     with pytest.raises(monotone.ConfigError):
         monotone.Monotone().execute(text)
+
+
+@pytest.mark.parametrize("size", ["1G", "64K", "10M"])
+def test_size_units_are_the_same_quoted_or_not(size):
+    env = monotone.Monotone()
+    env.execute(f"SET wal_rotate_wm TO {size}")
+    literal = env.execute("SHOW wal_rotate_wm")
+    env.execute(f"SET wal_rotate_wm TO '{size}'")
+    assert env.execute("SHOW wal_rotate_wm") == literal
+
+
+def test_pipeline_unclosed_options_message():
+    with pytest.raises(monotone.ParseError) as info:
+        monotone.Monotone().execute("ALTER PIPELINE SET hot (partitions 2")
+    assert str(info.value) == "ALTER PIPELINE SET name (...')' expected"
 
 
 def test_serial_ids_exhausted(filled):

@@ -228,7 +228,7 @@ def test_index_and_footer_round_trip():
     meta, body = build_index()
     footer = partition.encode_footer(150, body)
     assert len(footer) == partition.FOOTER.size
-    offset, length, crc = partition.decode_footer(footer, "/p")
+    offset, length, crc, _ = partition.decode_footer(footer, "/p")
     assert (offset, length) == (150, len(body))
     index = partition.decode_index(body, crc, "/p")
     assert index.meta == meta

@@ -38,8 +38,9 @@ class Repository(RuleBasedStateMachine):
         db.execute("SET workers TO 0")
         if first:
             db.execute(f"SET interval TO {INTERVAL}")
-            db.execute("SET region_size TO 1KiB")  # many regions per partition file
         db.open(self.repo)
+        if first:  # many regions per partition file
+            db.execute("ALTER STORAGE main SET (region_size 1KiB)")
         self.db = db
 
     def _apply(self, events) -> None:

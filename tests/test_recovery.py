@@ -33,8 +33,10 @@ def wal_files(repo):
 
 
 def storage_dir(repo):
+    """The main storage's directory, <base>/<repository uuid> (SHOW uuid; persisted in
+    config.json, read from there as the repository is closed when it is needed)."""
     with open(os.path.join(repo, "config.json")) as f:
-        return os.path.join(repo, json.load(f)["storage_uuid"])
+        return os.path.join(repo, json.load(f)["uuid"])
 
 
 def partition_files(repo):
@@ -518,7 +520,9 @@ def refreshed_closed(repo, n=10_000):
     db.execute(ALL)
     p = json.loads(db.execute("SHOW PARTITION 0"))
     assert p["regions"] > 2
+    uuid = json.loads(db.execute("SHOW uuid"))
     db.close()
+    assert storage_dir(repo) == os.path.join(repo, uuid)
     files = partition_files(repo)
     assert len(files) == 1
     return os.path.join(storage_dir(repo), files[0]), p
@@ -559,7 +563,7 @@ def test_corrupted_index_is_reported_with_path(repo, where):
             f.write(b"\xAA\x55")
         elif where == "index":
             f.seek(size - partition.FOOTER.size)
-            offset, length, _ = partition.decode_footer(f.read(), path)
+            offset, length, _, _ = partition.decode_footer(f.read(), path)
             f.seek(offset + length // 2)  # the middle of the region index
             f.write(b"\xAA\x55")
         else:
@@ -619,3 +623,20 @@ def test_refresh_after_failed_refresh_refreshes_everything(repo, point):
         assert wal_files(repo) == []
     finally:
         db.close()
+
+
+def test_close_after_coordinator_killed_following_a_config_change(repo):
+    """kill -9 of the coordinator right after a SET (or ALTER STORAGE): close() still
+    closes, and the repository opens again."""
+    db = open_db(repo)
+    db.write([Event(id=1, value=b"x")])
+    db.execute("SET interval TO 5")  # a config change the client has not fetched yet
+    kill9(coordinator_pids(repo)[0])
+    try:
+        db.close()
+    finally:
+        db = open_db(repo)  # the next coordinator removes what the dead one left
+        try:
+            assert read_all(db) == [(1, b"", b"x")]
+        finally:
+            db.close()

@@ -248,4 +248,5 @@ class Engine:
             self.slots.close()
             for name in segment.list_segments(self.layout.id):
                 segment.unlink(name)
-            self.locks.close()
+            # The lock file stays open: the kernel drops COORDINATOR when this process
+            # exits, so a client waiting on it knows the coordinator is really gone.

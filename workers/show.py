@@ -5,7 +5,7 @@ from monotone import wal
 from monotone.catalog import Storage
 from monotone.config import HIDDEN, TABLE, lookup
 from monotone.ddl import commands as cmd
-from monotone.errors import MonotoneError
+from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.partfile import Reader
 from shm.catalog import (H_LIMIT_HITS, H_LSN, H_SSN, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
@@ -42,7 +42,7 @@ def item_value(engine: Engine, item: cmd.ShowItem):
     if what == "partition":
         slot = engine.partition_of(item.id)
         if slot is None:
-            raise MonotoneError(f"partition '{item.id}': not exists")
+            raise PartitionNotFound(f"partition '{item.id}': not exists")
         return partition_json(engine, slot, item.debug)
     if what == "pipeline":
         return [t.show() for t in engine.catalog.pipeline]

@@ -11,6 +11,8 @@ SHOW_USAGE = ("SHOW 'MEMORY | WAL | WORKERS | CLOUDS | CLOUD | STORAGES | STORAG
 
 
 def set_(p: Parser) -> cmd.Set:
+    if p.peek().upper == "TO":
+        raise ParseError("SET 'name' expected")
     name = p.name("SET 'name' expected")
     if p.keyword("TO") is None and not p.punct("="):
         raise ParseError(f"SET {name} 'TO' expected")

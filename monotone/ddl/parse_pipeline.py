@@ -15,6 +15,6 @@ def alter(p: Parser) -> cmd.AlterPipeline:
     tiers = []
     while True:
         name = p.name("ALTER PIPELINE SET 'storage name' expected")
-        tiers.append(cmd.Tier(name, p.options("ALTER PIPELINE SET name")))
+        tiers.append(cmd.Tier(name, p.options("ALTER PIPELINE SET")))
         if not p.punct(","):
             return cmd.AlterPipeline(tuple(tiers))
