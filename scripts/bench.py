@@ -101,6 +101,61 @@ def run(path: str, n: int, batch: int, value_size: int, wal: bool) -> dict:
     return results
 
 
+CHILD = r"""
+import sys, time
+import numpy as np
+import monotone
+path, first, n, batch, size = sys.argv[1], *map(int, sys.argv[2:6])
+db = monotone.Monotone()
+db.open(path)
+values = np.random.default_rng(first).integers(0, 256, (batch, size), dtype=np.uint8)
+print("ready", flush=True)
+sys.stdin.readline()
+for start in range(first, first + n, batch):
+    count = min(batch, first + n - start)
+    db.write_batch(np.arange(start, start + count, dtype=np.uint64), values[:count])
+print("done", flush=True)
+db.close()
+"""
+
+
+def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) -> dict:
+    """Aggregate write throughput of 1..writers processes, background refresh on."""
+    import subprocess
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + \
+        os.pathsep + env.get("PYTHONPATH", "")
+    results = {}
+    for k in range(1, writers + 1):
+        path = os.path.join(root, f"writers{k}")
+        shutil.rmtree(path, ignore_errors=True)
+        holder = monotone.Monotone()   # opens it with the default worker pool
+        holder.open(path)
+        per = n // k
+        procs = [subprocess.Popen([sys.executable, "-c", CHILD, path, str(i * 10**12), str(per),
+                                   str(batch), str(value_size)], env=env, text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                 for i in range(k)]
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        start = time.perf_counter()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            assert p.stdout.readline().strip() == "done"
+        dt = time.perf_counter() - start
+        for p in procs:
+            p.wait()
+        holder.close()
+        total = per * k
+        results[k] = total / dt
+        print(f"{'write, ' + str(k) + ' writer' + ('s' if k > 1 else ''):<22} {total:>10,} events"
+              f"  {total / dt:>12,.0f} events/s  {total * value_size / MiB / dt:>8.1f} MiB/s"
+              f"  x{results[k] / results[1]:.2f}", flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="monotone bench", description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="events to write")
@@ -110,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--wal", dest="wal", action="store_const", const=[True])
     group.add_argument("--no-wal", dest="wal", action="store_const", const=[False])
     ap.add_argument("--path", help="directory for the repositories (default: a temporary one)")
+    ap.add_argument("--writers", type=int, default=0,
+                    help="also measure 1..K writer processes (background refresh on)")
     args = ap.parse_args(argv)
     modes = args.wal or [True, False]
     root = args.path or tempfile.mkdtemp(prefix="monotone-bench-")
@@ -120,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             path = os.path.join(root, "wal" if wal else "nowal")
             shutil.rmtree(path, ignore_errors=True)
             run(path, args.n, args.batch, args.value_size, wal)
+        if args.writers:
+            run_writers(root, args.n, args.batch, args.value_size, args.writers)
     finally:
         if not args.path:
             shutil.rmtree(root, ignore_errors=True)

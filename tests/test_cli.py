@@ -84,9 +84,10 @@ def test_serve_keeps_the_repository_open_until_terminated(repo):
 
 
 def test_bench_runs_and_reports(tmp_path):
-    out = cli("bench", "--n", "20000", "--batch", "500", "--path", str(tmp_path))
+    out = cli("bench", "--n", "20000", "--batch", "500", "--writers", "2", "--path", str(tmp_path))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    for what in ("write (wal)", "scan batches (wal)", "write (no wal)", "scan file (no wal)"):
+    for what in ("write (wal)", "scan batches (wal)", "write (no wal)", "scan file (no wal)",
+                 "write, 1 writer", "write, 2 writers"):
         assert any(line.startswith(what) and "events/s" in line and "MiB/s" in line
                    for line in lines), what
