@@ -86,16 +86,17 @@ class Cursor:
 
     def _batches(self) -> Iterator[Batch]:
         start_id, start_key = self._start
-        slots, rows = self._session.snapshot()
+        generation, slots, rows = self._session.snapshot()
         for slot, row in zip(slots.tolist(), rows):
             if int(row[S_MAX]) < start_id:
                 continue  # partition exclusion
-            yield from self._partition(slot, row, start_id, start_key)
+            yield from self._partition(generation, slot, row, start_id, start_key)
             start_key = b""
             start_id = 0
 
-    def _partition(self, slot: int, row, start_id: int, start_key: bytes) -> Iterator[Batch]:
-        reader, mems = self._session.open_partition(slot, row)
+    def _partition(self, generation: int, slot: int, row, start_id: int,
+                   start_key: bytes) -> Iterator[Batch]:
+        reader, mems = self._session.open_partition(generation, slot, row)
         try:
             mems = [Ordered(m) for m in mems]
             pos = [m.bound(start_id, start_key) for m in mems]

@@ -65,6 +65,7 @@ class Session:
 
     # coordinator
     def _attach(self) -> None:
+        self.generation = getattr(self, "generation", 0) + 1  # one per coordinator
         self.conn = Connection(self.layout.base, self.locks, self.settings, self._on_death)
         hello = self.conn.hello
         self.catalog = Catalog.attach(hello["catalog"])
@@ -249,15 +250,30 @@ class Session:
             self._live()
             self._partition_map()  # unmaps memtables that refreshes retired
             with Held(self.locks, PUBLISH, exclusive=False):
-                return self.catalog.snapshot()
+                slots, rows = self.catalog.snapshot()
+            return self.generation, slots, rows
 
-    def open_partition(self, slot: int, row: np.ndarray):
+    def open_partition(self, generation: int, slot: int, row: np.ndarray):
         """A partition's file reader and sorted memtable rows, as of the snapshot row.
 
         If a refresh switched the partition since the snapshot, its current
         state is taken instead (same events, newer appends included).
         """
-        with self.lock, Held(self.locks, PUBLISH, exclusive=False):
+        with self.lock:
+            self._live()
+            if generation != self.generation:
+                raise CoordinatorError("the coordinator restarted while this cursor was "
+                                       "reading: open a new cursor")
+            try:
+                return self._open_partition(slot, row)
+            except MonotoneError:
+                if self.conn.dead:  # its memory went with it
+                    raise CoordinatorError("the coordinator died while this cursor was "
+                                           "reading: open a new cursor") from None
+                raise
+
+    def _open_partition(self, slot: int, row: np.ndarray):
+        with Held(self.locks, PUBLISH, exclusive=False):
             cur = self.catalog.slots[slot]
             if cur[S_STATE] != LIVE or cur[S_MIN] != row[S_MIN]:
                 return None, []
