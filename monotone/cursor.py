@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from shm.catalog import S_MAX
 
 from .event import Batch, Event
 from .rows import Ordered, drop_deletes, merge
@@ -86,19 +85,23 @@ class Cursor:
 
     def _batches(self) -> Iterator[Batch]:
         start_id, start_key = self._start
-        generation, slots, rows = self._session.snapshot()
-        for slot, row in zip(slots.tolist(), rows):
-            if int(row[S_MAX]) < start_id:
-                continue  # partition exclusion
-            yield from self._partition(generation, slot, row, start_id, start_key)
-            start_key = b""
-            start_id = 0
-
-    def _partition(self, generation: int, slot: int, row, start_id: int,
-                   start_key: bytes) -> Iterator[Batch]:
-        reader, mems = self._session.open_partition(generation, slot, row)
+        generation, views = self._session.snapshot(start_id)
         try:
-            mems = [Ordered(m) for m in mems]
+            for i, (slot, row, opened) in enumerate(views):
+                views[i] = None  # let go of what was read
+                if opened is None:
+                    opened = self._session.open_partition(generation, slot, row)
+                yield from self._partition(opened, start_id, start_key)
+                start_id, start_key = 0, b""  # only the first partition starts inside
+        finally:  # a cursor closed early: close the files it opened ahead
+            for view in views:
+                if view is not None and view[2] is not None and view[2][0] is not None:
+                    view[2][0].close()
+
+    def _partition(self, opened, start_id: int, start_key: bytes) -> Iterator[Batch]:
+        reader, mems = opened
+        try:
+            mems = [Ordered(mt.sorted_rows(n)) for mt, n in mems]
             pos = [m.bound(start_id, start_key) for m in mems]
             if reader is not None:
                 index = reader.index

@@ -46,6 +46,7 @@ from .rows import Rows, sort_dedup
 from .wal import WalWriter
 
 SERIAL = 2**64 - 1
+EAGER = 256  # partitions a cursor opens when it takes its snapshot
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -243,15 +244,29 @@ class Session:
             self.wal.drop_if_obsolete(lsn_needed)
 
     # reading
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """Slot indices and a copy of their rows, consistent across partitions."""
+    def snapshot(self, start_id: int = 0):
+        """A consistent view of every partition holding ids >= start_id.
+
+        Taken under PUBLISH shared, so no batch is half published in it and no
+        refresh switches a file meanwhile. The first EAGER partitions are opened
+        right away (file descriptors and memtable mappings stay valid however
+        the partition changes later); the rest are opened when the cursor gets
+        there, and if a refresh switched one meanwhile it is read as it is then.
+        Returns (generation, [(slot, row, opened or None)]).
+        """
         # the session lock too: OFD locks do not exclude threads sharing a descriptor
         with self.lock:
             self._live()
             self._partition_map()  # unmaps memtables that refreshes retired
+            views = []
             with Held(self.locks, PUBLISH, exclusive=False):
                 slots, rows = self.catalog.snapshot()
-            return self.generation, slots, rows
+                for slot, row in zip(slots.tolist(), rows):
+                    if int(row[S_MAX]) < start_id:
+                        continue  # partition exclusion
+                    opened = self._open(row) if len(views) < EAGER else None
+                    views.append((slot, row, opened))
+            return self.generation, views
 
     def open_partition(self, generation: int, slot: int, row: np.ndarray):
         """A partition's file reader and sorted memtable rows, as of the snapshot row.
@@ -279,14 +294,18 @@ class Session:
                 return None, []
             if (cur[S_GEN], cur[S_ACTIVE], cur[S_FROZEN]) != (row[S_GEN], row[S_ACTIVE], row[S_FROZEN]):
                 row = cur.copy()
-            reader = None
-            if row[S_GEN]:
-                directory, cipher = self.storage(int(row[S_STORAGE]))
-                reader = Reader(os.path.join(directory, file_name(int(row[S_MIN]))), cipher)
-            mems = []
-            for seg, n in ((row[S_FROZEN], row[S_FROZEN_ROWS]), (row[S_ACTIVE], row[S_ROWS])):
-                if seg and n:
-                    mems.append(self.memtables.get(int(seg)).sorted_rows(int(n)))
+            return self._open(row)
+
+    def _open(self, row: np.ndarray):
+        """File reader and memtables (with their row counts) of a slot row (PUBLISH held)."""
+        reader = None
+        if row[S_GEN]:
+            directory, cipher = self.storage(int(row[S_STORAGE]))
+            reader = Reader(os.path.join(directory, file_name(int(row[S_MIN]))), cipher)
+        mems = []
+        for seg, n in ((row[S_FROZEN], row[S_FROZEN_ROWS]), (row[S_ACTIVE], row[S_ROWS])):
+            if seg and n:
+                mems.append((self.memtables.get(int(seg)), int(n)))
         return reader, mems
 
     def storage(self, id_: int) -> tuple[str, Cipher | None]:

@@ -220,9 +220,8 @@ class MemtableCache:
         self.maps[mt.segno] = mt
 
     def forget(self, segno: int) -> None:
-        mt = self.maps.pop(segno, None)
-        if mt is not None:
-            mt.close()
+        """Drop our mapping; a cursor still holding the memtable keeps it until it is done."""
+        self.maps.pop(segno, None)
 
     def prune(self, live: set[int]) -> None:
         """Unmap segments no partition uses any more."""
@@ -230,5 +229,6 @@ class MemtableCache:
             self.forget(segno)
 
     def close(self) -> None:
-        for segno in list(self.maps):
-            self.forget(segno)
+        for mt in self.maps.values():
+            mt.close()
+        self.maps.clear()
