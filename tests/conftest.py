@@ -44,20 +44,25 @@ def coordinator_pids(base: str) -> list[int]:
     return pids
 
 
-@pytest.fixture
-def repo(tmp_path):
-    """A path for a new repository; after the test, no segment or coordinator of it is left."""
-    base = str(tmp_path / "repo")
-    yield base
+def check_no_leaks(base: str) -> None:
+    """No segment or coordinator of the repository at base is left (cleans up, then fails)."""
+    from shm.segment import unlink
     leaked_segments = list_segments(repo_id(base))
     leaked_pids = coordinator_pids(base)
     for pid in leaked_pids:
         os.kill(pid, 9)
     for name in leaked_segments:
-        from shm.segment import unlink
         unlink(name)
     assert not leaked_segments, f"shared memory left behind: {leaked_segments}"
     assert not leaked_pids, f"coordinator processes left behind: {leaked_pids}"
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A path for a new repository; after the test, no segment or coordinator of it is left."""
+    base = str(tmp_path / "repo")
+    yield base
+    check_no_leaks(base)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import monotone
-from conftest import coordinator_pids, open_db, run_python
+from conftest import check_no_leaks, coordinator_pids, open_db, run_python
 
 BATCH = 400
 SPREAD = 10**9  # ids of different writers fall in different partitions
@@ -266,9 +266,7 @@ def test_memory_limit_error_and_block(repo):
         assert json.loads(db.execute("SHOW MEMORY"))["limit_hits"] > 0
     finally:
         db.close()
-    from monotone.protocol import repo_id
-    from shm.segment import list_segments
-    assert list_segments(repo_id(repo + "2")) == []
+    check_no_leaks(repo + "2")
 
 
 def test_embedded_coordinator_and_workers_stop_with_the_last_client(repo):

@@ -13,10 +13,8 @@ from hypothesis import strategies as st
 
 import monotone
 from monotone import Event
-from monotone.protocol import repo_id
-from shm.segment import list_segments, unlink
 
-from conftest import coordinator_pids, open_db
+from conftest import check_no_leaks, coordinator_pids, open_db
 from test_recovery import kill9
 
 KEY_A = "a0" * 32
@@ -71,13 +69,7 @@ def repo2(tmp_path):
     """A second repository path, with the same leak checks as conftest's repo."""
     base = str(tmp_path / "repo2")
     yield base
-    leaked_segments = list_segments(repo_id(base))
-    leaked_pids = coordinator_pids(base)
-    for pid in leaked_pids:
-        os.kill(pid, 9)
-    for name in leaked_segments:
-        unlink(name)
-    assert not leaked_segments and not leaked_pids
+    check_no_leaks(base)
 
 
 # encryption keys ----------------------------------------------------------------------
