@@ -35,6 +35,14 @@ class Meter:
     def add(self, events: int, nbytes: int) -> None:
         self.events += events
         self.bytes += nbytes
+        self.tick()
+
+    def at(self, events: int) -> None:
+        """Progress given as a running total."""
+        self.events = events
+        self.tick()
+
+    def tick(self) -> None:
         now = time.perf_counter()
         if now - self.last >= 1.0:
             self.last = now
@@ -48,8 +56,9 @@ class Meter:
 
     def _line(self, tag: str) -> None:
         dt = max(time.perf_counter() - self.start, 1e-9)
+        rate = f"  {self.bytes / MiB / dt:>8.1f} MiB/s" if self.bytes else ""
         print(f"{self.label:<22} {self.events:>10,} events  {self.events / dt:>12,.0f} events/s"
-              f"  {self.bytes / MiB / dt:>8.1f} MiB/s{tag}", file=self.out, flush=True)
+              f"{rate}{tag}", file=self.out, flush=True)
 
 
 def run(path: str, n: int, batch: int, value_size: int, wal: bool) -> dict:
@@ -158,18 +167,33 @@ def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) ->
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="monotone bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1_000_000, help="events to write")
+    ap.add_argument("--compare", action="store_true",
+                    help="run the workload on monotone, lmdb, sqlite3 and a raw numpy file, and "
+                         "print a table of figures and ratios (peers: pip install '.[bench]')")
+    ap.add_argument("--n", type=int, help="events to write (default 1,000,000; 2,000,000 "
+                                          "with --compare)")
     ap.add_argument("--batch", type=int, default=1000, help="events per write_batch")
     ap.add_argument("--value-size", type=int, default=100, help="bytes per value")
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--wal", dest="wal", action="store_const", const=[True])
     group.add_argument("--no-wal", dest="wal", action="store_const", const=[False])
     ap.add_argument("--path", help="directory for the repositories (default: a temporary one)")
-    ap.add_argument("--writers", type=int, default=0,
-                    help="also measure 1..K writer processes (background refresh on)")
+    ap.add_argument("--writers", type=int,
+                    help="also measure 1..K writer processes, background refresh on "
+                         "(default: none; 2 with --compare)")
     args = ap.parse_args(argv)
-    modes = args.wal or [True, False]
     root = args.path or tempfile.mkdtemp(prefix="monotone-bench-")
+    if args.compare:
+        from scripts.compare import compare
+        try:
+            compare(root, args.n or 2_000_000, args.batch, args.value_size,
+                    (args.wal or [True])[0], 2 if args.writers is None else args.writers)
+        finally:
+            if not args.path:
+                shutil.rmtree(root, ignore_errors=True)
+        return 0
+    args.n = args.n or 1_000_000
+    modes = args.wal or [True, False]
     print(f"monotone bench: {args.n:,} events of {args.value_size} bytes, batches of "
           f"{args.batch}, in {root}", flush=True)
     try:

@@ -1,0 +1,175 @@
+"""monotone bench --compare: monotone and its peers on one workload, in one run.
+
+Prints live progress, then a table of absolute figures and monotone's ratio to
+lmdb for each goal. Peers that are not installed (pip install '.[bench]') are
+left out of the table with a note.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import monotone
+from scripts import peers
+from scripts.bench import Meter, run_writers
+from scripts.peers import RANGE, Clock, Workload, count_events, median_time
+
+MiB = 1024 * 1024
+
+# (row, key, higher is better, goal as a ratio to lmdb)
+ROWS = [
+    ("write_batch", "write", True, 1.0),
+    ("durable: write + refresh", "durable", True, 0.35),
+    ("scan, batches()", "scan", True, 2.5),
+    ("scan, per event", "events", True, 0.5),
+    (f"range read of {RANGE:,}", "range", False, 1.0),
+]
+
+
+def _status() -> dict:
+    """Sizes from /proc/self/status, in bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if rest.strip().endswith("kB"):
+                out[name] = int(rest.split()[0]) * 1024
+    return out
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def run_monotone(w: Workload, path: str, progress) -> dict:
+    db = monotone.Monotone()
+    db.execute(f"SET wal TO {'true' if w.wal else 'false'}")
+    anon_before = _status()["RssAnon"]
+    db.open(path)
+    clock = Clock()
+    done = 0
+    try:
+        start = time.perf_counter()
+        for ids, values in w.batches():
+            with clock:
+                db.write_batch(ids, values)
+            done += len(ids)
+            progress(done)
+        result = {"write": w.n / clock.total}
+        status = _status()
+        memory = json.loads(db.execute("SHOW MEMORY"))
+        result["memory"] = {"anon_growth": status["RssAnon"] - anon_before,
+                            "shmem": status["RssShmem"],
+                            "memtables": memory["pages_used"] * memory["page_size"]}
+        db.execute(f"REFRESH PARTITIONS BETWEEN 0 AND {2**64 - 1}")  # waits, unlike CHECKPOINT
+        result["durable"] = w.n / (time.perf_counter() - start)
+
+        rss = _status()["VmRSS"]
+        peak_known = _reset_peak()
+        t = time.perf_counter()
+        with db.cursor() as cur:
+            n = 0
+            for batch in cur.batches():
+                n += len(batch)
+                progress(n)
+        result["scan"] = n / (time.perf_counter() - t)
+        if n != w.n:
+            raise SystemExit(f"bench: monotone scanned {n} events, wrote {w.n}")
+        if peak_known:
+            result["memory"]["scan_peak"] = _status()["VmHWM"] - rss
+
+        t = time.perf_counter()
+        with db.cursor() as cur:
+            n = count_events(cur, progress)
+        result["events"] = n / (time.perf_counter() - t)
+
+        def read_range(start: int) -> int:
+            got = 0
+            with db.cursor(id=start) as cur:
+                for batch in cur.batches():
+                    got += len(batch)
+                    if got >= RANGE:
+                        return RANGE
+            return got
+
+        result["range"] = median_time(read_range, w.range_starts)
+        result["file_size"] = sum(os.path.getsize(os.path.join(d, f))
+                                  for d, _, names in os.walk(path) for f in names if f.isdigit())
+    finally:
+        db.close()
+    return result
+
+
+RUNNERS = [("monotone", run_monotone), ("lmdb", peers.run_lmdb), ("sqlite3", peers.run_sqlite),
+           ("numpy file", peers.run_numpy)]
+
+
+def compare(root: str, n: int, batch: int, value_size: int, wal: bool, writers: int) -> dict:
+    w = Workload(n, batch, value_size, wal)
+    print(f"monotone bench --compare: {n:,} events of {value_size} bytes, batches of {batch}, "
+          f"WAL {'on' if wal else 'off'}, in {root}", flush=True)
+    results, missing = {}, []
+    for name, runner in RUNNERS:
+        path = os.path.join(root, name.replace(" ", "_"))
+        shutil.rmtree(path, ignore_errors=True)
+        meter = Meter(name)
+        try:
+            results[name] = runner(w, path, meter.at)
+            print(f"{name:<22} done in {time.perf_counter() - meter.start:.1f} s", flush=True)
+        except ImportError as e:
+            missing.append(f"{name} ({e.name} is not installed: pip install '.[bench]')")
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+    scaling = run_writers(root, n, batch, value_size, writers) if writers > 1 else {}
+    print()
+    print(table(results, scaling))
+    for line in missing:
+        print(f"left out: {line}")
+    return results
+
+
+def _figure(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if key == "range":
+        return f"{value * 1000:.2f} ms"
+    return f"{value / 1e6:.2f} M/s"
+
+
+def table(results: dict, scaling: dict) -> str:
+    names = list(results)
+    head = f"{'':<26}" + "".join(f"{n:>13}" for n in names) + f"{'vs lmdb':>10}{'goal':>9}"
+    lines = [head, "-" * len(head)]
+    base = results.get("lmdb")
+    ours = results.get("monotone")
+    for label, key, higher, goal in ROWS:
+        line = f"{label:<26}" + "".join(f"{_figure(key, results[n].get(key)):>13}" for n in names)
+        if base and ours and key in base and key in ours:
+            ratio = ours[key] / base[key]
+            ok = ratio >= goal if higher else ratio <= goal
+            line += f"{ratio:>9.2f}x{('>=' if higher else '<=') + f'{goal:.2f}x':>9}"
+            line += "" if ok else "  (missed)"
+        lines.append(line)
+    if scaling:
+        k = max(scaling)
+        ratio = scaling[k] / scaling[1]
+        lines.append(f"{f'{k} writer processes':<26}{scaling[k] / 1e6:>11.2f} M/s"
+                     f"{ratio:>9.2f}x of one writer (goal >= 1.60x)"
+                     + ("" if ratio >= 1.6 else "  (missed)"))
+    if ours and "memory" in ours:
+        m = ours["memory"]
+        lines.append(f"monotone memory: memtables held {m['memtables'] / MiB:.1f} MiB at the end of "
+                     f"the writes; the writer's resident shared memory {m['shmem'] / MiB:.1f} MiB, "
+                     f"its private memory grew {m['anon_growth'] / MiB:.1f} MiB")
+        if "scan_peak" in m:
+            lines.append(f"monotone memory: scanning {ours['file_size'] / MiB:.1f} MiB of partition "
+                         f"files raised the reader's peak resident memory by "
+                         f"{m['scan_peak'] / MiB:.1f} MiB")
+    return "\n".join(lines)
