@@ -17,6 +17,27 @@ from .rows import Rows, concat
 
 INCOMPLETE = ".incomplete"
 COMPLETE = ".complete"
+WRITEBACK = 8 << 20  # bytes between asking the kernel to start writing a new file out
+
+
+def _writeback_starter():
+    """sync_file_range(SYNC_FILE_RANGE_WRITE) where libc has it, else None.
+
+    Starting writeback as a file grows spreads the flush over the refresh: the
+    fsync at the end is short, and other processes' writes (the WAL) do not
+    queue behind one large flush of the whole file.
+    """
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return lambda fd, offset, size: call(fd, offset, size, 2)  # SYNC_FILE_RANGE_WRITE
+
+
+_start_writeback = _writeback_starter()
 
 
 def file_name(min_: int) -> str:
@@ -33,12 +54,13 @@ def fsync_dir(path: str) -> None:
 
 class Writer:
     def __init__(self, path: str, compression: str, level: int, region_size: int,
-                 cipher: Cipher | None = None, crc: bool = True) -> None:
+                 cipher: Cipher | None = None, crc: bool = True, sync: bool = False) -> None:
         self.path = path
         self.codec = make_codec(compression, level)
         self.region_size = region_size
         self.cipher = cipher
         self.crc = crc
+        self.sync = sync  # the file will be fsynced: start writing it out early
         self.index = partition.IndexBuilder()
         self.pending: list[Rows] = []
         self.pending_bytes = 0
@@ -82,6 +104,11 @@ class Writer:
         if self.cipher is not None:
             data = self.cipher.seal(data, b"region %d" % self.offset)
         self.file.write(data)
+        if self.sync and _start_writeback is not None and \
+                (self.offset + len(data)) // WRITEBACK != self.offset // WRITEBACK:
+            self.file.flush()
+            end = (self.offset + len(data)) // WRITEBACK * WRITEBACK
+            _start_writeback(self.file.fileno(), end - WRITEBACK, WRITEBACK)
         n = len(rows)
         self.index.add(self.offset, len(data), len(raw), n,
                        int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1),

@@ -109,9 +109,8 @@ class WalFile:
     size: int
 
 
-def read_file(path: str, load: bool = True) -> WalFile:
-    """Every intact record of a file (or (lsn, is a drop) pairs when not load);
-    the size up to the first bad one."""
+def read_file(path: str) -> WalFile:
+    """Every intact record of a file; the size up to the first bad one."""
     with open(path, "rb") as f:
         data = f.read()
     buf = memoryview(data)
@@ -120,9 +119,26 @@ def read_file(path: str, load: bool = True) -> WalFile:
         rec = walfmt.decode_at(buf, pos, path)
         if rec is None:
             break
-        records.append(rec if load else (rec.lsn, rec.drop is not None))
+        records.append(rec)
         pos += rec.size
     return WalFile(path, records, pos, len(buf))
+
+
+def read_headers(path: str) -> list[tuple[int, bool]]:
+    """(lsn, is a drop) of each record up to the first bad header, reading
+    only the headers: what deciding whether a closed file may go needs."""
+    out = []
+    with open(path, "rb", buffering=0) as f:
+        size, pos = os.fstat(f.fileno()).st_size, 0
+        while pos < size:
+            head = os.pread(f.fileno(), walfmt.HEADER.size, pos)
+            found = walfmt.decode_header(head, size - pos)
+            if found is None:
+                break
+            lsn, record_size, drop = found
+            out.append((lsn, drop))
+            pos += record_size
+    return out
 
 
 def cut_tail(wf: WalFile) -> bool:
@@ -164,7 +180,7 @@ def gc(directory: str, lsn_needed: int) -> int:
         if is_active(path):
             continue
         try:
-            records = read_file(path, load=False).records
+            records = read_headers(path)
         except FileNotFoundError:
             continue
         if max((lsn for lsn, _ in records), default=0) < lsn_needed:

@@ -473,3 +473,16 @@ def test_ordered_bound_matches_reference(events, id_, key):
     o = Ordered(rows)
     assert o.bound(id_, key) == sum(1 for x in ref if x < (id_, key))
     assert o.bound(id_, key, "right") == sum(1 for x in ref if x <= (id_, key))
+
+
+def test_wal_headers_alone_give_lsns_and_drops_up_to_a_torn_record(tmp_path):
+    from monotone import wal
+    rows = Rows(np.arange(3, dtype=np.uint64), np.zeros(3, np.uint8), np.zeros(4, np.uint64),
+                np.zeros(0, np.uint8), np.arange(4, dtype=np.uint64) * 2, np.ones(6, np.uint8))
+    path = tmp_path / "1.wal"
+    data = walfmt.encode(1, 0, rows, False) + walfmt.encode_drop(2, 0, 0, 99)
+    torn = walfmt.encode(3, 0, rows, True)
+    path.write_bytes(data + torn[:-1])
+    assert wal.read_headers(str(path)) == [(1, False), (2, True)]
+    path.write_bytes(data + torn)
+    assert wal.read_headers(str(path)) == [(1, False), (2, True), (3, False)]

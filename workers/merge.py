@@ -48,7 +48,7 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
     meta = dict(job.meta, lsn=max(job.meta["lsn"], frozen.lsn_max))
     # step 2
     writer = Writer(job.path + INCOMPLETE, job.compression, job.compression_level,
-                    job.region_size, _cipher(job.key), job.crc)
+                    job.region_size, _cipher(job.key), job.crc, job.sync)
     try:
         _merge_into(writer, job.old, _cipher(job.old_key), rows)
         meta = writer.finish(meta, job.sync)

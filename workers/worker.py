@@ -5,6 +5,7 @@ JSON, as clients do) and exits when the coordinator closes it or dies.
 """
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -16,6 +17,11 @@ from shm.memtable import MemtableCache
 
 from .merge import MergeJob, run
 
+# Merges are background work: they take the CPU writers leave over, so a busy
+# machine keeps ingesting at full speed and memtables absorb the backlog
+# (mm_limit bounds it).
+NICE = 10
+
 
 def main() -> int:
     base, fd = sys.argv[1], int(sys.argv[2])
@@ -23,6 +29,7 @@ def main() -> int:
     layout = Layout(base)
     locks = LockFile(layout.lock)
     locks.lock(ATTACHED, exclusive=False)  # a later coordinator waits for us to finish
+    os.nice(NICE)
     memtables = MemtableCache(layout.memtable)
     try:
         while True:

@@ -48,6 +48,19 @@ def _frame(lsn: int, ssn: int, payload, count: int, data_crc: bool, flags: int) 
     return head + tail + bytes(payload)
 
 
+def decode_header(head: bytes, room: int) -> tuple[int, int, bool] | None:
+    """(lsn, record size, is a drop) from a record's header, or None when the
+    header is torn or damaged or the record would not fit in room bytes."""
+    if len(head) < HEADER.size:
+        return None
+    magic, crc, lsn, _, size, _, _, flags = HEADER.unpack_from(head, 0)
+    if magic != MAGIC or zlib.crc32(head[8:HEADER.size]) != crc:
+        return None
+    if HEADER.size + size > room:
+        return None
+    return lsn, HEADER.size + size, bool(flags & FLAG_DROP)
+
+
 def decode_at(buf: memoryview, pos: int, origin: str):
     """The record at pos, or None when what is there is torn or damaged."""
     if len(buf) - pos < HEADER.size:
