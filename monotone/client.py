@@ -127,7 +127,7 @@ class Monotone:
         ko, kd = _column(keys, "keys", n)
         if len(ko) - 1 != n:
             raise MonotoneError(f"keys has {len(ko) - 1} events but the batch has {n}")
-        if n and int(np.diff(ko).max()) > MAX_KEY:
+        if len(kd) > MAX_KEY and int(np.diff(ko).max()) > MAX_KEY:
             raise MonotoneError(f"a key is longer than {MAX_KEY} bytes")
         flags = np.zeros(n, np.uint8)
         if deletes is not None:

@@ -135,7 +135,7 @@ def key_width(*rows: Rows) -> int:
     """Longest key among the rows (0 when every key is empty)."""
     width = 0
     for r in rows:
-        if len(r) and r.has_keys:
+        if len(r.key_data) and r.has_keys:
             width = max(width, int(np.diff(r.key_offsets).max()))
     return width
 

@@ -39,6 +39,7 @@ from shm.writer import Moved, write_parts
 
 from .errors import CoordinatorError, InjectedError, MemtableFull, MonotoneError
 from .format.crypto import Cipher, parse_key
+from .background import Background
 from .connection import Connection
 from .partfile import Reader, file_name
 from .repository import Layout
@@ -58,6 +59,7 @@ class Session:
         self.layout = Layout(_make_dir(base))
         self.locks = LockFile(self.layout.lock)
         self.conn: Connection | None = None
+        self.background = Background()
         try:
             self._attach()
         except BaseException:
@@ -72,8 +74,8 @@ class Session:
         self.catalog = Catalog.attach(hello["catalog"])
         self.config = hello["config"]
         self.config_version = self.catalog.get(H_CONFIG_VERSION)
-        self.memtables = MemtableCache(self.layout.memtable)
-        self.wal = WalWriter(self.layout.wal)
+        self.memtables = MemtableCache(self.layout.memtable, self.background.submit)
+        self.wal = WalWriter(self.layout.wal, self.background)
         self.map_version = -1
         self.map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.ciphers: dict[int, tuple] = {}
@@ -133,6 +135,12 @@ class Session:
     def route(self, rows: Rows) -> list[tuple[int, Rows]]:
         """Split sorted rows by partition: [(slot, rows)]; creates missing partitions."""
         ids = rows.ids
+        live, mins, maxs = self._partition_map()
+        # the common case: the batch falls in one partition, found with two searches
+        first, last = int(ids[0]), int(ids[-1])
+        at = int(np.searchsorted(maxs, first, side="left"))
+        if at < len(live) and int(mins[at]) <= first and last <= int(maxs[at]):
+            return [(int(live[at]), rows)]
         for _ in range(3):
             live, mins, maxs = self._partition_map()
             which = np.searchsorted(maxs, ids, side="left")
@@ -329,6 +337,7 @@ class Session:
         with self.lock:
             if not self.conn.dead:
                 self.wal.close(self.config["wal_sync_on_rotate"])  # no request: it may be gone
+            self.background.close()  # rotated WAL files synced and closed
             self.memtables.close()
             self.catalog.close()
         self.conn.close()  # outside the lock: the watcher may need it to finish

@@ -33,8 +33,10 @@ def wal_files(directory: str) -> list[str]:
 
 
 class WalWriter:
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, background=None) -> None:
         self.directory = directory
+        self.background = background  # syncs and closes rotated files, if given
+        self.failed: str | None = None  # what went wrong doing that
         self.lock: LockFile | None = None
         self.path: str | None = None
         self.size = 0
@@ -47,18 +49,23 @@ class WalWriter:
         self.append_record(lsn, walfmt.encode(lsn, ssn, rows, crc), sync=sync,
                            rotate_wm=rotate_wm, sync_on_rotate=sync_on_rotate, error=error)
 
-    def append_record(self, lsn: int, record: bytes, *, sync: bool, rotate_wm: int,
+    def append_record(self, lsn: int, record: list, *, sync: bool, rotate_wm: int,
                       sync_on_rotate: bool, error: bool = False) -> None:
+        """Append a record (a list of buffers, written with one writev)."""
+        if self.failed is not None:
+            failed, self.failed = self.failed, None
+            raise MonotoneError(failed)
         if self.lock is not None and self.size >= rotate_wm:
-            self.close(sync_on_rotate)
+            self._rotate(sync_on_rotate)
         if self.lock is None:
             self._create(lsn)
         if error:
             raise InjectedError("wal write failed (error_wal is set)")
         fd = self.lock.fd
         try:
-            written = os.write(fd, record)
-            if written != len(record):
+            size = sum(memoryview(part).nbytes for part in record)
+            written = os.writev(fd, record)
+            if written != size:
                 raise OSError(errno.ENOSPC, "short write")
             if sync:
                 os.fdatasync(fd)
@@ -67,7 +74,7 @@ class WalWriter:
             os.lseek(fd, self.size, os.SEEK_SET)
             cls = NoSpaceError if e.errno == errno.ENOSPC else MonotoneError
             raise cls(f"wal write to {self.path} failed: {e.strerror}") from None
-        self.size += len(record)
+        self.size += size
         self.lsn_max = lsn
 
     def _create(self, lsn: int) -> None:
@@ -90,6 +97,25 @@ class WalWriter:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+    def _rotate(self, sync: bool) -> None:
+        """Leave the current file; it is synced (if asked) and closed in the background."""
+        if self.background is None:
+            self.close(sync)
+            return
+        lock, path = self.lock, self.path
+        self.lock, self.path = None, None
+        self.size, self.lsn_max = 0, 0
+        self.background.submit(self._close_rotated, lock, path, sync)
+
+    def _close_rotated(self, lock: LockFile, path: str, sync: bool) -> None:
+        try:
+            if sync:
+                os.fsync(lock.fd)
+        except OSError as e:
+            self.failed = f"wal sync of {path} failed: {e.strerror}"
+        finally:
+            lock.close()  # releases the OFD lock once the file is on disk
 
     def close(self, sync: bool = False) -> None:
         if self.lock is None:

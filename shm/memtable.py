@@ -59,8 +59,9 @@ LAYOUT = Layout()
 
 
 class Memtable:
-    def __init__(self, segment: Segment, layout: Layout = LAYOUT) -> None:
+    def __init__(self, segment: Segment, layout: Layout = LAYOUT, ahead=None) -> None:
         self.segment = segment
+        self.ahead = ahead  # runs a job in the background (prefault), or None
         self.layout = lay = layout
         buf = segment.map
         self.header = np.frombuffer(buf, np.uint64, PAGE // 8, 0)
@@ -93,7 +94,7 @@ class Memtable:
         return mt
 
     @classmethod
-    def attach(cls, name: str) -> "Memtable":
+    def attach(cls, name: str, ahead=None) -> "Memtable":
         seg = Segment(name)
         header = np.frombuffer(seg.map, np.uint64, 16, 0)
         if int(header[M_MAGIC]) != MAGIC:
@@ -101,7 +102,7 @@ class Memtable:
             raise MonotoneError(f"shared memory segment {name} is not a memtable")
         layout = Layout(int(header[M_CAP_ROWS]), int(header[M_CAP_KEYS]), int(header[M_CAP_VALUES]))
         del header
-        return cls(seg, layout)
+        return cls(seg, layout, ahead)
 
     @property
     def segno(self) -> int:
@@ -154,11 +155,11 @@ class Memtable:
         if n + k > lay.cap_rows or kbase + kb > lay.cap_keys or vbase + vb > lay.cap_values:
             raise MemtableFull("memtable is full: refresh the partition "
                                "(REFRESH PARTITION) before writing more to it", self.segno)
-        self._back(M_ALLOC_ROWS, n + k, ROW_CHUNK, lay.cap_rows, self._reserve_rows)
+        self._back(M_ALLOC_ROWS, n + k, ROW_CHUNK, lay.cap_rows, self._row_ranges)
         self._back(M_ALLOC_KEYS, kbase + kb, BYTE_CHUNK, lay.cap_keys,
-                   lambda a, b: self.segment.reserve(lay.keys + a, b - a))
+                   lambda a, b: [(lay.keys + a, b - a)])
         self._back(M_ALLOC_VALUES, vbase + vb, BYTE_CHUNK, lay.cap_values,
-                   lambda a, b: self.segment.reserve(lay.values + a, b - a))
+                   lambda a, b: [(lay.values + a, b - a)])
 
     def append(self, n: int, rows: Rows) -> int:
         """Write rows after the first n; return the new row count (not yet published)."""
@@ -169,8 +170,8 @@ class Memtable:
         end = n + k
         self.ids[n:end] = rows.ids
         self.flags[n:end] = rows.flags
-        self.koff[n + 1:end + 1] = rows.key_offsets[1:] + U64(kbase)
-        self.voff[n + 1:end + 1] = rows.value_offsets[1:] + U64(vbase)
+        np.add(rows.key_offsets[1:], U64(kbase), out=self.koff[n + 1:end + 1])
+        np.add(rows.value_offsets[1:], U64(vbase), out=self.voff[n + 1:end + 1])
         self.keys[kbase:kbase + kb] = rows.key_data
         self.values[vbase:vbase + vb] = rows.value_data
         return end
@@ -181,20 +182,27 @@ class Memtable:
             self.header[M_SORTED] = U64(end)
         self.header[M_LSN_MAX] = U64(lsn)
 
-    def _back(self, word: int, need: int, chunk: int, cap: int, reserve) -> None:
+    def _back(self, word: int, need: int, chunk: int, cap: int, ranges) -> None:
+        """Back the area up to need, a chunk at a time; and the next chunk ahead."""
         have = int(self.header[word])
         if need <= have:
             return
         target = min(cap, max(need, have + chunk))
-        reserve(have, target)
+        for offset, length in ranges(have, target):
+            self.segment.reserve(offset, length)
         self.header[word] = U64(target)
+        if self.ahead is not None and target < cap:
+            self.ahead(self._prefault, ranges(target, min(cap, target + chunk)))
 
-    def _reserve_rows(self, a: int, b: int) -> None:
-        lay, seg = self.layout, self.segment
-        seg.reserve(lay.ids + 8 * a, 8 * (b - a))
-        seg.reserve(lay.flags + a, b - a)
-        seg.reserve(lay.koff + 8 * (a + 1), 8 * (b - a))
-        seg.reserve(lay.voff + 8 * (a + 1), 8 * (b - a))
+    def _prefault(self, ranges) -> None:
+        segment = self.segment
+        for offset, length in ranges:
+            segment.prefault(offset, length)
+
+    def _row_ranges(self, a: int, b: int) -> list[tuple[int, int]]:
+        lay = self.layout
+        return [(lay.ids + 8 * a, 8 * (b - a)), (lay.flags + a, b - a),
+                (lay.koff + 8 * (a + 1), 8 * (b - a)), (lay.voff + 8 * (a + 1), 8 * (b - a))]
 
     def close(self) -> None:
         self.header = self.ids = self.flags = self.koff = self.voff = None
@@ -206,14 +214,15 @@ class Memtable:
 class MemtableCache:
     """This process's mappings of memtable segments, by segment number."""
 
-    def __init__(self, name_of) -> None:
+    def __init__(self, name_of, ahead=None) -> None:
         self.name_of = name_of
+        self.ahead = ahead
         self.maps: dict[int, Memtable] = {}
 
     def get(self, segno: int) -> Memtable:
         mt = self.maps.get(segno)
         if mt is None:
-            mt = self.maps[segno] = Memtable.attach(self.name_of(segno))
+            mt = self.maps[segno] = Memtable.attach(self.name_of(segno), self.ahead)
         return mt
 
     def add(self, mt: Memtable) -> None:

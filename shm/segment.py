@@ -6,15 +6,31 @@ writer touches new pages it reserves them with posix_fallocate, so a full
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
 
+import numpy as np
 import posix_ipc
 
 from monotone.errors import MonotoneError, NoSpaceError
 
 SHM_DIR = "/dev/shm"
+PAGE = mmap.PAGESIZE
+MADV_POPULATE_WRITE = 23  # Linux 5.14: fault pages in writable, as a write would
+
+
+def _libc_madvise():
+    try:
+        call = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return call
+
+
+_madvise = _libc_madvise()
 PREFIX = "mtn."
 
 
@@ -47,6 +63,9 @@ class Segment:
         finally:
             shm.close_fd()
         self.size = size
+        probe = np.frombuffer(self.map, np.uint8, 1)
+        self.address = probe.ctypes.data  # where the mapping starts, for madvise
+        del probe
 
     def __reduce__(self):
         return (Segment, (self.name,))
@@ -67,6 +86,30 @@ class Segment:
             raise
         finally:
             shm.close_fd()
+
+    def prefault(self, offset: int, length: int) -> None:
+        """Back and map [offset, offset+length) ahead of its use, if memory allows.
+
+        Best effort, for a background thread: reserve() still runs before the
+        pages are written and is what reports a full /dev/shm. Both calls drop
+        the GIL, so the writer goes on meanwhile.
+        """
+        start = offset // PAGE * PAGE
+        length += offset - start
+        view = np.frombuffer(self.map, np.uint8, length, start)  # keeps the mapping alive
+        try:
+            shm = posix_ipc.SharedMemory(self.name)
+        except posix_ipc.ExistentialError:
+            return
+        try:
+            os.posix_fallocate(shm.fd, start, length)
+        except OSError:
+            return
+        finally:
+            shm.close_fd()
+        if _madvise is not None:
+            _madvise(self.address + start, length, MADV_POPULATE_WRITE)
+        del view
 
     def close(self) -> None:
         try:

@@ -24,6 +24,14 @@ from monotone.rows import (DELETE, Ordered, Rows, concat, drop_deletes, gather, 
 # helpers ---------------------------------------------------------------------
 
 
+def record(*args) -> bytes:
+    return walfmt.join(walfmt.encode(*args))
+
+
+def drop_record(*args) -> bytes:
+    return walfmt.join(walfmt.encode_drop(*args))
+
+
 def make_rows(events) -> Rows:
     """[(id, key, value, flags)] -> Rows, in the given order."""
     ids = np.array([e[0] for e in events], np.uint64)
@@ -132,7 +140,7 @@ def wal_rows():
 @pytest.mark.parametrize("crc", [False, True])
 def test_wal_record_round_trip(crc):
     rows = wal_rows()
-    rec = walfmt.encode(17, 42, rows, crc)
+    rec = record(17, 42, rows, crc)
     buf = memoryview(b"junk" + rec + b"more")
     out = walfmt.decode_at(buf, 4, "test")
     assert out is not None
@@ -141,7 +149,7 @@ def test_wal_record_round_trip(crc):
 
 
 def test_wal_records_back_to_back():
-    recs = [walfmt.encode(i, 100 + i, make_rows([(i, b"", bytes([i]) * i, 0)]), i % 2 == 0)
+    recs = [record(i, 100 + i, make_rows([(i, b"", bytes([i]) * i, 0)]), i % 2 == 0)
             for i in range(1, 6)]
     buf = memoryview(b"".join(recs))
     pos, seen = 0, []
@@ -155,7 +163,7 @@ def test_wal_records_back_to_back():
 
 
 def test_wal_empty_batch_round_trip():
-    rec = walfmt.encode(1, 0, Rows.empty(), True)
+    rec = record(1, 0, Rows.empty(), True)
     out = walfmt.decode_at(memoryview(rec), 0, "t")
     assert out is not None and len(out.rows) == 0 and out.size == len(rec)
 
@@ -163,21 +171,21 @@ def test_wal_empty_batch_round_trip():
 @pytest.mark.parametrize("crc", [False, True])
 @pytest.mark.parametrize("keep", [0, 1, 8, walfmt.HEADER.size - 1])
 def test_wal_truncated_header_is_none(crc, keep):
-    rec = walfmt.encode(1, 2, wal_rows(), crc)
+    rec = record(1, 2, wal_rows(), crc)
     assert walfmt.decode_at(memoryview(rec[:keep]), 0, "t") is None
 
 
 @pytest.mark.parametrize("crc", [False, True])
 @pytest.mark.parametrize("missing", [1, 10, 50])
 def test_wal_truncated_payload_is_none(crc, missing):
-    rec = walfmt.encode(1, 2, wal_rows(), crc)
+    rec = record(1, 2, wal_rows(), crc)
     assert len(rec) - missing >= walfmt.HEADER.size
     assert walfmt.decode_at(memoryview(rec[:-missing]), 0, "t") is None
 
 
 @pytest.mark.parametrize("crc", [False, True])
 def test_wal_any_header_byte_flip_is_none(crc):
-    rec = walfmt.encode(123456, 789, wal_rows(), crc)
+    rec = record(123456, 789, wal_rows(), crc)
     for i in range(walfmt.HEADER.size):
         for bit in (0x01, 0x80):
             bad = bytearray(rec)
@@ -186,7 +194,7 @@ def test_wal_any_header_byte_flip_is_none(crc):
 
 
 def test_wal_payload_byte_flip_with_data_crc_is_none():
-    rec = walfmt.encode(5, 6, wal_rows(), True)
+    rec = record(5, 6, wal_rows(), True)
     for i in range(walfmt.HEADER.size, len(rec)):
         bad = bytearray(rec)
         bad[i] ^= 0x10
@@ -195,7 +203,7 @@ def test_wal_payload_byte_flip_with_data_crc_is_none():
 
 def test_wal_value_byte_flip_without_data_crc_is_not_detected_but_framing_is():
     # documents the trade-off of wal_crc off: a flipped value byte decodes (framing intact)
-    rec = walfmt.encode(5, 6, wal_rows(), False)
+    rec = record(5, 6, wal_rows(), False)
     bad = bytearray(rec)
     bad[-1] ^= 0x10
     out = walfmt.decode_at(memoryview(bytes(bad)), 0, "t")
@@ -207,7 +215,7 @@ def test_wal_value_byte_flip_without_data_crc_is_not_detected_but_framing_is():
 
 
 def test_wal_zeroed_tail_is_none():
-    rec = walfmt.encode(5, 6, wal_rows(), False)
+    rec = record(5, 6, wal_rows(), False)
     assert walfmt.decode_at(memoryview(rec + b"\0" * 64), len(rec), "t") is None
     assert walfmt.decode_at(memoryview(b"\0" * 200), 0, "t") is None
 
@@ -480,8 +488,8 @@ def test_wal_headers_alone_give_lsns_and_drops_up_to_a_torn_record(tmp_path):
     rows = Rows(np.arange(3, dtype=np.uint64), np.zeros(3, np.uint8), np.zeros(4, np.uint64),
                 np.zeros(0, np.uint8), np.arange(4, dtype=np.uint64) * 2, np.ones(6, np.uint8))
     path = tmp_path / "1.wal"
-    data = walfmt.encode(1, 0, rows, False) + walfmt.encode_drop(2, 0, 0, 99)
-    torn = walfmt.encode(3, 0, rows, True)
+    data = record(1, 0, rows, False) + drop_record(2, 0, 0, 99)
+    torn = record(3, 0, rows, True)
     path.write_bytes(data + torn[:-1])
     assert wal.read_headers(str(path)) == [(1, False), (2, True)]
     path.write_bytes(data + torn)

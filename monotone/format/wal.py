@@ -32,20 +32,31 @@ class Record:
     drop: tuple[int, int] | None = None  # (min, max) of a dropped partition
 
 
-def encode(lsn: int, ssn: int, rows: Rows, data_crc: bool) -> bytes:
-    return _frame(lsn, ssn, region.encode(rows), len(rows), data_crc, 0)
+def encode(lsn: int, ssn: int, rows: Rows, data_crc: bool) -> list:
+    """A batch record as a list of buffers (for os.writev: no copy of the data)."""
+    parts = region.encode_parts(rows)
+    return _frame(lsn, ssn, parts, region.encoded_size(rows), len(rows), data_crc, 0)
 
 
-def encode_drop(lsn: int, ssn: int, lo: int, hi: int) -> bytes:
-    return _frame(lsn, ssn, _DROP.pack(lo, hi), 0, True, FLAG_DROP)
+def encode_drop(lsn: int, ssn: int, lo: int, hi: int) -> list:
+    payload = _DROP.pack(lo, hi)
+    return _frame(lsn, ssn, [payload], len(payload), 0, True, FLAG_DROP)
 
 
-def _frame(lsn: int, ssn: int, payload, count: int, data_crc: bool, flags: int) -> bytes:
-    dcrc = zlib.crc32(payload) if data_crc else 0
-    flags |= FLAG_DATA_CRC if data_crc else 0
-    tail = HEADER.pack(MAGIC, 0, lsn, ssn, len(payload), dcrc, count, flags)[8:]
-    head = struct.pack("<II", MAGIC, zlib.crc32(tail))
-    return head + tail + bytes(payload)
+def _frame(lsn: int, ssn: int, payload: list, size: int, count: int, data_crc: bool,
+           flags: int) -> list:
+    dcrc = 0
+    if data_crc:
+        for part in payload:
+            dcrc = zlib.crc32(part, dcrc)
+        flags |= FLAG_DATA_CRC
+    tail = HEADER.pack(MAGIC, 0, lsn, ssn, size, dcrc, count, flags)[8:]
+    return [struct.pack("<II", MAGIC, zlib.crc32(tail)) + tail] + payload
+
+
+def join(record: list) -> bytes:
+    """A record's buffers as one bytes object."""
+    return b"".join(bytes(memoryview(part).cast("B")) for part in record)
 
 
 def decode_header(head: bytes, room: int) -> tuple[int, int, bool] | None:
