@@ -103,12 +103,7 @@ class Writer:
         data = self.codec.compress(raw)
         if self.cipher is not None:
             data = self.cipher.seal(data, b"region %d" % self.offset)
-        self.file.write(data)
-        if self.sync and _start_writeback is not None and \
-                (self.offset + len(data)) // WRITEBACK != self.offset // WRITEBACK:
-            self.file.flush()
-            end = (self.offset + len(data)) // WRITEBACK * WRITEBACK
-            _start_writeback(self.file.fileno(), end - WRITEBACK, WRITEBACK)
+        self._write(data)
         n = len(rows)
         self.index.add(self.offset, len(data), len(raw), n,
                        int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1),
@@ -116,6 +111,36 @@ class Writer:
         self.offset += len(data)
         self.events += n
         self.size_origin += len(raw)
+
+    def add_stored(self, data: bytes, entry, min_key: bytes, max_key: bytes) -> None:
+        """Append a region as it is stored in another file (entry: its index entry).
+
+        For a refresh that leaves the region as it was: no decode, no encode.
+        The caller makes sure the stored form is valid here: same codec, and
+        when encrypted, the same key at the same offset.
+        """
+        self._flush()
+        self._write(data)
+        crc = int(entry["crc"]) if self.crc else 0
+        if self.crc and not crc:
+            crc = zlib.crc32(data)
+        n = int(entry["events"])
+        if self.min_id is None:
+            self.min_id = int(entry["min_id"])
+        self.max_id = int(entry["max_id"])
+        self.index.add(self.offset, len(data), int(entry["size_origin"]), n,
+                       int(entry["min_id"]), min_key, int(entry["max_id"]), max_key, crc)
+        self.offset += len(data)
+        self.events += n
+        self.size_origin += int(entry["size_origin"])
+
+    def _write(self, data: bytes) -> None:
+        self.file.write(data)
+        if self.sync and _start_writeback is not None and \
+                (self.offset + len(data)) // WRITEBACK != self.offset // WRITEBACK:
+            self.file.flush()
+            end = (self.offset + len(data)) // WRITEBACK * WRITEBACK
+            _start_writeback(self.file.fileno(), end - WRITEBACK, WRITEBACK)
 
     def finish(self, meta: dict, sync: bool) -> dict:
         """Write index and footer, fsync when asked; return the meta written."""
@@ -188,7 +213,8 @@ class Reader:
     def meta(self) -> dict:
         return self.index.meta
 
-    def read_region(self, i: int) -> Rows:
+    def read_stored(self, i: int) -> bytes:
+        """Region i as stored (compressed, maybe encrypted), its crc checked."""
         e = self.index.entries[i]
         size = int(e["size"])
         data = os.pread(self.fd, size, int(e["offset"]))
@@ -196,6 +222,11 @@ class Reader:
             raise CorruptionError(f"partition file {self.path}: region {i} is truncated")
         if self.verify and zlib.crc32(data) != int(e["crc"]):
             raise CorruptionError(f"partition file {self.path}: region {i} checksum mismatch")
+        return data
+
+    def read_region(self, i: int) -> Rows:
+        e = self.index.entries[i]
+        data = self.read_stored(i)
         if self.cipher is not None:
             data = self.cipher.open(data, b"region %d" % int(e["offset"]),
                                     f"partition file {self.path}: region {i}")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import monotone
 from monotone import Event
 
-from conftest import check_no_leaks, coordinator_pids, open_db
+from conftest import ALL, check_no_leaks, coordinator_pids, open_db
 from test_recovery import kill9
 
 KEY_A = "a0" * 32
@@ -483,3 +483,56 @@ def test_storage_directories_follow_the_catalog(repo):
         db.close()
     with open(os.path.join(repo, "config.json")) as f:
         assert "storage_uuid" not in json.load(f)
+
+
+def partition_index(repo, storage="main"):
+    """The region index of the (only) partition file of a storage."""
+    from monotone.format.crypto import Cipher, parse_key
+    from monotone.partfile import Reader
+    s = storages(repo)[storage]
+    d = storage_dir(repo, s)
+    (name,) = [f for f in os.listdir(d) if f.isdigit()]
+    cipher = Cipher(parse_key(s["encryption_key"])) if s.get("encryption_key") else None
+    with Reader(os.path.join(d, name), cipher) as r:
+        return r.index.entries.copy()
+
+
+@pytest.mark.parametrize("options", ["compression 'lz4'", "compression 'zstd'",
+                                     f"encryption 'aes', encryption_key '{KEY_A}'"])
+def test_refresh_copies_regions_no_new_event_falls_into(repo, options):
+    """Appends after the file's last event leave its regions byte for byte; an event
+    written between old ones rewrites the region it falls into, and the rest after it."""
+    db = open_db(repo)
+    db.execute(f"CREATE STORAGE s ({options}, region_size 4KiB)")
+    db.execute("ALTER PIPELINE SET s")
+    db.execute("CREATE PARTITION 0 99999")
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 256, (3000, 100), np.uint8)
+    db.write_batch(np.arange(0, 2000, dtype=np.uint64), values[:2000])
+    db.execute(ALL)
+    db.close()
+    first = partition_index(repo, "s")
+    assert len(first) > 10
+
+    db = open_db(repo)
+    db.write_batch(np.arange(2000, 3000, dtype=np.uint64), values[2000:])
+    db.execute(ALL)
+    db.close()
+    second = partition_index(repo, "s")
+    assert (second[:len(first)] == first).all()  # same offsets, sizes, crcs, bounds
+    assert int(second["events"].sum()) == 3000
+
+    db = open_db(repo)
+    middle = int(first["max_id"][len(first) // 2])
+    db.write([Event(id=middle, value=b"replaced"), Event(id=middle, key=b"k", value=b"new")])
+    db.execute(ALL)
+    got = read_all(db)
+    db.close()
+    third = partition_index(repo, "s")
+    cut = len(first) // 2
+    assert (third[:cut] == first[:cut]).all()
+    assert int(third["events"].sum()) == 3001
+    expected = [(i, b"", values[i].tobytes()) for i in range(3000)]
+    expected[middle] = (middle, b"", b"replaced")
+    expected.insert(middle + 1, (middle, b"k", b"new"))
+    assert got == expected

@@ -50,7 +50,8 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
     writer = Writer(job.path + INCOMPLETE, job.compression, job.compression_level,
                     job.region_size, _cipher(job.key), job.crc, job.sync)
     try:
-        _merge_into(writer, job.old, _cipher(job.old_key), rows)
+        _merge_into(writer, job.old, _cipher(job.old_key), rows,
+                    job.key == job.old_key)
         meta = writer.finish(meta, job.sync)
     except BaseException:
         writer.abort()
@@ -65,15 +66,31 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
     return meta
 
 
-def _merge_into(writer: Writer, old: str | None, cipher, mem: Rows) -> None:
-    """Stream the old file's regions merged with the sorted memtable rows."""
+def _merge_into(writer: Writer, old: str | None, cipher, mem: Rows, same_key: bool) -> None:
+    """Stream the old file's regions merged with the sorted memtable rows.
+
+    A region no memtable row falls into is copied as it is stored (appends
+    after the file's last event, the common case, touch no old region), as
+    long as its stored form stays valid in the new file: the same codec, and
+    for an encrypted one the same key at the same offset.
+    """
     ordered, pos = Ordered(mem), 0
     if old is not None:
         with Reader(old, cipher) as reader:
             index = reader.index
+            entries = index.entries
+            copy = reader.codec.name == writer.codec.name and \
+                (reader.cipher is None) == (writer.cipher is None) and \
+                (reader.cipher is None or same_key)
             for i in range(index.regions):
+                upper = ordered.bound(int(entries["max_id"][i]), index.max_key(i), "right")
+                if copy and upper == pos and (reader.cipher is None or
+                                              int(entries["offset"][i]) == writer.offset
+                                              and not writer.pending):
+                    writer.add_stored(reader.read_stored(i), entries[i], index.min_key(i),
+                                      index.max_key(i))
+                    continue
                 region = reader.read_region(i)
-                upper = ordered.bound(int(index.entries["max_id"][i]), index.max_key(i), "right")
                 writer.add(drop_deletes(merge([region, mem.slice(pos, upper)])))
                 pos = upper
     writer.add(drop_deletes(mem.slice(pos, len(mem))))
