@@ -7,6 +7,7 @@ partition's file (one region at a time) with its memtables.
 """
 from __future__ import annotations
 
+from operator import length_hint
 from typing import Iterator
 
 
@@ -14,6 +15,7 @@ from .event import Batch, Event
 from .rows import Ordered, drop_deletes, merge
 
 CHUNK = 1 << 16  # rows per batch taken from memtables
+EVENTS = 2048    # Event objects made at a time for per-event reads
 
 
 class Cursor:
@@ -24,19 +26,23 @@ class Cursor:
         self._start = (int(id or 0), bytes(key or b""))
         self._source = self._batches()
         self._batch: Batch | None = None
-        self._events: list[Event] | None = None
+        self._events: tuple[int, list[Event]] | None = None
         self._pos = 0
+        self._iter = None  # the list iterator of a for loop over the cursor
         self._advance()
 
     # the C-like interface
     def read(self) -> Event | None:
         """The event the cursor stands on, or None at the end."""
+        self._sync()
         if self._batch is None:
             return None
-        return self._event_list()[self._pos]
+        start, events = self._window()
+        return events[self._pos - start]
 
     def next(self) -> bool:
         """Move to the next event; False at the end."""
+        self._sync()
         if self._batch is None:
             return False
         self._pos += 1
@@ -46,17 +52,21 @@ class Cursor:
 
     # Python iteration
     def __iter__(self) -> Iterator[Event]:
+        self._sync()
         while self._batch is not None:
-            events = self._event_list()
-            last = len(events) - 1
-            for i in range(self._pos, last):
-                self._pos = i + 1
-                yield events[i]
-            self._advance()  # before the last event, so the cursor never rests past a batch
-            yield events[last]
+            start, events = self._window()
+            # the list iterator tells where a loop that stopped early left the cursor
+            self._iter = it = iter(events[self._pos - start:] if self._pos > start else events)
+            self._iter_end = end = start + len(events)
+            yield from it
+            self._iter = None
+            self._pos = end
+            if end >= len(self._batch):
+                self._advance()
 
     def batches(self) -> Iterator[Batch]:
         """The rest of the events as numpy Batch chunks, in order."""
+        self._sync()
         while self._batch is not None:
             batch = self._batch
             if self._pos:
@@ -75,10 +85,23 @@ class Cursor:
         self.close()
 
     # internals
-    def _event_list(self) -> list[Event]:
-        if self._events is None:
-            self._events = self._batch.events()
-        return self._events
+    def _window(self) -> tuple[int, list[Event]]:
+        """(first row, events) of the stretch of the batch the cursor stands in:
+        events are made EVENTS at a time, so they stay in the CPU caches."""
+        window = self._events
+        if window is None or not window[0] <= self._pos < window[0] + len(window[1]):
+            end = min(len(self._batch), self._pos + EVENTS)
+            window = self._events = (self._pos, self._batch.events(self._pos, end))
+        return window
+
+    def _sync(self) -> None:
+        """Stand on the first event a for loop over the cursor has not yielded."""
+        it = self._iter
+        if it is not None:
+            self._iter = None
+            self._pos = self._iter_end - length_hint(it)
+            if self._pos >= len(self._batch):
+                self._advance()
 
     def _advance(self) -> None:
         self._batch, self._events, self._pos = next(self._source, None), None, 0

@@ -1,33 +1,43 @@
 """The user-facing records: Event (one) and Batch (columns of many)."""
 from __future__ import annotations
 
+from itertools import repeat
+from operator import itemgetter
+
 from .rows import DELETE, Rows
 
 
-class Event:
-    """One event: (id, key) is its primary key; delete marks a delete."""
+class Event(tuple):
+    """One event: (id, key) is its primary key; delete marks a delete.
 
-    __slots__ = ("id", "key", "value", "flags")
+    Immutable (a tuple underneath): cursors make millions of them, and a tuple
+    is what Python builds fastest.
+    """
 
-    def __init__(self, id: int | None = None, key: bytes = b"", value: bytes = b"",
-                 delete: bool = False, flags: int = 0) -> None:
-        self.id = id
-        self.key = key
-        self.value = value
-        self.flags = flags | (DELETE if delete else 0)
+    __slots__ = ()
+
+    def __new__(cls, id: int | None = None, key: bytes = b"", value: bytes = b"",
+                delete: bool = False, flags: int = 0) -> "Event":
+        return tuple.__new__(cls, (id, key, value, flags | (DELETE if delete else 0)))
+
+    id = property(itemgetter(0), doc="u64 id, or None for the next serial id")
+    key = property(itemgetter(1), doc="bytes, at most 255")
+    value = property(itemgetter(2), doc="bytes")
+    flags = property(itemgetter(3), doc="the C API's flag bits (1 = delete)")
 
     @property
     def delete(self) -> bool:
-        return bool(self.flags & DELETE)
+        return bool(self[3] & DELETE)
 
-    def __eq__(self, other) -> bool:
-        if not isinstance(other, Event):
-            return NotImplemented
-        return (self.id, self.key, self.value, self.flags) == (other.id, other.key, other.value, other.flags)
+    def __getnewargs__(self):
+        return (self[0], self[1], self[2], False, self[3])
 
     def __repr__(self) -> str:
         extra = ", delete=True" if self.delete else ""
-        return f"Event(id={self.id}, key={self.key!r}, value={self.value!r}{extra})"
+        return f"Event(id={self[0]}, key={self[1]!r}, value={self[2]!r}{extra})"
+
+
+_make = tuple.__new__
 
 
 class Batch(Rows):
@@ -43,13 +53,25 @@ class Batch(Rows):
         return cls(rows.ids, rows.flags, rows.key_offsets, rows.key_data,
                    rows.value_offsets, rows.value_data)
 
-    def events(self) -> list[Event]:
-        ids = self.ids.tolist()
-        kd, vd = self.key_data.tobytes(), self.value_data.tobytes()
-        ko, vo = self.key_offsets.tolist(), self.value_offsets.tolist()
-        if ko[-1] == 0:
-            return [Event(ids[i], b"", vd[vo[i]:vo[i + 1]]) for i in range(len(ids))]
-        return [Event(ids[i], kd[ko[i]:ko[i + 1]], vd[vo[i]:vo[i + 1]]) for i in range(len(ids))]
+    def events(self, a: int = 0, b: int | None = None) -> list[Event]:
+        """One Event per row of rows a..b, built without a Python-level loop."""
+        b = len(self.ids) if b is None else b
+        n = b - a
+        values = _cut(self.value_offsets, self.value_data, a, b)
+        keys = _cut(self.key_offsets, self.key_data, a, b) if self.key_offsets[b] != \
+            self.key_offsets[a] else repeat(b"", n)
+        flags = self.flags[a:b]
+        flags = flags.tolist() if flags.any() else repeat(0, n)
+        return list(map(_make, repeat(Event, n), zip(self.ids[a:b].tolist(), keys, values, flags)))
 
     def __repr__(self) -> str:
         return f"Batch({len(self)} events)"
+
+
+def _cut(offsets, data, a: int, b: int):
+    """The byte strings of rows a..b of an (offsets, data) column, lazily."""
+    off = offsets[a:b + 1]
+    base = int(off[0])
+    blob = data[base:int(off[-1])].tobytes()
+    off = (off - off.dtype.type(base)).tolist()
+    return map(blob.__getitem__, map(slice, off, off[1:]))

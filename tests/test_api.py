@@ -674,3 +674,25 @@ def test_writes_visible_to_another_process(db, repo):
     assert proc.returncode == 0
     assert ast.literal_eval(out.decode().strip()) == [(1, b"k", b"parent")]
     assert read_all(db) == [(1, b"k", b"parent"), (99, b"", b"from child")]
+
+
+def test_iteration_resumes_where_a_loop_stopped(db):
+    db.write([Event(id=i) for i in range(5)] + [Event(id=3_000_000 + i) for i in range(5)])
+    with db.cursor() as cur:
+        for ev in cur:
+            if ev.id == 3:
+                break
+        assert [ev.id for ev in cur] == [4] + [3_000_000 + i for i in range(5)]
+        assert cur.read() is None
+
+
+def test_event_is_an_immutable_record():
+    import pickle
+    ev = Event(id=7, key=b"k", value=b"v", delete=True)
+    assert (ev.id, ev.key, ev.value, ev.flags, ev.delete) == (7, b"k", b"v", 1, True)
+    assert pickle.loads(pickle.dumps(ev)) == ev
+    assert type(pickle.loads(pickle.dumps(ev))) is Event
+    with pytest.raises(AttributeError):
+        ev.id = 8
+    assert Event(value=b"x").id is None and not Event(value=b"x").delete
+    assert repr(ev) == "Event(id=7, key=b'k', value=b'v', delete=True)"

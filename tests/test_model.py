@@ -79,9 +79,7 @@ class Repository(RuleBasedStateMachine):
         events = [Event(value=v) for v in values]
         ids = self.db.write(events)
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
-        for i, ev in zip(ids, events):
-            ev.id = i
-        self._apply(events)
+        self._apply([Event(id=i, value=ev.value) for i, ev in zip(ids, events)])
 
     @rule(part=st.integers(0, 4))
     def refresh_partition(self, part):

@@ -71,7 +71,8 @@ def decode(data, origin: str = "region") -> Rows:
     keys = buf[pos:pos + kb]
     values = buf[pos + kb:pos + kb + vb]
     ko = np.zeros(n + 1, U64)
-    np.cumsum(klen, out=ko[1:])
+    if kb:
+        np.cumsum(klen, out=ko[1:])
     vo = np.zeros(n + 1, U64)
     np.cumsum(vlen, out=vo[1:])
     if int(ko[-1]) != kb or int(vo[-1]) != vb:
