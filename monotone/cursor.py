@@ -7,6 +7,7 @@ partition's file (one region at a time) with its memtables.
 """
 from __future__ import annotations
 
+from itertools import chain
 from operator import length_hint
 from typing import Iterator
 
@@ -53,13 +54,17 @@ class Cursor:
     # Python iteration
     def __iter__(self) -> Iterator[Event]:
         self._sync()
+        return chain.from_iterable(self._windows())
+
+    def _windows(self) -> Iterator[Iterator[Event]]:
+        """List iterators over the events, a window at a time: chain runs them in C,
+        and the one in use tells where a loop that stopped early left the cursor."""
         while self._batch is not None:
             start, events = self._window()
-            # the list iterator tells where a loop that stopped early left the cursor
             self._iter = it = iter(events[self._pos - start:] if self._pos > start else events)
             self._iter_end = end = start + len(events)
-            yield from it
-            self._iter = None
+            yield it
+            self._iter = None  # chain went through all of it
             self._pos = end
             if end >= len(self._batch):
                 self._advance()

@@ -181,13 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--writers", type=int,
                     help="also measure 1..K writer processes, background refresh on "
                          "(default: none; 2 with --compare)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="with --compare: rounds to run, each figure the best of them "
+                         "(default 3)")
     args = ap.parse_args(argv)
     root = args.path or tempfile.mkdtemp(prefix="monotone-bench-")
     if args.compare:
         from scripts.compare import compare
         try:
             compare(root, args.n or 2_000_000, args.batch, args.value_size,
-                    (args.wal or [True])[0], 2 if args.writers is None else args.writers)
+                    (args.wal or [True])[0], 2 if args.writers is None else args.writers,
+                    args.repeat)
         finally:
             if not args.path:
                 shutil.rmtree(root, ignore_errors=True)

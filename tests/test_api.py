@@ -696,3 +696,20 @@ def test_event_is_an_immutable_record():
         ev.id = 8
     assert Event(value=b"x").id is None and not Event(value=b"x").delete
     assert repr(ev) == "Event(id=7, key=b'k', value=b'v', delete=True)"
+
+
+@pytest.mark.parametrize("values", [
+    [b"ab\x00\x00", b"\x00\x00\x00\x00", b"cdef"],        # one width, NUL bytes kept
+    [b"a", b"", b"abc\x00"],                              # widths differ
+    [b"", b"", b""],
+])
+def test_batch_events_keep_every_byte(values):
+    from monotone.event import Batch
+    from monotone.rows import pack_bytes
+    keys = [b"k\x00", b"", b"\x00"]
+    ko, kd = pack_bytes(keys)
+    vo, vd = pack_bytes(values)
+    batch = Batch(np.arange(3, dtype=np.uint64), np.array([0, 1, 0], np.uint8), ko, kd, vo, vd)
+    assert batch.events() == [Event(id=i, key=keys[i], value=values[i], delete=i == 1)
+                              for i in range(3)]
+    assert batch.events(1, 3) == batch.events()[1:]
