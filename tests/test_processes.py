@@ -270,9 +270,14 @@ def test_memory_limit_error_and_block(repo):
 
 
 def test_embedded_coordinator_and_workers_stop_with_the_last_client(repo):
-    a = open_db(repo, workers=2)
+    a = open_db(repo, workers=2, interval=10_000)
     b = open_db(repo, workers=2)
-    assert len(coordinator_pids(repo)) == 1 and len(worker_pids(repo)) == 2
+    assert len(coordinator_pids(repo)) == 1 and worker_pids(repo) == []  # started on demand
+    for i, db in enumerate((a, b)):
+        db.write_batch(np.arange(i * 10_000, i * 10_000 + 10, dtype=np.uint64),
+                       np.zeros((10, 10), np.uint8))
+    a.execute("CHECKPOINT")  # two partitions: two jobs at once, two workers
+    assert len(worker_pids(repo)) == 2
     a.close()
     assert len(coordinator_pids(repo)) == 1  # b still uses it
     b.close()

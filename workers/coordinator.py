@@ -154,8 +154,12 @@ class Server:
             done = lambda value, error: reply(  # noqa: E731
                 {"result": value, "lsn_needed": lsn_needed(engine.slots)}, error)
             if isinstance(command, cmd.Checkpoint) and self.pool is not None:
-                # with workers, CHECKPOINT schedules the refreshes and returns
-                self.scheduler.run(result, self._background_done, "checkpoint")
+                # with workers, CHECKPOINT schedules the refreshes (all at once,
+                # spread over the pool) and returns
+                result.close()
+                for slot in handlers.in_memory(engine):
+                    self.scheduler.run(refresher.refresh(engine, slot), self._background_done,
+                                       "checkpoint")
                 done(None, None)
             else:
                 self.scheduler.run(result, done, type(command).__name__)

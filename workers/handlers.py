@@ -304,12 +304,17 @@ def _checkpoint(engine: Engine, c: cmd.Checkpoint):
     return checkpoint(engine)
 
 
-def checkpoint(engine: Engine):
-    """Refresh every partition with events in memory."""
+def in_memory(engine: Engine) -> list[int]:
+    """The partitions with events in memtables."""
     table = engine.slots.slots
-    for slot in engine.live_slots().tolist():
-        if table[slot, S_ROWS] or table[slot, S_FROZEN]:
-            yield from refresher.refresh(engine, slot)
+    return [slot for slot in engine.live_slots().tolist()
+            if table[slot, S_ROWS] or table[slot, S_FROZEN]]
+
+
+def checkpoint(engine: Engine):
+    """Refresh every partition with events in memory, one after another."""
+    for slot in in_memory(engine):
+        yield from refresher.refresh(engine, slot)
     collect_wal(engine)
 
 

@@ -1,8 +1,11 @@
 """The coordinator's pool of worker processes.
 
 Workers are separate processes (real parallelism past the GIL), each with a
-socket pair to the coordinator. A job goes to an idle worker or waits in a
-queue; its result comes back through the coordinator's event loop. A worker
+socket pair to the coordinator. They start on demand, up to `workers`: a job
+goes to an idle worker, else to a new one while the pool is below its size,
+else waits in a queue. One partition refreshed at a time needs one worker, and
+starting a Python process is not free. A job's result comes back through the
+coordinator's event loop. A worker
 that dies fails its job (the partition keeps its frozen memtable and is
 refreshed again later) and is replaced.
 """
@@ -51,7 +54,8 @@ class Pool:
     def __init__(self, base: str, size: int, selector) -> None:
         self.base = base
         self.selector = selector
-        self.workers = [self._start() for _ in range(size)]
+        self.size = size
+        self.workers: list[Worker] = []
         self.queue: deque[tuple[MergeJob, Done]] = deque()
         self.done = 0
 
@@ -65,6 +69,9 @@ class Pool:
         self._dispatch()
 
     def _dispatch(self) -> None:
+        idle = sum(w.job is None for w in self.workers)
+        for _ in range(min(len(self.queue) - idle, self.size - len(self.workers))):
+            self.workers.append(self._start())
         for worker in self.workers:
             if not self.queue:
                 return
@@ -85,7 +92,7 @@ class Pool:
             log.error("worker %d died%s", worker.proc.pid, " during a job" if job else "")
             self.selector.unregister(worker.conn)
             worker.stop()
-            self.workers[self.workers.index(worker)] = self._start()
+            self.workers.remove(worker)  # a new one starts when a job needs it
             reply = {"ok": False, "error": "the worker running the job died",
                      "type": "MonotoneError"}
         if job is not None:
@@ -97,7 +104,8 @@ class Pool:
         return sum(w.job is not None for w in self.workers)
 
     def stats(self) -> dict:
-        return {"workers": len(self.workers), "busy": self.busy(), "queue": len(self.queue),
+        return {"workers": self.size, "started": len(self.workers), "busy": self.busy(),
+                "queue": len(self.queue),
                 "done": self.done, "pids": [w.proc.pid for w in self.workers]}
 
     def close(self) -> None:

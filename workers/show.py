@@ -141,14 +141,15 @@ def wal_json(engine: Engine) -> dict:
 
 
 def workers_json(engine: Engine) -> dict:
-    """The worker pool: processes, jobs running, queued and done."""
+    """The worker pool: its size, processes started so far (on demand), jobs
+    running, queued and done."""
     pool = engine.pool
     if pool is None:
-        return {"workers": 0, "workers_upload": 0, "busy": 0, "queue": 0, "done": 0,
-                "partitions_busy": len(engine.busy)}
+        return {"workers": 0, "workers_upload": 0, "started": 0, "busy": 0, "queue": 0,
+                "done": 0, "partitions_busy": len(engine.busy)}
     stats = pool.stats()
     return {"workers": stats["workers"], "workers_upload": engine.config.workers_upload,
-            "busy": stats["busy"], "queue": stats["queue"], "done": stats["done"],
+            "started": stats["started"], "busy": stats["busy"], "queue": stats["queue"], "done": stats["done"],
             "partitions_busy": len(engine.busy)}
 
 

@@ -20,7 +20,7 @@ from .merge import MergeJob, run
 # Merges are background work: they take the CPU writers leave over, so a busy
 # machine keeps ingesting at full speed and memtables absorb the backlog
 # (mm_limit bounds it).
-NICE = 10
+NICE = 19
 
 
 def main() -> int:
