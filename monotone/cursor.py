@@ -138,6 +138,10 @@ class Cursor:
                     region = reader.read_region(i)
                     if i == first:
                         region = region.slice(Ordered(region).bound(start_id, start_key), len(region))
+                    if not mems:  # files hold no deletes: nothing to merge or drop
+                        if len(region):
+                            yield Batch.of(region)
+                        continue
                     parts = [region]
                     max_id, max_key = int(index.entries["max_id"][i]), index.max_key(i)
                     for j, m in enumerate(mems):
