@@ -17,6 +17,7 @@ from .rows import Rows, concat
 
 INCOMPLETE = ".incomplete"
 COMPLETE = ".complete"
+PLAIN_GAIN = 8  # a region is stored compressed when that saves at least 1/8 of it
 WRITEBACK = 8 << 20  # bytes between asking the kernel to start writing a new file out
 
 
@@ -101,13 +102,16 @@ class Writer:
         self.pending, self.pending_bytes = [], 0
         raw = region.encode(rows)
         data = self.codec.compress(raw)
+        flags = 0
+        if len(data) > len(raw) - len(raw) // PLAIN_GAIN:
+            data, flags = raw, partition.REGION_PLAIN  # reads skip the decompression
         if self.cipher is not None:
             data = self.cipher.seal(data, b"region %d" % self.offset)
         self._write(data)
         n = len(rows)
         self.index.add(self.offset, len(data), len(raw), n,
                        int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1),
-                       zlib.crc32(data) if self.crc else 0)
+                       zlib.crc32(data) if self.crc else 0, flags)
         self.offset += len(data)
         self.events += n
         self.size_origin += len(raw)
@@ -129,7 +133,8 @@ class Writer:
             self.min_id = int(entry["min_id"])
         self.max_id = int(entry["max_id"])
         self.index.add(self.offset, len(data), int(entry["size_origin"]), n,
-                       int(entry["min_id"]), min_key, int(entry["max_id"]), max_key, crc)
+                       int(entry["min_id"]), min_key, int(entry["max_id"]), max_key, crc,
+                       int(entry["flags"]))
         self.offset += len(data)
         self.events += n
         self.size_origin += int(entry["size_origin"])
@@ -231,7 +236,10 @@ class Reader:
             data = self.cipher.open(data, b"region %d" % int(e["offset"]),
                                     f"partition file {self.path}: region {i}")
         try:
-            raw = self.codec.decompress(data, int(e["size_origin"]))
+            if int(e["flags"]) & partition.REGION_PLAIN:
+                raw = data
+            else:
+                raw = self.codec.decompress(data, int(e["size_origin"]))
         except CorruptionError as err:
             raise CorruptionError(f"partition file {self.path}: region {i}: {err}") from None
         rows = region.decode(raw, f"partition file {self.path}: region {i}")

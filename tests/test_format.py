@@ -309,6 +309,24 @@ def test_partition_file_round_trip(tmp_path, compression):
     assert as_list(read_all(path)) == as_list(rows)
 
 
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_regions_that_do_not_compress_are_stored_plain(tmp_path, compression):
+    path = str(tmp_path / "part")
+    rng = random.Random(5)
+    noise = [(i, b"", rng.randbytes(100), 0) for i in range(300)]
+    text = [(i, b"", b"temperature=21.5 unit=C " * 4, 0) for i in range(300, 600)]
+    w = Writer(path, compression, 0, 4096)
+    w.add(make_rows(noise + text))
+    w.finish({"min": 0, "max": 999}, sync=False)
+    with Reader(path) as r:
+        entries = r.index.entries
+        plain = (entries["flags"] & partition.REGION_PLAIN) != 0
+        assert plain[entries["max_id"] < 300].all()          # random bytes: plain
+        assert not plain[entries["min_id"] >= 300].any()     # text: compressed
+        assert (entries["size"][~plain] < entries["size_origin"][~plain]).all()
+    assert as_list(read_all(path)) == as_list(make_rows(noise + text))
+
+
 def write_small_file(path):
     rows = make_rows([(i, b"", b"value-%d" % i, 0) for i in range(500)])
     w = Writer(path, "lz4", 0, 1024)

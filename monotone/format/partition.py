@@ -30,8 +30,9 @@ ENTRY = np.dtype([
     ("offset", "<u8"), ("size", "<u8"), ("size_origin", "<u8"), ("events", "<u8"),
     ("min_id", "<u8"), ("max_id", "<u8"),
     ("min_key", "<u4"), ("min_key_len", "<u4"), ("max_key", "<u4"), ("max_key_len", "<u4"),
-    ("crc", "<u4"), ("reserved", "<u4"),
+    ("crc", "<u4"), ("flags", "<u4"),
 ])
+REGION_PLAIN = 1  # entry flag: the region is stored uncompressed (it did not compress)
 
 
 @dataclass
@@ -69,13 +70,14 @@ class IndexBuilder:
         self.keys = bytearray()
 
     def add(self, offset: int, size: int, size_origin: int, events: int,
-            min_id: int, min_key: bytes, max_id: int, max_key: bytes, crc: int) -> None:
+            min_id: int, min_key: bytes, max_id: int, max_key: bytes, crc: int,
+            flags: int = 0) -> None:
         mk = len(self.keys)
         self.keys += min_key
         xk = len(self.keys)
         self.keys += max_key
         self.entries.append((offset, size, size_origin, events, min_id, max_id,
-                             mk, len(min_key), xk, len(max_key), crc, 0))
+                             mk, len(min_key), xk, len(max_key), crc, flags))
 
     def encode(self, meta: dict) -> bytes:
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
