@@ -72,6 +72,7 @@ class Connection:
     def _spawn(self, settings: dict) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")  # the coordinator does no linear algebra
         try:
             child = subprocess.Popen(
                 [sys.executable, "-m", "workers.coordinator", self.base],
