@@ -157,6 +157,7 @@ def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) ->
         for p in procs:
             p.wait()
         holder.close()
+        shutil.rmtree(path, ignore_errors=True)
         total = per * k
         results[k] = total / dt
         print(f"{'write, ' + str(k) + ' writer' + ('s' if k > 1 else ''):<22} {total:>10,} events"

@@ -167,9 +167,10 @@ def _figure(key: str, value: float | None) -> str:
 
 def table(results: dict, scaling: dict) -> str:
     names = list(results)
-    head = f"{'':<26}" + "".join(f"{n:>13}" for n in names) + f"{'vs lmdb':>10}{'goal':>9}"
-    lines = [head, "-" * len(head)]
     base = results.get("lmdb")
+    head = f"{'':<26}" + "".join(f"{n:>13}" for n in names) + \
+        (f"{'vs lmdb':>10}{'goal':>9}" if base else "")
+    lines = [head, "-" * len(head)]
     ours = results.get("monotone")
     for label, key, higher, goal in ROWS:
         line = f"{label:<26}" + "".join(f"{_figure(key, results[n].get(key)):>13}" for n in names)
@@ -193,5 +194,5 @@ def table(results: dict, scaling: dict) -> str:
         if "scan_peak" in m:
             lines.append(f"monotone memory: scanning {ours['file_size'] / MiB:.1f} MiB of partition "
                          f"files raised the reader's peak resident memory by "
-                         f"{m['scan_peak'] / MiB:.1f} MiB")
+                         f"{max(0, m['scan_peak']) / MiB:.1f} MiB")
     return "\n".join(lines)

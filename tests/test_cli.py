@@ -91,3 +91,27 @@ def test_bench_runs_and_reports(tmp_path):
                  "write, 1 writer", "write, 2 writers"):
         assert any(line.startswith(what) and "events/s" in line and "MiB/s" in line
                    for line in lines), what
+
+
+def test_bench_compare_prints_every_peer_it_has(tmp_path):
+    out = cli("bench", "--compare", "--n", "20000", "--repeat", "1", "--writers", "2",
+              "--path", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    try:
+        import lmdb  # noqa: F401  (an optional extra: pip install '.[bench]')
+        have_lmdb = True
+    except ImportError:
+        have_lmdb = False
+    header = next(line for line in text.splitlines() if "vs lmdb" in line)
+    assert "sqlite3" in header and "numpy file" in header
+    assert ("lmdb" in header) == have_lmdb
+    assert ("left out: lmdb" in text) != have_lmdb
+    rows = {line.split("  ")[0]: line for line in text.splitlines()}
+    for row in ("write_batch", "durable: write + refresh", "scan, batches()", "scan, per event",
+                "range read of 10,000", "2 writer processes"):
+        assert row in rows and ("M/s" in rows[row] or " ms" in rows[row]), row
+    if have_lmdb:  # ratios against lmdb, with the goal beside each
+        assert ">=1.00x" in rows["write_batch"] and "<=1.00x" in rows["range read of 10,000"]
+    assert "monotone memory:" in text
+    assert os.listdir(tmp_path) == []  # every repository and peer file removed
