@@ -14,7 +14,7 @@ import time
 import monotone
 from scripts import peers
 from scripts.bench import Meter, run_writers
-from scripts.peers import RANGE, Clock, Workload, count_events, median_time
+from scripts.peers import RANGE, Workload, count_events, median_time, write_all
 
 MiB = 1024 * 1024
 
@@ -53,15 +53,10 @@ def run_monotone(w: Workload, path: str, progress) -> dict:
     db.execute(f"SET wal TO {'true' if w.wal else 'false'}")
     anon_before = _status()["RssAnon"]
     db.open(path)
-    clock = Clock()
-    done = 0
     try:
         start = time.perf_counter()
-        for ids, values in w.batches():
-            with clock:
-                db.write_batch(ids, values)
-            done += len(ids)
-            progress(done)
+        clock = write_all(w, progress, lambda ids, values: (ids, values),
+                          lambda batch: db.write_batch(*batch))
         result = {"write": w.n / clock.total}
         status = _status()
         memory = json.loads(db.execute("SHOW MEMORY"))

@@ -53,6 +53,19 @@ class Clock:
         self.total += time.perf_counter() - self.t
 
 
+def write_all(w: Workload, progress, prepare, write) -> Clock:
+    """Every batch: prepare(ids, values) untimed, then write(prepared) timed."""
+    clock = Clock()
+    done = 0
+    for ids, values in w.batches():
+        item = prepare(ids, values)
+        with clock:
+            write(item)
+        done += len(ids)
+        progress(done)
+    return clock
+
+
 def median_time(fn, starts) -> float:
     times = []
     for s in starts:
@@ -80,17 +93,17 @@ def run_lmdb(w: Workload, path: str, progress) -> dict:
     size = w.n * (w.value_size + 64) * 2 + (64 << 20)
     env = lmdb.open(path, map_size=size, sync=False, metasync=False, writemap=True,
                     readahead=False)
-    clock = Clock()
-    done = 0
+
+    def items(ids, values):
+        keys, data, size = ids.astype(">u8").tobytes(), values.tobytes(), w.value_size
+        return [(keys[8 * i:8 * i + 8], data[size * i:size * i + size]) for i in range(len(ids))]
+
+    def put(batch):
+        with env.begin(write=True) as txn:
+            txn.cursor().putmulti(batch, append=True)
+
     try:
-        for ids, values in w.batches():
-            keys, data, size = ids.astype(">u8").tobytes(), values.tobytes(), w.value_size
-            items = [(keys[8 * i:8 * i + 8], data[size * i:size * i + size])
-                     for i in range(len(ids))]
-            with clock, env.begin(write=True) as txn:
-                txn.cursor().putmulti(items, append=True)
-            done += len(ids)
-            progress(done)
+        clock = write_all(w, progress, items, put)
         write = clock.total
         with clock:
             env.sync(True)
@@ -129,18 +142,17 @@ def run_sqlite(w: Workload, path: str, progress) -> dict:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, value BLOB)")
-        clock = Clock()
-        done = 0
-        for ids, values in w.batches():
-            data = values.tobytes()
-            rows = list(zip(ids.tolist(), (data[j:j + w.value_size]
-                                           for j in range(0, len(data), w.value_size))))
-            with clock:
-                con.execute("BEGIN")
-                con.executemany("INSERT INTO events VALUES (?, ?)", rows)
-                con.execute("COMMIT")
-            done += len(ids)
-            progress(done)
+
+        def rows(ids, values):
+            data, size = values.tobytes(), w.value_size
+            return list(zip(ids.tolist(), (data[j:j + size] for j in range(0, len(data), size))))
+
+        def insert(batch):
+            con.execute("BEGIN")
+            con.executemany("INSERT INTO events VALUES (?, ?)", batch)
+            con.execute("COMMIT")
+
+        clock = write_all(w, progress, rows, insert)
         write = clock.total
         with clock:
             con.execute("PRAGMA wal_checkpoint(FULL)")  # everything into the database file
@@ -165,15 +177,9 @@ def run_sqlite(w: Workload, path: str, progress) -> dict:
 def run_numpy(w: Workload, path: str, progress) -> dict:
     os.makedirs(path, exist_ok=True)
     file = os.path.join(path, "events.bin")
-    clock = Clock()
-    done = 0
     with open(file, "wb") as f:
-        for ids, values in w.batches():
-            with clock:
-                f.write(ids.tobytes())
-                f.write(values.tobytes())
-            done += len(ids)
-            progress(done)
+        clock = write_all(w, progress, lambda ids, values: (ids, values),
+                          lambda batch: (f.write(batch[0].tobytes()), f.write(batch[1].tobytes())))
         write = clock.total
         with clock:
             f.flush()
