@@ -39,11 +39,6 @@ class Background:
                 job = fn = args = None  # hold nothing (a memtable mapping) while idle
                 self.jobs.task_done()
 
-    def drain(self) -> None:
-        """Wait for every job submitted so far."""
-        if self.thread is not None:
-            self.jobs.join()
-
     def close(self) -> None:
         if self.thread is not None:
             self.jobs.put(None)

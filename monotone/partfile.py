@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import zlib
 
+from . import libc
 from .errors import CorruptionError, MonotoneError
 from .format import partition, region
 from .format.codec import codec as make_codec
@@ -18,27 +19,12 @@ from .rows import Rows, concat
 INCOMPLETE = ".incomplete"
 COMPLETE = ".complete"
 PLAIN_GAIN = 8  # a region is stored compressed when that saves at least 1/8 of it
-WRITEBACK = 8 << 20  # bytes between asking the kernel to start writing a new file out
+# bytes between asking the kernel to start writing a new file out: the flush is
+# spread over the refresh, so the fsync at the end is short and other processes'
+# writes (the WAL) do not queue behind one large flush of the whole file
+WRITEBACK = 8 << 20
 
 
-def _writeback_starter():
-    """sync_file_range(SYNC_FILE_RANGE_WRITE) where libc has it, else None.
-
-    Starting writeback as a file grows spreads the flush over the refresh: the
-    fsync at the end is short, and other processes' writes (the WAL) do not
-    queue behind one large flush of the whole file.
-    """
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    return lambda fd, offset, size: call(fd, offset, size, 2)  # SYNC_FILE_RANGE_WRITE
-
-
-_start_writeback = _writeback_starter()
 
 
 def file_name(min_: int) -> str:
@@ -107,14 +93,9 @@ class Writer:
             data, flags = raw, partition.REGION_PLAIN  # reads skip the decompression
         if self.cipher is not None:
             data = self.cipher.seal(data, b"region %d" % self.offset)
-        self._write(data)
         n = len(rows)
-        self.index.add(self.offset, len(data), len(raw), n,
-                       int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1),
-                       zlib.crc32(data) if self.crc else 0, flags)
-        self.offset += len(data)
-        self.events += n
-        self.size_origin += len(raw)
+        self._append(data, zlib.crc32(data) if self.crc else 0, flags, len(raw), n,
+                     int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1))
 
     def add_stored(self, data: bytes, entry, min_key: bytes, max_key: bytes) -> None:
         """Append a region as it is stored in another file (entry: its index entry).
@@ -124,28 +105,31 @@ class Writer:
         when encrypted, the same key at the same offset.
         """
         self._flush()
-        self._write(data)
-        crc = int(entry["crc"]) if self.crc else 0
-        if self.crc and not crc:
-            crc = zlib.crc32(data)
-        n = int(entry["events"])
-        if self.min_id is None:
-            self.min_id = int(entry["min_id"])
-        self.max_id = int(entry["max_id"])
-        self.index.add(self.offset, len(data), int(entry["size_origin"]), n,
-                       int(entry["min_id"]), min_key, int(entry["max_id"]), max_key, crc,
-                       int(entry["flags"]))
-        self.offset += len(data)
-        self.events += n
-        self.size_origin += int(entry["size_origin"])
+        crc = 0
+        if self.crc:
+            crc = int(entry["crc"]) or zlib.crc32(data)
+        self._append(data, crc, int(entry["flags"]), int(entry["size_origin"]),
+                     int(entry["events"]), int(entry["min_id"]), min_key,
+                     int(entry["max_id"]), max_key)
 
-    def _write(self, data: bytes) -> None:
+    def _append(self, data, crc: int, flags: int, size_origin: int, n: int,
+                min_id: int, min_key: bytes, max_id: int, max_key: bytes) -> None:
+        """Write a region's stored bytes and record it in the index."""
         self.file.write(data)
-        if self.sync and _start_writeback is not None and \
-                (self.offset + len(data)) // WRITEBACK != self.offset // WRITEBACK:
+        end = self.offset + len(data)
+        if self.sync and libc.sync_file_range is not None and \
+                end // WRITEBACK != self.offset // WRITEBACK:
             self.file.flush()
-            end = (self.offset + len(data)) // WRITEBACK * WRITEBACK
-            _start_writeback(self.file.fileno(), end - WRITEBACK, WRITEBACK)
+            libc.sync_file_range(self.file.fileno(), end // WRITEBACK * WRITEBACK - WRITEBACK,
+                                 WRITEBACK, libc.SYNC_FILE_RANGE_WRITE)
+        self.index.add(self.offset, len(data), size_origin, n, min_id, min_key, max_id,
+                       max_key, crc, flags)
+        if self.min_id is None:
+            self.min_id = min_id
+        self.max_id = max_id
+        self.offset = end
+        self.events += n
+        self.size_origin += size_origin
 
     def finish(self, meta: dict, sync: bool) -> dict:
         """Write index and footer, fsync when asked; return the meta written."""

@@ -6,7 +6,6 @@ writer touches new pages it reserves them with posix_fallocate, so a full
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import mmap
 import os
@@ -14,23 +13,11 @@ import os
 import numpy as np
 import posix_ipc
 
+from monotone import libc
 from monotone.errors import MonotoneError, NoSpaceError
 
 SHM_DIR = "/dev/shm"
 PAGE = mmap.PAGESIZE
-MADV_POPULATE_WRITE = 23  # Linux 5.14: fault pages in writable, as a write would
-
-
-def _libc_madvise():
-    try:
-        call = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    return call
-
-
-_madvise = _libc_madvise()
 PREFIX = "mtn."
 
 
@@ -96,7 +83,7 @@ class Segment:
         """
         start = offset // PAGE * PAGE
         length += offset - start
-        view = np.frombuffer(self.map, np.uint8, length, start)  # keeps the mapping alive
+        keep = np.frombuffer(self.map, np.uint8, length, start)  # the mapping stays meanwhile
         try:
             shm = posix_ipc.SharedMemory(self.name)
         except posix_ipc.ExistentialError:
@@ -107,9 +94,9 @@ class Segment:
             return
         finally:
             shm.close_fd()
-        if _madvise is not None:
-            _madvise(self.address + start, length, MADV_POPULATE_WRITE)
-        del view
+        if libc.madvise is not None:
+            libc.madvise(self.address + start, length, libc.MADV_POPULATE_WRITE)
+        del keep
 
     def close(self) -> None:
         try:

@@ -398,17 +398,22 @@ def test_error_refresh(repo, point, had_file):
         db.close()
 
 
+def refresh_fails_at(db, point):
+    """Ten events refreshed, five of them rewritten, then a refresh that fails at point."""
+    db.write([Event(id=i, value=b"a") for i in range(10)])
+    db.execute(ALL)
+    db.write([Event(id=i, value=b"b") for i in range(5)])
+    db.execute(f"SET error_refresh_{point} TO true")
+    with pytest.raises(monotone.MonotoneError):
+        db.execute(ALL)
+
+
 @pytest.mark.parametrize("point", [1, 2, 3])
 def test_error_refresh_instance_stays_usable(repo, point):
     """After a failed refresh the open instance still reads and writes, and refresh retries."""
     db = open_db(repo)
     try:
-        db.write([Event(id=i, value=b"a") for i in range(10)])
-        db.execute(ALL)
-        db.write([Event(id=i, value=b"b") for i in range(5)])
-        db.execute(f"SET error_refresh_{point} TO true")
-        with pytest.raises(monotone.MonotoneError):
-            db.execute(ALL)
+        refresh_fails_at(db, point)
         want = [(i, b"", b"b" if i < 5 else b"a") for i in range(10)]
         assert read_all(db) == want
         db.write([Event(id=20, value=b"c")])
@@ -609,12 +614,7 @@ def test_wal_deleted_after_refresh_of_everything(repo):
 def test_refresh_after_failed_refresh_refreshes_everything(repo, point):
     db = open_db(repo)
     try:
-        db.write([Event(id=i, value=b"a") for i in range(10)])
-        db.execute(ALL)
-        db.write([Event(id=i, value=b"b") for i in range(5)])
-        db.execute(f"SET error_refresh_{point} TO true")
-        with pytest.raises(monotone.MonotoneError):
-            db.execute(ALL)
+        refresh_fails_at(db, point)
         db.write([Event(id=20, value=b"c")])
         db.execute(f"SET error_refresh_{point} TO false")
         db.execute(ALL)

@@ -150,18 +150,17 @@ class Server:
             self._free_memory()
         elif op == "execute":
             command = parse(message["text"])
-            result = handlers.HANDLERS[type(command)](engine, command)
             done = lambda value, error: reply(  # noqa: E731
                 {"result": value, "lsn_needed": lsn_needed(engine.slots)}, error)
             if isinstance(command, cmd.Checkpoint) and self.pool is not None:
                 # with workers, CHECKPOINT schedules the refreshes (all at once,
                 # spread over the pool) and returns
-                result.close()
                 for slot in handlers.in_memory(engine):
                     self.scheduler.run(refresher.refresh(engine, slot), self._background_done,
                                        "checkpoint")
                 done(None, None)
             else:
+                result = handlers.HANDLERS[type(command)](engine, command)
                 self.scheduler.run(result, done, type(command).__name__)
         else:
             raise MonotoneError(f"unknown request {op!r}")

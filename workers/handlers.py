@@ -44,6 +44,14 @@ def _check_cloud(engine: Engine, storage: Storage) -> None:
         raise MonotoneError(f"storage '{storage.name}': {CLOUD_LATER}")
 
 
+def _existing(found, kind: str, c):
+    """A storage or cloud a command names; None (nothing to do) when it is not
+    there and the command says IF EXISTS."""
+    if found is None and not c.if_exists:
+        raise MonotoneError(f"{kind} '{c.name}': not exists")
+    return found
+
+
 def _create_storage(engine: Engine, c: cmd.CreateStorage) -> None:
     catalog = engine.catalog
     if catalog.storage(c.name) is not None:
@@ -63,11 +71,9 @@ def _create_storage(engine: Engine, c: cmd.CreateStorage) -> None:
 
 def _alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
     catalog = engine.catalog
-    storage = catalog.storage(c.name)
+    storage = _existing(catalog.storage(c.name), "storage", c)
     if storage is None:
-        if c.if_exists:
-            return
-        raise MonotoneError(f"storage '{c.name}': not exists")
+        return
     if c.rename is not None:
         if storage.name == MAIN:
             raise MonotoneError(f"storage '{MAIN}': main storage cannot be renamed")
@@ -92,11 +98,9 @@ def _alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
 
 def _drop_storage(engine: Engine, c: cmd.DropStorage) -> None:
     catalog = engine.catalog
-    storage = catalog.storage(c.name)
+    storage = _existing(catalog.storage(c.name), "storage", c)
     if storage is None:
-        if c.if_exists:
-            return
-        raise MonotoneError(f"storage '{c.name}': not exists")
+        return
     if storage.name == MAIN:
         raise MonotoneError(f"storage '{MAIN}': main storage cannot be dropped")
     if any(t.name == storage.name for t in catalog.pipeline):
@@ -126,11 +130,9 @@ def _create_cloud(engine: Engine, c: cmd.CreateCloud) -> None:
 
 def _alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
     catalog = engine.catalog
-    cloud = catalog.cloud(c.name)
+    cloud = _existing(catalog.cloud(c.name), "cloud", c)
     if cloud is None:
-        if c.if_exists:
-            return
-        raise MonotoneError(f"cloud '{c.name}': not exists")
+        return
     if c.rename is not None:
         if catalog.cloud(c.rename) is not None:
             raise MonotoneError(f"cloud '{c.rename}': already exists")
@@ -147,11 +149,9 @@ def _alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
 
 def _drop_cloud(engine: Engine, c: cmd.DropCloud) -> None:
     catalog = engine.catalog
-    cloud = catalog.cloud(c.name)
+    cloud = _existing(catalog.cloud(c.name), "cloud", c)
     if cloud is None:
-        if c.if_exists:
-            return
-        raise MonotoneError(f"cloud '{c.name}': not exists")
+        return
     if any(s.cloud == cloud.name for s in catalog.storages):
         raise MonotoneError(f"cloud '{cloud.name}': has dependencies (a storage uses it)")
     catalog.clouds.remove(cloud)

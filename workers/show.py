@@ -149,8 +149,8 @@ def workers_json(engine: Engine) -> dict:
                 "done": 0, "partitions_busy": len(engine.busy)}
     stats = pool.stats()
     return {"workers": stats["workers"], "workers_upload": engine.config.workers_upload,
-            "started": stats["started"], "busy": stats["busy"], "queue": stats["queue"], "done": stats["done"],
-            "partitions_busy": len(engine.busy)}
+            "started": stats["started"], "busy": stats["busy"], "queue": stats["queue"],
+            "done": stats["done"], "partitions_busy": len(engine.busy)}
 
 
 def memory_json(engine: Engine) -> dict:
