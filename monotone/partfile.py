@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import zlib
 
-from . import libc
+from shm import libc
 from .errors import CorruptionError, MonotoneError
 from .format import partition, region
 from .format.codec import codec as make_codec

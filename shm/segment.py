@@ -13,7 +13,7 @@ import os
 import numpy as np
 import posix_ipc
 
-from monotone import libc
+from . import libc
 from monotone.errors import MonotoneError, NoSpaceError
 
 SHM_DIR = "/dev/shm"
