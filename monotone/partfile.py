@@ -10,6 +10,7 @@ import os
 import zlib
 
 from shm import libc
+
 from .errors import CorruptionError, MonotoneError
 from .format import partition, region
 from .format.codec import codec as make_codec
