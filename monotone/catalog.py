@@ -80,6 +80,14 @@ _STORAGE_TYPES = {f.name: f.type for f in fields(Storage)}
 _ALIASES = {"access_key": "login", "secret_key": "password"}
 
 
+def _unique(what: str, values: list) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise MonotoneError(f"{what} {value!r} appears twice")
+        seen.add(value)
+
+
 def _typed(kind: str, name: str, value: Any, want: str) -> Any:
     if want == "bool":
         if not isinstance(value, bool):
@@ -117,6 +125,8 @@ def apply_storage_options(storage: Storage, options, usage: str, creating: bool)
                 raise MonotoneError(f"unknown encryption: '{value}' (expected aes or none)")
         if name == "encryption_key" and value:
             parse_key(value)
+        if name == "path":
+            check_path(value, f"storage '{storage.name}'")
         if name == "region_size" and value < 1024:
             raise MonotoneError("invalid region_size value: at least 1KiB")
         setattr(storage, name, value)
@@ -127,6 +137,20 @@ def apply_storage_options(storage: Storage, options, usage: str, creating: bool)
     if not storage.encryption:
         storage.encryption_key = ""
     return changed
+
+
+def check_path(path: str, what: str) -> None:
+    """A storage path must be a plain local path (directories are made before use)."""
+    if "://" in path:
+        raise MonotoneError(f"{what}: path '{path}' is a URL; a storage path is a local "
+                            "directory: to keep partitions in object storage, CREATE CLOUD "
+                            "and attach it to the storage with (cloud 'name')")
+    if "\0" in path:
+        raise MonotoneError(f"{what}: path contains a NUL character")
+    try:
+        os.fsencode(path)
+    except UnicodeError:
+        raise MonotoneError(f"{what}: path {path!r} cannot be a file name here") from None
 
 
 def check_level(compression: str, level: int) -> None:
@@ -196,9 +220,45 @@ class Catalog:
 
     @classmethod
     def from_json(cls, data: dict) -> "Catalog":
-        return cls([Storage(**s) for s in data.get("storages", [])],
-                   [Cloud(**c) for c in data.get("clouds", [])],
-                   [Tier(**t) for t in data.get("pipeline", [])])
+        """The catalog persisted in config.json, checked (MonotoneError when it is not sane)."""
+        try:
+            catalog = cls([Storage(**s) for s in data.get("storages", [])],
+                          [Cloud(**c) for c in data.get("clouds", [])],
+                          [Tier(**t) for t in data.get("pipeline", [])])
+        except TypeError as e:
+            raise MonotoneError(f"unknown or missing fields ({e})") from None
+        catalog.check()
+        return catalog
+
+    def check(self) -> None:
+        """Every invariant of a catalog (what config.json may hold, what a command may leave)."""
+        _unique("storage name", [s.name for s in self.storages])
+        _unique("storage id", [s.id for s in self.storages])
+        _unique("storage uuid", [s.uuid for s in self.storages])
+        main = self.storage(MAIN)
+        if main is None or main.id != 0:
+            raise MonotoneError(f"storage '{MAIN}' is missing (or is not storage 0)")
+        for storage in self.storages:
+            what = f"storage '{storage.name}'"
+            for f in fields(Storage):
+                _typed(what, f.name, getattr(storage, f.name), f.type)
+            try:
+                if str(uuidlib.UUID(storage.uuid)) != storage.uuid.lower():
+                    raise ValueError
+            except ValueError:
+                raise MonotoneError(f"{what}: uuid '{storage.uuid}' is not a uuid") from None
+            check_path(storage.path, what)
+            if storage.compression not in CODECS or storage.encryption not in ("", "aes"):
+                raise MonotoneError(f"{what}: unknown compression or encryption")
+            check_level(storage.compression, storage.compression_level)
+            if storage.encryption:
+                parse_key(storage.encryption_key)
+            if storage.cloud and self.cloud(storage.cloud) is None:
+                raise MonotoneError(f"{what}: cloud '{storage.cloud}' not exists")
+        _unique("cloud name", [c.name for c in self.clouds])
+        _unique("pipeline storage", [t.name for t in self.pipeline])
+        for tier in self.pipeline:
+            self.need_storage(tier.name)
 
     def for_clients(self, base: str) -> dict:
         """What readers need: storage id -> directory, key."""

@@ -49,7 +49,8 @@ VARS = [
     Var("wal_rotate_wm", int, 100 * 1024 * 1024, PERSIST | C | R),
     Var("wal_sync_on_rotate", bool, True, PERSIST | C),
     Var("wal_sync_on_write", bool, False, PERSIST | C),
-    Var("wal_crc", bool, False, PERSIST | C),
+    Var("wal_crc", bool, True, PERSIST | C),
+    Var("wal_recover", bool, False, C),
     Var("serial", bool, True, PERSIST | C),
     Var("interval", int, 3_000_000, PERSIST | C | R | NONZERO),
     Var("compression", str, "lz4", PERSIST | C | R),
@@ -119,6 +120,12 @@ def convert(var: Var, value: Any) -> Any:
 
 
 def validate(name: str, value: Any) -> None:
+    if name == "uuid":
+        try:
+            uuidlib.UUID(value)
+        except ValueError:
+            raise ConfigError(f"SET 'uuid': '{value}' is not a uuid (expected the form "
+                              "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)") from None
     if name == "ssn" and value >= 2**64 - 1:
         raise ConfigError("SET 'ssn': must be below 2**64-1 (that id marks a serial write)")
     if name == "compression" and value not in COMPRESSIONS:
@@ -155,6 +162,8 @@ class Config:
         if var.name == "compression" and value == "":
             value = "none"
         validate(var.name, value)
+        if var.name == "uuid":
+            value = str(uuidlib.UUID(value))
         self.values[var.name] = value
 
     def show(self, name: str) -> Any:
@@ -170,7 +179,9 @@ class Config:
         for name, value in data.items():
             var = TABLE.get(name)
             if var is not None and var.flags & PERSIST:
-                self.values[name] = convert(var, value)
+                value = convert(var, value)
+                validate(name, value)
+                self.values[name] = value
 
     def ensure_uuid(self) -> None:
         if not self.values["uuid"]:

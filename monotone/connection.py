@@ -86,9 +86,15 @@ class Connection:
         child.stdout.close()
         if line != "ready":
             child.wait()
-            message = line[len("error: "):] if line.startswith("error: ") else \
-                f"the coordinator exited with status {child.returncode}"
-            raise MonotoneError(f"cannot open {self.base}: {message}")
+            cls = MonotoneError
+            if line.startswith("error: "):
+                kind, _, message = line[len("error: "):].partition(": ")
+                cls = getattr(errors, kind, MonotoneError)
+                if not (isinstance(cls, type) and issubclass(cls, MonotoneError)):
+                    cls = MonotoneError
+            else:
+                message = f"the coordinator exited with status {child.returncode}"
+            raise cls(f"cannot open {self.base}: {message}")
         self.child = child
 
     def _clean_after_death(self) -> None:

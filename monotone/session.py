@@ -35,16 +35,18 @@ from shm.catalog import (
 )
 from shm.locks import PUBLISH, SEQUENCE, Held, LockFile
 from shm.memtable import MemtableCache
-from shm.writer import Moved, write_parts
 
-from .errors import CoordinatorError, InjectedError, MemtableFull, MonotoneError
-from .format.crypto import Cipher, parse_key
+from . import faults
 from .background import Background
 from .connection import Connection
+from .errors import CoordinatorError, MemtableFull, MonotoneError
+from .format import wal as walfmt
+from .format.crypto import Cipher, parse_key
 from .partfile import Reader, file_name
 from .repository import Layout
 from .rows import Rows, sort_dedup
 from .wal import WalWriter
+from .writer import Moved, Shared, append
 
 SERIAL = 2**64 - 1
 EAGER = 256  # partitions a cursor opens when it takes its snapshot
@@ -76,6 +78,7 @@ class Session:
         self.config_version = self.catalog.get(H_CONFIG_VERSION)
         self.memtables = MemtableCache(self.layout.memtable, self.background.submit)
         self.wal = WalWriter(self.layout.wal, self.background)
+        self.shared = Shared(self.catalog, self.locks, self.memtables, self.layout.wal)
         self.map_version = -1
         self.map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.ciphers: dict[int, tuple] = {}
@@ -192,19 +195,10 @@ class Session:
             self._memory_limit(cfg, ordered.nbytes)
         parts = self.route(ordered)
 
-        def log(lsn: int, ssn: int) -> None:
-            if cfg["wal"]:
-                self.wal.append(lsn, ssn, ordered, crc=cfg["wal_crc"],
-                                sync=cfg["wal_sync_on_write"], rotate_wm=cfg["wal_rotate_wm"],
-                                sync_on_rotate=cfg["wal_sync_on_rotate"],
-                                obsolete_below=self.catalog.get(H_WAL_NEEDED),
-                                error=cfg["error_wal"])
-            elif cfg["error_wal"]:
-                raise InjectedError("wal write failed (error_wal is set)")
-
+        log = _WalLog(self.wal, ordered, cfg, self.catalog.get(H_WAL_NEEDED))
         for attempt in range(8):
             try:
-                write_parts(self.catalog, self.locks, self.memtables, parts, log)
+                append(self.shared, parts, log)
                 self._hint(cfg, parts)
                 return ids
             except Moved:
@@ -302,6 +296,7 @@ class Session:
                 return None, []
             if (cur[S_GEN], cur[S_ACTIVE], cur[S_FROZEN]) != (row[S_GEN], row[S_ACTIVE], row[S_FROZEN]):
                 row = cur.copy()
+                self.catalog.visible(row)
             return self._open(row)
 
     def _open(self, row: np.ndarray):
@@ -342,6 +337,35 @@ class Session:
             self.catalog.close()
         self.conn.close()  # outside the lock: the watcher may need it to finish
         self.locks.close()
+
+
+class _WalLog:
+    """A batch's WAL record, for writer.append() (no file when the WAL is off)."""
+
+    def __init__(self, wal: WalWriter, rows: Rows, cfg: dict, obsolete_below: int) -> None:
+        self.wal, self.rows, self.cfg = wal, rows, cfg
+        self.obsolete_below = obsolete_below
+        self.switches = faults.switched(cfg)
+
+    def prepare(self, lsn: int) -> tuple[int, int]:
+        cfg = self.cfg
+        if not cfg["wal"]:
+            return 0, 0
+        self.wal.drop_if_obsolete(self.obsolete_below)
+        return self.wal.prepare(lsn, rotate_wm=cfg["wal_rotate_wm"],
+                                sync_on_rotate=cfg["wal_sync_on_rotate"],
+                                sync=cfg["wal_sync_on_write"])
+
+    def write(self, lsn: int, ssn: int) -> None:
+        faults.point("wal", self.switches)
+        cfg = self.cfg
+        if cfg["wal"]:
+            self.wal.write(lsn, walfmt.encode(lsn, ssn, self.rows, cfg["wal_crc"]),
+                           sync=cfg["wal_sync_on_write"])
+
+    def cut(self, offset: int) -> None:
+        if self.cfg["wal"]:
+            self.wal.cut(offset)
 
 
 def _make_dir(base: str) -> str:

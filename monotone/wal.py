@@ -2,26 +2,42 @@
 
 Each process appends to a file of its own (`<first lsn>.wal` in the wal
 directory), so a process killed in the middle of a write can only leave a torn
-record at the tail of its own file, where recovery detects and cuts it. LSNs
-come from one shared counter, so all files together give one total order.
+record at the tail of its own file. LSNs come from one shared counter, so all
+files together give one total order.
 
-A process holds an OFD lock on byte 0 of its current file; a file nobody holds
-is closed for good and may be deleted once every event in it is in partition
-files (its last LSN is below the oldest LSN still only in memory).
+File lifecycle:
+  1. create `<lsn>.wal.new` and take an OFD lock on its byte 0
+  2. rename it to `<lsn>.wal` (and sync the directory): a file is never seen
+     under its real name without its writer's lock, so garbage collection,
+     which deletes only files nobody holds, never deletes one being started
+  3. append records; rotate past wal_rotate_wm (the old file is synced and its
+     lock released, in the background)
+  4. a file nobody holds is closed for good; it is deleted once every record
+     in it is in partition files (its last lsn is below the oldest lsn still
+     only in memory) and it reads cleanly to its end
+A `.new` file nobody holds was left by a process that died at step 1: it
+holds no record and goes.
+
+Reading: a record that fails its checks is either a torn tail (a write cut
+short by a crash: it is cut, with a line in the log) or damage (a complete
+record damaged since, or anything followed by intact records). Damage is a
+CorruptionError naming the file and offset, unless wal_recover is set: then
+the damaged bytes are skipped and the file rewritten without them.
 """
 from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shm.locks import LockFile
 
-from .errors import InjectedError, MonotoneError, NoSpaceError
+from . import faults
+from .errors import CorruptionError, MonotoneError, NoSpaceError
 from .format import wal as walfmt
-from .rows import Rows
 
 SUFFIX = ".wal"
+NEW = ".new"
 
 
 def wal_files(directory: str) -> list[str]:
@@ -32,6 +48,18 @@ def wal_files(directory: str) -> list[str]:
     return [os.path.join(directory, n) for n in sorted(names)]
 
 
+def path_of(directory: str, file_id: int) -> str:
+    return os.path.join(directory, f"{file_id:020d}{SUFFIX}")
+
+
+def _sync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class WalWriter:
     def __init__(self, directory: str, background=None) -> None:
         self.directory = directory
@@ -39,28 +67,24 @@ class WalWriter:
         self.failed: str | None = None  # what went wrong doing that
         self.lock: LockFile | None = None
         self.path: str | None = None
+        self.file_id = 0
         self.size = 0
         self.lsn_max = 0
 
-    def append(self, lsn: int, ssn: int, rows: Rows, *, crc: bool, sync: bool,
-               rotate_wm: int, sync_on_rotate: bool, obsolete_below: int = 0,
-               error: bool = False) -> None:
-        self.drop_if_obsolete(obsolete_below)
-        self.append_record(lsn, walfmt.encode(lsn, ssn, rows, crc), sync=sync,
-                           rotate_wm=rotate_wm, sync_on_rotate=sync_on_rotate, error=error)
-
-    def append_record(self, lsn: int, record: list, *, sync: bool, rotate_wm: int,
-                      sync_on_rotate: bool, error: bool = False) -> None:
-        """Append a record (a list of buffers, written with one writev)."""
+    def prepare(self, lsn: int, *, rotate_wm: int, sync_on_rotate: bool,
+                sync: bool = False) -> tuple[int, int]:
+        """Make the file the next record (lsn) goes to; return (file id, offset)."""
         if self.failed is not None:
             failed, self.failed = self.failed, None
             raise MonotoneError(failed)
         if self.lock is not None and self.size >= rotate_wm:
             self._rotate(sync_on_rotate)
         if self.lock is None:
-            self._create(lsn)
-        if error:
-            raise InjectedError("wal write failed (error_wal is set)")
+            self._create(lsn, sync or sync_on_rotate)
+        return self.file_id, self.size
+
+    def write(self, lsn: int, record: list, *, sync: bool) -> None:
+        """Append a record (a list of buffers, written with one writev) after prepare()."""
         fd = self.lock.fd
         try:
             size = sum(memoryview(part).nbytes for part in record)
@@ -70,23 +94,41 @@ class WalWriter:
             if sync:
                 os.fdatasync(fd)
         except OSError as e:
-            os.ftruncate(fd, self.size)  # leave no torn record behind us
-            os.lseek(fd, self.size, os.SEEK_SET)
+            self.cut(self.size)  # leave no torn record behind us
             cls = NoSpaceError if e.errno == errno.ENOSPC else MonotoneError
             raise cls(f"wal write to {self.path} failed: {e.strerror}") from None
         self.size += size
         self.lsn_max = lsn
 
-    def _create(self, lsn: int) -> None:
-        path = os.path.join(self.directory, f"{lsn:020d}{SUFFIX}")
+    def append_record(self, lsn: int, record: list, *, sync: bool, rotate_wm: int,
+                      sync_on_rotate: bool) -> None:
+        self.prepare(lsn, rotate_wm=rotate_wm, sync_on_rotate=sync_on_rotate, sync=sync)
+        self.write(lsn, record, sync=sync)
+
+    def cut(self, offset: int) -> None:
+        """Take back what was written to our file from offset on."""
+        os.ftruncate(self.lock.fd, offset)
+        os.lseek(self.lock.fd, offset, os.SEEK_SET)
+        self.size = offset
+
+    def _create(self, lsn: int, sync: bool) -> None:
+        path = path_of(self.directory, lsn)
         try:
             os.makedirs(self.directory, exist_ok=True)
-            lock = LockFile(path)
+            lock = LockFile(path + NEW)
         except (OSError, MonotoneError) as e:
             raise MonotoneError(f"cannot create wal file {path}: {e}") from None
-        lock.lock(0)
+        try:
+            lock.lock(0)
+            faults.point("wal.created")
+            os.rename(path + NEW, path)
+            if sync:
+                _sync_dir(self.directory)
+        except BaseException:
+            lock.close()
+            raise
         os.lseek(lock.fd, 0, os.SEEK_END)
-        self.lock, self.path, self.size, self.lsn_max = lock, path, 0, 0
+        self.lock, self.path, self.file_id, self.size, self.lsn_max = lock, path, lsn, 0, 0
 
     def drop_if_obsolete(self, lsn_needed: int) -> None:
         """Close and delete our file when every record in it has been refreshed."""
@@ -127,32 +169,74 @@ class WalWriter:
         self.size, self.lsn_max = 0, 0
 
 
+def cut_record(directory: str, file_id: int, offset: int) -> None:
+    """Cut a dead writer's last record (whole or torn) off its file."""
+    path = path_of(directory, file_id)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        if os.fstat(fd).st_size > offset:
+            os.ftruncate(fd, offset)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# reading -------------------------------------------------------------------------------
+
+
 @dataclass
 class WalFile:
     path: str
-    records: list
-    good_size: int   # bytes up to the first bad record
-    size: int
+    records: list = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    size: int = 0
+    torn: int | None = None   # where a torn tail starts
+    damaged: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes)
+    data: bytes = b""
+
+    def damage_error(self) -> CorruptionError:
+        offset, length = self.damaged[0]
+        return CorruptionError(
+            f"wal file {self.path}: damaged record at offset {offset} ({length} bytes"
+            f"{', intact records follow' if offset + length < self.size else ''}); the "
+            "repository was not opened. To open it anyway, SET wal_recover TO true before "
+            "open(): damaged records are skipped (their events are lost) and the file is "
+            "rewritten without them")
 
 
 def read_file(path: str) -> WalFile:
-    """Every intact record of a file; the size up to the first bad one."""
+    """Every intact record of a file, with its torn tail and damaged stretches."""
     with open(path, "rb") as f:
         data = f.read()
     buf = memoryview(data)
-    records, pos = [], 0
+    wf = WalFile(path, size=len(data), data=data)
+    pos = 0
     while pos < len(buf):
         rec = walfmt.decode_at(buf, pos, path)
-        if rec is None:
+        if rec is not None:
+            wf.records.append(rec)
+            wf.offsets.append(pos)
+            pos += rec.size
+            continue
+        found = walfmt.next_record(data, pos + 1, path)
+        if found is None:
+            if walfmt.torn(buf, pos):
+                wf.torn = pos
+            else:
+                wf.damaged.append((pos, len(buf) - pos))
             break
-        records.append(rec)
-        pos += rec.size
-    return WalFile(path, records, pos, len(buf))
+        wf.damaged.append((pos, found - pos))
+        pos = found
+    return wf
 
 
-def read_headers(path: str) -> list[tuple[int, bool]]:
-    """(lsn, is a drop) of each record up to the first bad header, reading
-    only the headers: what deciding whether a closed file may go needs."""
+def read_headers(path: str) -> tuple[list[tuple[int, bool]], bool]:
+    """(lsn, is a drop) of each record up to the first bad header, reading only
+    the headers (what deciding whether a closed file may go needs); and whether
+    they reach the end of the file cleanly."""
     out = []
     with open(path, "rb", buffering=0) as f:
         size, pos = os.fstat(f.fileno()).st_size, 0
@@ -160,27 +244,39 @@ def read_headers(path: str) -> list[tuple[int, bool]]:
             head = os.pread(f.fileno(), walfmt.HEADER.size, pos)
             found = walfmt.decode_header(head, size - pos)
             if found is None:
-                break
+                return out, False
             lsn, record_size, drop = found
             out.append((lsn, drop))
             pos += record_size
-    return out
+    return out, True
 
 
 def cut_tail(wf: WalFile) -> bool:
-    """Truncate a file at its first damaged record; True when something was cut."""
-    if wf.good_size == wf.size:
+    """Truncate a file at its torn tail; True when something was cut."""
+    if wf.torn is None:
         return False
     with open(wf.path, "r+b") as f:
-        f.truncate(wf.good_size)
+        f.truncate(wf.torn)
         os.fsync(f.fileno())
     return True
 
 
+def rewrite(wf: WalFile) -> None:
+    """Replace a damaged file by its intact records (wal_recover)."""
+    tmp = wf.path + NEW
+    with open(tmp, "wb") as f:
+        for rec, offset in zip(wf.records, wf.offsets):
+            f.write(wf.data[offset:offset + rec.size])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, wf.path)
+    _sync_dir(os.path.dirname(wf.path))
+
+
 def is_active(path: str) -> bool:
-    """Whether a live process still appends to this file."""
+    """Whether a live process still holds this file (appends to it, or names it)."""
     try:
-        probe = LockFile(path)
+        probe = LockFile(path, create=False)
     except MonotoneError:
         return False
     try:
@@ -193,12 +289,31 @@ def first_lsn(path: str) -> int:
     return int(os.path.basename(path)[:-len(SUFFIX)])
 
 
+def remove_stale(directory: str) -> int:
+    """Delete `.new` files nobody holds (left by a process that died creating one)."""
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(SUFFIX + NEW)]
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for name in names:
+        path = os.path.join(directory, name)
+        if not is_active(path):
+            try:
+                os.unlink(path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 def gc(directory: str, lsn_needed: int) -> int:
     """Delete closed files whose records all have lsn < lsn_needed; return how many.
 
     A file holding a drop record stays while any older record may remain in
     another file: replayed without the drop, that record would bring the
-    dropped partition back.
+    dropped partition back. A file that does not read cleanly to its end
+    stays too: what follows a bad header is unknown (recovery reports it).
     """
     files = wal_files(directory)
     doomed, drops = [], {}
@@ -206,12 +321,13 @@ def gc(directory: str, lsn_needed: int) -> int:
         if is_active(path):
             continue
         try:
-            records = read_headers(path)
+            records, clean = read_headers(path)
         except FileNotFoundError:
             continue
-        if max((lsn for lsn, _ in records), default=0) < lsn_needed:
+        if clean and max((lsn for lsn, _ in records), default=0) < lsn_needed:
             doomed.append(path)
             drops[path] = max((lsn for lsn, drop in records if drop), default=0)
+    faults.point("gc.listed")
     kept_min = min((first_lsn(p) for p in files if p not in doomed), default=2**64)
     removed = 0
     for path in doomed:
@@ -222,5 +338,4 @@ def gc(directory: str, lsn_needed: int) -> int:
             removed += 1
         except FileNotFoundError:
             pass
-    return removed
-
+    return removed + remove_stale(directory)

@@ -4,13 +4,17 @@ One segment: a header of counters and a table of partition slots. Every
 process maps it; the coordinator alone adds and removes partitions, writers
 publish their appends into it, readers copy it to take a snapshot.
 
-A slot row is 24 u64 words (see the S_* columns). The published row count of
-a memtable lives here, not in the memtable, so that a snapshot of every
-partition is one copy of the table. Publishing a single partition is one
+A slot row is SLOT_WORDS u64 words (see the S_* columns). The published row
+count of a memtable lives here, not in the memtable, so that a snapshot of
+every partition is one copy of the table. Publishing a single partition is one
 aligned 8-byte store; publishing several at once (a batch that crosses a
-partition boundary) goes through the journal under the PUBLISH lock, so a
-reader never sees part of a batch and a writer that dies half-way through is
-finished by the next one to take the lock.
+partition boundary) happens under the PUBLISH lock with the header's
+PUBLISHING word naming the batch, so a reader that finds it set knows the
+publisher died half-way and completes the publish in its copy.
+
+A writer marks each partition it appends to as pending (the S_PENDING_*
+columns) until its batch is published: whoever next locks such a partition
+knows the writer died and finishes or undoes its batch (monotone/writer.py).
 """
 from __future__ import annotations
 
@@ -22,18 +26,22 @@ MAGIC = 0x4D544E43415431  # "MTNCAT1"
 HEADER_WORDS = 512
 # header words
 H_MAGIC, H_PID, H_MAP_VERSION, H_LSN, H_SSN, H_SLOTS, H_SEGNO, H_CONFIG_VERSION = range(8)
-H_JOURNAL = 8          # number of (slot, rows) pairs being published; 0 = none
+H_PUBLISHING = 8       # lsn of a batch being published across partitions; 0 = none
 H_WAL_NEEDED = 9       # WAL records below this lsn are all in partition files
 H_LIMIT_HITS = 10      # writes that met mm_limit
-H_JOURNAL_BASE = 16    # pairs follow
-JOURNAL_MAX = 240
 # slot columns
 (S_STATE, S_MIN, S_MAX, S_GEN, S_ACTIVE, S_ROWS, S_FROZEN, S_FROZEN_ROWS,
  S_LSN_MIN, S_FROZEN_LSN_MIN, S_FILE_LSN, S_FILE_EVENTS, S_CREATED, S_REFRESHED,
  S_REFRESHES, S_STORAGE, S_FILE_SIZE, S_FILE_SIZE_ORIGIN, S_REGIONS, S_HEAP,
- S_HINTED, S_FROZEN_HEAP) = range(22)
-SLOT_WORDS = 24
+ S_HINTED, S_FROZEN_HEAP,
+ # a batch appended to the active memtable but not yet published: its lsn (set
+ # last, cleared first), the row counts before and after it, how far it got,
+ # and where its WAL record starts (file: the first lsn in its name)
+ S_PENDING_LSN, S_PENDING_START, S_PENDING_END, S_PENDING_STAGE, S_PENDING_WAL,
+ S_PENDING_OFFSET) = range(28)
+SLOT_WORDS = 32
 FREE, LIVE = 0, 1
+APPENDED, LOGGED = 1, 2  # pending stages: rows written; and the WAL record too
 
 
 class Catalog:
@@ -91,34 +99,20 @@ class Catalog:
         """Live slot indices and a copy of their rows, by min (take it under PUBLISH shared)."""
         live = self.live()
         rows = self.slots[live].copy()
-        self.apply_journal(live, rows)
+        self.visible(rows)
         return live, rows
 
-    # multi-partition publish (caller holds PUBLISH exclusive)
-    def publish_many(self, pairs: list[tuple[int, int]]) -> None:
-        base = H_JOURNAL_BASE
-        for i, (slot, rows) in enumerate(pairs):
-            self.header[base + 2 * i] = np.uint64(slot)
-            self.header[base + 2 * i + 1] = np.uint64(rows)
-        self.header[H_JOURNAL] = np.uint64(len(pairs))     # intent is recorded
-        self.finish_journal()
+    def visible(self, rows: np.ndarray) -> np.ndarray:
+        """Complete in a copy of slot rows the publish of a writer that died inside it.
 
-    def finish_journal(self) -> None:
-        """Apply a recorded publish (ours, or a dead writer's) and clear it."""
-        count = int(self.header[H_JOURNAL])
-        for i in range(count):
-            slot = int(self.header[H_JOURNAL_BASE + 2 * i])
-            self.slots[slot, S_ROWS] = self.header[H_JOURNAL_BASE + 2 * i + 1]
-        self.header[H_JOURNAL] = np.uint64(0)
-
-    def apply_journal(self, live: np.ndarray, rows: np.ndarray) -> None:
-        """Apply a dead writer's unfinished publish to a snapshot copy."""
-        count = int(self.header[H_JOURNAL])
-        for i in range(count):
-            slot = int(self.header[H_JOURNAL_BASE + 2 * i])
-            hit = np.flatnonzero(live == slot)
-            if len(hit):
-                rows[hit[0], S_ROWS] = self.header[H_JOURNAL_BASE + 2 * i + 1]
+        Only meaningful under PUBLISH shared: a live publisher holds PUBLISH
+        exclusive while the PUBLISHING word is set."""
+        publishing = self.header[H_PUBLISHING]
+        if publishing:
+            rows = rows.reshape(-1, SLOT_WORDS)
+            hit = rows[:, S_PENDING_LSN] == publishing
+            rows[hit, S_ROWS] = rows[hit, S_PENDING_END]
+        return rows
 
     def close(self) -> None:
         self.header = self.slots = None
@@ -126,7 +120,10 @@ class Catalog:
 
 
 def lsn_needed(catalog: Catalog) -> int:
-    """The oldest lsn still only in memory: WAL records below it may be deleted."""
+    """The oldest lsn still only in memory: WAL records below it may be deleted.
+
+    Take it under SEQUENCE: writers set a partition's lsn_min as they take an
+    lsn, so no record in flight is missed."""
     live = catalog.live()
     mins = catalog.slots[live][:, [S_LSN_MIN, S_FROZEN_LSN_MIN]].ravel()
     mins = mins[mins > 0]

@@ -32,10 +32,11 @@ PARTITIONS = 1024  # partition slot i is byte PARTITIONS + i
 
 
 class LockFile:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, create: bool = True) -> None:
         self.path = path
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
         try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self.fd = os.open(path, flags, 0o644)
         except OSError as e:
             raise MonotoneError(f"cannot open lock file {path}: {e.strerror}") from None
         self.pid = os.getpid()

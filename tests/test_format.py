@@ -502,6 +502,7 @@ def test_ordered_bound_matches_reference(events, id_, key):
 
 
 def test_wal_headers_alone_give_lsns_and_drops_up_to_a_torn_record(tmp_path):
+    """gc reads headers only, and learns whether they reach the end of the file."""
     from monotone import wal
     rows = Rows(np.arange(3, dtype=np.uint64), np.zeros(3, np.uint8), np.zeros(4, np.uint64),
                 np.zeros(0, np.uint8), np.arange(4, dtype=np.uint64) * 2, np.ones(6, np.uint8))
@@ -509,6 +510,6 @@ def test_wal_headers_alone_give_lsns_and_drops_up_to_a_torn_record(tmp_path):
     data = record(1, 0, rows, False) + drop_record(2, 0, 0, 99)
     torn = record(3, 0, rows, True)
     path.write_bytes(data + torn[:-1])
-    assert wal.read_headers(str(path)) == [(1, False), (2, True)]
+    assert wal.read_headers(str(path)) == ([(1, False), (2, True)], False)
     path.write_bytes(data + torn)
-    assert wal.read_headers(str(path)) == [(1, False), (2, True), (3, False)]
+    assert wal.read_headers(str(path)) == ([(1, False), (2, True), (3, False)], True)

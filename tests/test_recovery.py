@@ -484,13 +484,12 @@ def test_wal_torn_last_record(repo, cut):
 
 
 def test_wal_zeroed_last_record(repo):
+    """A last record whose bytes never reached the disk (zeros from its start): torn, cut."""
     path, records = five_batches_closed(repo)
     start, rsize, _ = records[-1]
     with open(path, "r+b") as f:
-        f.seek(start + rsize // 2)
-        f.write(b"\0" * (rsize - rsize // 2))
-        f.seek(start + 4)
-        f.write(b"\0\0\0\0")  # the header crc too: a torn page
+        f.seek(start)
+        f.write(b"\0" * rsize)
     db = open_db(repo)
     try:
         assert [e[0] for e in read_all(db)] == batch_ids(4)
@@ -499,22 +498,59 @@ def test_wal_zeroed_last_record(repo):
         db.close()
 
 
-def test_wal_crc_detects_flipped_payload(repo):
-    path, records = five_batches_closed(repo, wal_crc="true")
-    start, rsize, _ = records[-1]
+def flip(path, offset, mask=0x20):
     with open(path, "r+b") as f:
-        f.seek(start + rsize - 2)  # a byte of the last value
+        f.seek(offset)
         b = f.read(1)
-        f.seek(start + rsize - 2)
-        f.write(bytes([b[0] ^ 0x20]))
-    db = open_db(repo)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ mask]))
+
+
+@pytest.mark.parametrize("which", [0, 2, 4], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("where", ["payload", "header"])
+def test_wal_damaged_record_refuses_open_until_wal_recover(repo, which, where):
+    """A complete record damaged after it was written is never cut silently: open
+    fails naming file and offset, the file is left as it is, and wal_recover opens
+    with the damaged batch skipped and every other one replayed."""
+    path, records = five_batches_closed(repo)
+    start, rsize, _ = records[which]
+    flip(path, start + rsize - 2 if where == "payload" else start + 12)
+    before = open(path, "rb").read()
+    env = monotone.Monotone()
+    env.execute("SET workers TO 0")
+    with pytest.raises(monotone.CorruptionError) as info:
+        env.open(repo)
+    message = str(info.value)
+    assert path in message and f"offset {start}" in message and "wal_recover" in message
+    assert open(path, "rb").read() == before, "a failed open changed the WAL"
+    survivors = [b for b in range(5) if b != which]
+    want = [10 * i + j for i in survivors for j in range(3)]
+    db = open_db(repo, wal_recover="true")
     try:
         got = read_all(db)
-        assert [e[0] for e in got] == batch_ids(4)
+        assert [e[0] for e in got] == want
         assert all(e[2] == b"batch%d" % (e[0] // 10) for e in got)
-        assert os.path.getsize(path) == start
     finally:
         db.close()
+    db = open_db(repo)  # the file was rewritten without the damage
+    try:
+        assert [e[0] for e in read_all(db)] == want
+    finally:
+        db.close()
+
+
+def test_wal_crc_off_damage_that_breaks_framing_is_reported(repo):
+    """Without a payload checksum, damage is still found when it breaks the record's
+    own structure (lengths that do not add up), and never returned as data."""
+    path, records = five_batches_closed(repo, wal_crc="false")
+    start, rsize, _ = records[2]
+    region = start + walfmt.HEADER.size  # the batch: a 32-byte header, ids, value lengths
+    flip(path, region + 32 + 3 * 8 + 1, 0xFF)  # a value length: lengths do not add up
+    env = monotone.Monotone()
+    env.execute("SET workers TO 0")
+    with pytest.raises(monotone.CorruptionError):
+        env.open(repo)
+        env.close()
 
 
 def refreshed_closed(repo, n=10_000):

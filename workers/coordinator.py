@@ -21,7 +21,7 @@ import time
 from monotone import protocol
 from monotone.config import RUNTIME, TABLE, convert
 from monotone.errors import MonotoneError
-from shm.catalog import heap_total, lsn_needed
+from shm.catalog import heap_total
 
 from monotone.ddl import commands as cmd
 from monotone.ddl import parse
@@ -151,7 +151,7 @@ class Server:
         elif op == "execute":
             command = parse(message["text"])
             done = lambda value, error: reply(  # noqa: E731
-                {"result": value, "lsn_needed": lsn_needed(engine.slots)}, error)
+                {"result": value, "lsn_needed": engine.lsn_needed()}, error)
             if isinstance(command, cmd.Checkpoint) and self.pool is not None:
                 # with workers, CHECKPOINT schedules the refreshes (all at once,
                 # spread over the pool) and returns
@@ -230,6 +230,8 @@ class Server:
             if self.pool is not None:
                 self.pool.close()
             self.scheduler.pool = None  # what is left runs here, now
+            # every client is gone: a batch still pending is a dead writer's
+            engine.shared.finish_all()
             if not engine.config.wal:
                 # without a WAL, memory is the only copy: a clean stop refreshes it
                 self.scheduler.run(handlers.checkpoint(engine), self._background_done,
@@ -250,8 +252,8 @@ def apply_settings(engine: Engine, settings: dict) -> None:
     changed = False
     for name, value in settings.items():
         var = TABLE[name]
-        if name == "uuid":
-            continue
+        if name in ("uuid", "wal_recover"):
+            continue  # only for a repository being opened (and recovered) now
         if not var.flags & RUNTIME:
             if convert(var, value) != engine.config.values[name]:
                 raise MonotoneError(
@@ -291,7 +293,7 @@ def bind(base: str) -> socket.socket | None:
 def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
     listener = bind(base)
     if listener is None:
-        announce("ready")  # another coordinator serves this repository
+        _say(announce, "ready")  # another coordinator serves this repository
         return 0
     engine = None
     try:
@@ -302,18 +304,32 @@ def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
         if engine is not None:
             engine.close()
         listener.close()
-        announce(f"error: {e}")
+        kind = type(e).__name__ if isinstance(e, MonotoneError) else "MonotoneError"
+        _say(announce, f"error: {kind}: {e}")
         return 1
     log.info("coordinator started for %s (pid %d)", engine.layout.base, os.getpid())
     server = Server(engine, listener, embedded)
     signal.signal(signal.SIGTERM, _interrupt)
-    announce("ready")
     try:
+        if not _say(announce, "ready") and embedded:
+            server.stopping = True  # whoever started us is gone: stop, cleaning up
         server.run()
     except KeyboardInterrupt:
         server.shutdown()
+    except BaseException:
+        server.shutdown()
+        raise
     log.info("coordinator stopped")
     return 0
+
+
+def _say(announce, line: str) -> bool:
+    """Tell whoever started us; False when they are gone (a closed pipe)."""
+    try:
+        announce(line)
+    except OSError:
+        return False
+    return True
 
 
 def _interrupt(*_) -> None:

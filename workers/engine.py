@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -14,16 +17,18 @@ from monotone.format.crypto import Cipher, parse_key
 from monotone.partfile import file_name
 from monotone.repository import Layout, write_json
 from monotone.rows import Rows, sort_dedup
-from monotone.wal import WalWriter
+from monotone.wal import WalWriter, wal_files
+from monotone.writer import Shared, append
 from shm import segment
 from shm.catalog import (H_CONFIG_VERSION, H_LSN, H_MAP_VERSION, H_PID, H_SEGNO, H_SSN, LIVE,
                          S_ACTIVE, S_CREATED, S_FROZEN, S_MAX, S_MIN, S_STATE, S_STORAGE,
-                         SLOT_WORDS, Catalog as SlotTable)
-from shm.locks import ATTACHED, COORDINATOR, Held, LockFile
+                         SLOT_WORDS, Catalog as SlotTable, lsn_needed)
+from shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile
 from shm.memtable import Memtable, MemtableCache
-from shm.writer import write_parts
 
-SLOTS = 1 << 14  # the catalog is backed whole: 3 MiB
+log = logging.getLogger("monotone")
+SLOTS = 1 << 14  # the catalog is backed whole: 4 MiB
+_UUID_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class Engine:
@@ -37,11 +42,21 @@ class Engine:
         self.catalog = Catalog()
         self.closed = False
         self.slots_ready = False
+        self.locks: LockFile | None = None
+        self.owner = False             # holds COORDINATOR: the repository's segments are ours
         self.busy: set[int] = set()  # partitions a task is working on
         self.pool = None               # the worker pool, set by the server
+        try:
+            self._start(settings)
+        except BaseException:
+            self.close()  # leaves no segment behind, whatever failed
+            raise
+
+    def _start(self, settings: dict) -> None:
         self._load_config(settings)
         self.locks = LockFile(self.layout.lock)
         self.locks.lock(COORDINATOR)  # waits for a previous coordinator to be gone
+        self.owner = True
         # and for every client of a coordinator that died to stop writing
         with Held(self.locks, ATTACHED):
             pass
@@ -51,33 +66,71 @@ class Engine:
         self.slots.put(H_PID, os.getpid())
         self.slots_ready = True
         self.memtables = MemtableCache(self.layout.memtable)
+        self.shared = Shared(self.slots, self.locks, self.memtables, self.layout.wal)
         self.wal = WalWriter(self.layout.wal)  # drop records
-        for storage in self.catalog.storages:
-            os.makedirs(self.directory(storage), exist_ok=True)
 
     # config and catalog
     def _load_config(self, settings: dict) -> None:
         cfg = self.config
-        exists = os.path.exists(self.layout.config)
+        path = self.layout.config
+        exists = os.path.exists(path)
         if exists:
             try:
-                with open(self.layout.config) as f:
+                with open(path) as f:
                     data = json.load(f)
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
                 cfg.load(data)
                 self.catalog = Catalog.from_json(data)
-            except (OSError, ValueError, TypeError) as e:
-                raise MonotoneError(f"cannot read {self.layout.config}: {e}") from None
+            except (OSError, ValueError, TypeError, MonotoneError) as e:
+                raise MonotoneError(
+                    f"cannot read {path}: {e}. Nothing was changed; restore the file "
+                    "from a backup (or undo the edit) and open again") from None
+        else:
+            self._refuse_without_config()
         for name, value in settings.items():
             if name == "uuid" and exists:
                 continue
             cfg.set(name, value, opened=False)
         cfg.ensure_uuid()
         cfg.values["directory"] = self.layout.base
-        if self.catalog.storage(MAIN) is None:
+        if not exists:
             main = Storage(MAIN, id=0, uuid=cfg.uuid, compression=cfg.compression,
                            compression_level=cfg.compression_level, sync=cfg.sync)
             self.catalog.storages.insert(0, main)
+        self._prepare_storages()
         self.save_config()
+
+    def _refuse_without_config(self) -> None:
+        """A directory holding a repository's files but no config.json is not new:
+        a fresh config would not know its storages (and its uuid) and hide them."""
+        base = self.layout.base
+        found = [os.path.join(base, "wal")] if wal_files(self.layout.wal) else []
+        for name in os.listdir(base):
+            if _UUID_DIR.match(name) and os.path.isdir(os.path.join(base, name)) and \
+                    os.listdir(os.path.join(base, name)):
+                found.append(os.path.join(base, name))
+        if found:
+            raise MonotoneError(f"{self.layout.config} is missing, but {base} holds a "
+                                f"repository's files ({', '.join(found[:3])}): restore "
+                                "config.json; a new one would not know its storages")
+
+    def _prepare_storages(self) -> None:
+        """Check the catalog and make every storage's directory (before anything is saved)."""
+        self.catalog.check()
+        seen: dict[str, str] = {}
+        for storage in self.catalog.storages:
+            directory = self.directory(storage)
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except (OSError, ValueError) as e:
+                raise MonotoneError(f"storage '{storage.name}': cannot use directory "
+                                    f"{directory}: {getattr(e, 'strerror', None) or e}") from None
+            real = os.path.realpath(directory)
+            if real in seen:
+                raise MonotoneError(f"storages '{seen[real]}' and '{storage.name}' would "
+                                    f"share the directory {real}")
+            seen[real] = storage.name
 
     def save_config(self) -> None:
         data = self.config.persisted()
@@ -87,12 +140,24 @@ class Engine:
         data.update(self.catalog.to_json())
         write_json(self.layout.config, data, sync=self.config.sync)
 
+    @contextmanager
+    def changing(self):
+        """Change config or catalog: checked and applied (directories made) before it is
+        persisted; on any failure nothing of the change remains."""
+        catalog, values = self.catalog.copy(), dict(self.config.values)
+        try:
+            yield
+            self._prepare_storages()
+            self.save_config()
+        except BaseException:
+            self.catalog, self.config.values = catalog, values
+            raise
+        self.slots.bump(H_CONFIG_VERSION)  # clients fetch the config again
+
     def config_changed(self) -> None:
-        """Persist config and catalog, and tell clients to fetch them again."""
-        self.save_config()
-        for storage in self.catalog.storages:
-            os.makedirs(self.directory(storage), exist_ok=True)
-        self.slots.bump(H_CONFIG_VERSION)
+        """Persist a change made outside changing() (settings a client brought)."""
+        with self.changing():
+            pass
 
     def client_config(self) -> dict:
         cfg = dict(self.config.values)
@@ -100,6 +165,11 @@ class Engine:
         cfg["lsn"] = self.slots.get(H_LSN)
         cfg["storages"] = self.catalog.for_clients(self.layout.base)
         return cfg
+
+    def lsn_needed(self) -> int:
+        """The oldest lsn only in memory (under SEQUENCE: no write in flight is missed)."""
+        with Held(self.locks, SEQUENCE):
+            return lsn_needed(self.slots)
 
     # storages and files
     def directory(self, storage: Storage) -> str:
@@ -219,7 +289,7 @@ class Engine:
             if lsn > skip_lsn(slot):
                 parts.append((slot, rows.slice(a, b)))
         if parts:
-            write_parts(self.slots, self.locks, self.memtables, parts, lsn=lsn)
+            append(self.shared, parts, lsn=lsn)
 
     def forget_partition(self, slot: int) -> None:
         """Forget a partition: its slot and memtables (files are the caller's)."""
@@ -233,20 +303,25 @@ class Engine:
             segment.unlink(self.layout.memtable(segno))
 
     def close(self) -> None:
+        """Stop using the repository; whatever fails, no segment of it is left."""
         if self.closed:
             return
         self.closed = True
-        if self.slots_ready:
+        try:
+            if self.slots_ready:
+                self._close_slots()
+        finally:
+            if self.owner:
+                for name in segment.list_segments(self.layout.id):
+                    segment.unlink(name)
+        # The lock file stays open: the kernel drops COORDINATOR when this process
+        # exits, so a client waiting on it knows the coordinator is really gone.
+
+    def _close_slots(self) -> None:
+        try:
             self.save_config()
-            self.wal.close()
-            segnos = set()
-            for slot in self.live_slots():
-                segnos.update(int(x) for x in self.slots.slots[slot, [S_ACTIVE, S_FROZEN]] if x)
-            self.memtables.close()
-            for segno in segnos:
-                segment.unlink(self.layout.memtable(segno))
-            self.slots.close()
-            for name in segment.list_segments(self.layout.id):
-                segment.unlink(name)
-            # The lock file stays open: the kernel drops COORDINATOR when this process
-            # exits, so a client waiting on it knows the coordinator is really gone.
+        except OSError as e:  # the directory may be gone
+            log.error("cannot save %s at close: %s", self.layout.config, e)
+        self.wal.close()
+        self.memtables.close()
+        self.slots.close()

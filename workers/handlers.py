@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from monotone import wal
+from monotone import faults, wal
 from monotone.catalog import (MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options,
                               make_tier)
 from monotone.ddl import commands as cmd
@@ -12,8 +12,8 @@ from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.format import wal as walfmt
 from monotone.partfile import COMPLETE, INCOMPLETE
 from shm.catalog import (H_LSN, H_SSN, H_WAL_NEEDED, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
-                         S_FROZEN, S_GEN, S_MAX, S_MIN, S_ROWS, S_STORAGE, lsn_needed)
-from shm.locks import PARTITIONS, PUBLISH, SEQUENCE, Held
+                         S_FROZEN, S_GEN, S_LSN_MIN, S_MAX, S_MIN, S_ROWS, S_STORAGE)
+from shm.locks import SEQUENCE, Held
 
 from . import refresh as refresher
 from .engine import Engine
@@ -25,10 +25,10 @@ CLOUD_LATER = ("cloud-backed storages are not available yet: clouds can be defin
 
 # config
 def _set(engine: Engine, c: cmd.Set) -> None:
-    engine.config.set(c.name, c.value, opened=True)
-    if c.name == "ssn":
-        engine.slots.put(H_SSN, engine.config.ssn)
-    engine.config_changed()
+    with engine.changing():
+        engine.config.set(c.name, c.value, opened=True)
+        if c.name == "ssn":
+            engine.slots.put(H_SSN, engine.config.ssn)
 
 
 # storages
@@ -65,8 +65,8 @@ def _create_storage(engine: Engine, c: cmd.CreateStorage) -> None:
     _check_cloud(engine, storage)
     if any(s.uuid == storage.uuid for s in catalog.storages):
         raise MonotoneError(f"storage '{c.name}': uuid '{storage.uuid}' is used by another storage")
-    catalog.storages.append(storage)
-    engine.config_changed()
+    with engine.changing():
+        engine.catalog.storages.append(storage)
 
 
 def _alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
@@ -79,21 +79,25 @@ def _alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
             raise MonotoneError(f"storage '{MAIN}': main storage cannot be renamed")
         if catalog.storage(c.rename) is not None:
             raise MonotoneError(f"storage '{c.rename}': already exists")
-        for tier in catalog.pipeline:
-            if tier.name == storage.name:
-                tier.name = c.rename
-        storage.name = c.rename
-    else:
-        updated = storage.__class__(**vars(storage))
-        changed = apply_storage_options(updated, c.options, "ALTER STORAGE", creating=False)
-        fixed = changed & {"crc", "path", "encryption", "encryption_key"}
-        if fixed and not _storage_empty(engine, storage):
-            raise MonotoneError(f"storage '{storage.name}': storage is not empty "
-                                f"({', '.join(sorted(fixed))} can change only while it is)")
-        if "cloud" in changed:
-            _check_cloud(engine, updated)
-        vars(storage).update(vars(updated))
-    engine.config_changed()
+        with engine.changing():
+            for tier in engine.catalog.pipeline:
+                if tier.name == storage.name:
+                    tier.name = c.rename
+            engine.catalog.need_storage(storage.name).name = c.rename
+        return
+    updated = storage.__class__(**vars(storage))
+    changed = apply_storage_options(updated, c.options, "ALTER STORAGE", creating=False)
+    fixed = changed & {"crc", "path", "encryption", "encryption_key"}
+    if fixed and not _storage_empty(engine, storage):
+        raise MonotoneError(f"storage '{storage.name}': storage is not empty "
+                            f"({', '.join(sorted(fixed))} can change only while it is)")
+    if "cloud" in changed:
+        _check_cloud(engine, updated)
+    old_directory = engine.directory(storage)
+    with engine.changing():
+        vars(engine.catalog.need_storage(storage.name)).update(vars(updated))
+    if engine.directory(updated) != old_directory:
+        _remove_dir(old_directory)
 
 
 def _drop_storage(engine: Engine, c: cmd.DropStorage) -> None:
@@ -107,10 +111,14 @@ def _drop_storage(engine: Engine, c: cmd.DropStorage) -> None:
         raise MonotoneError(f"storage '{storage.name}': has dependencies (it is in the pipeline)")
     if not _storage_empty(engine, storage):
         raise MonotoneError(f"storage '{storage.name}': has partitions")
-    catalog.storages.remove(storage)
-    engine.config_changed()
+    with engine.changing():
+        engine.catalog.storages = [s for s in engine.catalog.storages if s.name != storage.name]
+    _remove_dir(engine.directory(storage))
+
+
+def _remove_dir(directory: str) -> None:
     try:
-        os.rmdir(engine.directory(storage))
+        os.rmdir(directory)
     except OSError:
         pass  # not empty (files a user put there) or already gone
 
@@ -124,8 +132,8 @@ def _create_cloud(engine: Engine, c: cmd.CreateCloud) -> None:
         raise MonotoneError(f"cloud '{c.name}': already exists")
     cloud = Cloud(c.name)
     apply_cloud_options(cloud, c.options, "CREATE CLOUD", creating=True)
-    catalog.clouds.append(cloud)
-    engine.config_changed()
+    with engine.changing():
+        engine.catalog.clouds.append(cloud)
 
 
 def _alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
@@ -136,15 +144,16 @@ def _alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
     if c.rename is not None:
         if catalog.cloud(c.rename) is not None:
             raise MonotoneError(f"cloud '{c.rename}': already exists")
-        for storage in catalog.storages:
-            if storage.cloud == cloud.name:
-                storage.cloud = c.rename
-        cloud.name = c.rename
-    else:
-        updated = Cloud(**vars(cloud))
-        apply_cloud_options(updated, c.options, "ALTER CLOUD", creating=False)
-        vars(cloud).update(vars(updated))
-    engine.config_changed()
+        with engine.changing():
+            for storage in engine.catalog.storages:
+                if storage.cloud == cloud.name:
+                    storage.cloud = c.rename
+            engine.catalog.cloud(cloud.name).name = c.rename
+        return
+    updated = Cloud(**vars(cloud))
+    apply_cloud_options(updated, c.options, "ALTER CLOUD", creating=False)
+    with engine.changing():
+        vars(engine.catalog.cloud(cloud.name)).update(vars(updated))
 
 
 def _drop_cloud(engine: Engine, c: cmd.DropCloud) -> None:
@@ -154,8 +163,8 @@ def _drop_cloud(engine: Engine, c: cmd.DropCloud) -> None:
         return
     if any(s.cloud == cloud.name for s in catalog.storages):
         raise MonotoneError(f"cloud '{cloud.name}': has dependencies (a storage uses it)")
-    catalog.clouds.remove(cloud)
-    engine.config_changed()
+    with engine.changing():
+        engine.catalog.clouds = [x for x in engine.catalog.clouds if x.name != cloud.name]
 
 
 # partitions
@@ -219,7 +228,7 @@ def drop_partition(engine: Engine, slot: int):
 def _drop_claimed(engine: Engine, slot: int) -> None:
     s = engine.slots.slots[slot]
     lo, hi = int(s[S_MIN]), int(s[S_MAX])
-    with Held(engine.locks, PARTITIONS + slot):
+    with engine.shared.locked([slot]):
         if engine.config.wal:
             with Held(engine.locks, SEQUENCE):
                 lsn = engine.slots.bump(H_LSN)
@@ -227,8 +236,9 @@ def _drop_claimed(engine: Engine, slot: int) -> None:
             engine.wal.append_record(lsn, walfmt.encode_drop(lsn, engine.slots.get(H_SSN), lo, hi),
                                      sync=True, rotate_wm=cfg.wal_rotate_wm,
                                      sync_on_rotate=cfg.wal_sync_on_rotate)
+        faults.point("drop.logged")
         path = engine.file_path(slot) if s[S_GEN] else None
-        with Held(engine.locks, PUBLISH):
+        with engine.shared.publishing():
             engine.forget_partition(slot)
     for p in ([path] if path else []) + [engine.path_of(lo, st) + suffix
                                           for st in engine.catalog.storages
@@ -255,8 +265,8 @@ def _alter_pipeline(engine: Engine, c: cmd.AlterPipeline) -> None:
         if any(x.name == t.storage for x in tiers):
             raise MonotoneError(f"ALTER PIPELINE: storage '{t.storage}' is named twice")
         tiers.append(make_tier(t.storage, t.options))
-    engine.catalog.pipeline = tiers
-    engine.config_changed()
+    with engine.changing():
+        engine.catalog.pipeline = tiers
 
 
 def _rebalance(engine: Engine, c: cmd.Rebalance):
@@ -308,7 +318,7 @@ def in_memory(engine: Engine) -> list[int]:
     """The partitions with events in memtables."""
     table = engine.slots.slots
     return [slot for slot in engine.live_slots().tolist()
-            if table[slot, S_ROWS] or table[slot, S_FROZEN]]
+            if table[slot, S_ROWS] or table[slot, S_FROZEN] or table[slot, S_LSN_MIN]]
 
 
 def checkpoint(engine: Engine):
@@ -320,7 +330,7 @@ def checkpoint(engine: Engine):
 
 def collect_wal(engine: Engine) -> int:
     """Delete WAL files whose events are all in partition files."""
-    needed = lsn_needed(engine.slots)
+    needed = engine.lsn_needed()
     engine.slots.put(H_WAL_NEEDED, needed)  # writers drop their own files below it
     if not os.path.isdir(engine.layout.wal):
         return 0

@@ -7,9 +7,9 @@ A job carries everything it needs by value, so a worker needs nothing else.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from monotone.errors import InjectedError
+from monotone import faults
 from monotone.format.crypto import Cipher, parse_key
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, Writer, fsync_dir
 from monotone.rows import Ordered, Rows, drop_deletes, merge
@@ -31,7 +31,7 @@ class MergeJob:
     crc: bool
     sync: bool
     meta: dict
-    crash_points: tuple = ()  # error_refresh_N switches that are set
+    switches: list = field(default_factory=list)  # fault points armed by error_* switches
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -57,12 +57,12 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
         writer.abort()
         raise
     meta["file_size"] = os.path.getsize(job.path + INCOMPLETE)
-    _crash_point(job, 1)
+    faults.point("refresh_1", job.switches)
     # step 3
     os.rename(job.path + INCOMPLETE, job.path + COMPLETE)
     if job.sync:
         fsync_dir(os.path.dirname(job.path))
-    _crash_point(job, 2)
+    faults.point("refresh_2", job.switches)
     return meta
 
 
@@ -94,8 +94,3 @@ def _merge_into(writer: Writer, old: str | None, cipher, mem: Rows, same_key: bo
                 writer.add(drop_deletes(merge([region, mem.slice(pos, upper)])))
                 pos = upper
     writer.add(drop_deletes(mem.slice(pos, len(mem))))
-
-
-def _crash_point(job: MergeJob, n: int) -> None:
-    if n in job.crash_points:
-        raise InjectedError(f"refresh failed at crash point {n} (error_refresh_{n} is set)")

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 
-from monotone import wal
+from monotone import faults, wal
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, fsync_dir
 from shm.catalog import (H_LSN, H_SSN, S_FILE_EVENTS, S_FILE_LSN, S_FILE_SIZE,
                          S_FILE_SIZE_ORIGIN, S_GEN, S_REFRESHED, S_REFRESHES, S_REGIONS)
@@ -34,6 +34,7 @@ def recover(engine: Engine) -> None:
     lsn, ssn = max(lsn, engine.config.lsn), max(ssn, engine.config.ssn)
     engine.slots.put(H_LSN, lsn)
     engine.slots.put(H_SSN, ssn)
+    faults.point("recovery.files")
     if engine.config.wal:
         replay_wal(engine)
     engine.save_config()
@@ -75,8 +76,11 @@ def recover_files(engine: Engine) -> tuple[int, int]:
     for min_ in sorted(found):
         copies = sorted(found[min_], key=lambda c: (c[0].get("refreshes", 0), c[0].get("lsn", 0)))
         meta, storage = copies[-1]
+        keep = os.path.join(engine.directory(storage), f"{min_:020d}")
         for _, older in copies[:-1]:  # a move that crashed before removing its source
-            os.unlink(os.path.join(engine.directory(older), f"{min_:020d}"))
+            path = os.path.join(engine.directory(older), f"{min_:020d}")
+            if not os.path.samefile(path, keep):
+                os.unlink(path)
         slot = engine.new_slot(int(meta["min"]), int(meta["max"]), storage,
                                int(meta.get("created", 0)))
         set_file(engine, slot, meta)
@@ -99,12 +103,25 @@ def set_file(engine: Engine, slot: int, meta: dict) -> None:
 
 
 def replay_wal(engine: Engine) -> None:
+    """Every intact record over the partition files, in lsn order.
+
+    A torn tail (a write cut short) is cut. Damage anywhere else stops the
+    open with a CorruptionError, unless wal_recover is set: then the damaged
+    records are skipped and their files rewritten without them, after the
+    replay."""
+    wal.remove_stale(engine.layout.wal)
+    files = [wal.read_file(path) for path in wal.wal_files(engine.layout.wal)]
+    damaged = [wf for wf in files if wf.damaged]
+    if damaged and not engine.config.wal_recover:
+        raise damaged[0].damage_error()
     records = []
-    for path in wal.wal_files(engine.layout.wal):
-        wf = wal.read_file(path)
+    for wf in files:
         if wal.cut_tail(wf):
-            log.warning("wal file %s: damaged record at offset %d, tail cut (%d bytes)",
-                        path, wf.good_size, wf.size - wf.good_size)
+            log.warning("wal file %s: torn record at offset %d, tail cut (%d bytes)",
+                        wf.path, wf.torn, wf.size - wf.torn)
+        for offset, length in wf.damaged:
+            log.error("wal file %s: damaged record at offset %d skipped (%d bytes; "
+                      "wal_recover is set)", wf.path, offset, length)
         records.extend(wf.records)
     records.sort(key=lambda r: r.lsn)
     table = engine.slots
@@ -115,6 +132,8 @@ def replay_wal(engine: Engine) -> None:
             engine.apply(rec.rows, rec.lsn, lambda slot: int(table.slots[slot, S_FILE_LSN]))
         table.put(H_LSN, max(table.get(H_LSN), rec.lsn))
         table.put(H_SSN, max(table.get(H_SSN), rec.ssn))
+    for wf in damaged:
+        wal.rewrite(wf)  # what it holds is in memory now; the next open reads it cleanly
 
 
 def replay_drop(engine: Engine, min_: int, lsn: int) -> None:

@@ -3,6 +3,7 @@ Move is the same, with the new file written into another storage.
 
   step 1. under the partition lock, freeze the active memtable and give the
           partition a fresh one (writers go on at once)
+          -- fault point refresh.frozen
   step 2. merge file + frozen memtable into <target>/<min>.incomplete, fsync
           -- crash point error_refresh_1
   step 3. rename it to <target>/<min>.complete
@@ -22,15 +23,15 @@ from __future__ import annotations
 import os
 import time
 
+from monotone import faults
 from monotone.catalog import Storage
-from monotone.errors import InjectedError
 from monotone.partfile import COMPLETE, fsync_dir
 from shm import segment
 from shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, LIVE, S_ACTIVE, S_CREATED, S_FILE_LSN,
                          S_FROZEN, S_FROZEN_HEAP, S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_HEAP,
                          S_HINTED, S_LSN_MIN,
                          S_MAX, S_MIN, S_REFRESHES, S_ROWS, S_STATE, S_STORAGE)
-from shm.locks import PARTITIONS, PUBLISH, Held
+from shm.locks import SEQUENCE, Held
 from shm.memtable import Memtable
 
 from .engine import Engine
@@ -76,14 +77,18 @@ def _refresh_once(engine: Engine, slot: int, target: Storage):
 
 
 def _freeze(engine: Engine, slot: int) -> None:
-    """Step 1; a frozen memtable left by a failed refresh is merged first."""
+    """Step 1; a frozen memtable left by a failed refresh is merged first.
+
+    Under the partition lock (a writer that died in it has its batch decided
+    first, so no pending batch is frozen), PUBLISH (no snapshot sees half of
+    the switch) and SEQUENCE (WAL gc never sees the partition's lsn_min gone)."""
     s = engine.slots.slots[slot]
-    with Held(engine.locks, PARTITIONS + slot):
+    with engine.shared.locked([slot]):
         if s[S_FROZEN]:
             return
         segno = engine.slots.bump(H_SEGNO)
         engine.memtables.add(Memtable.create(engine.layout.memtable(segno), segno))
-        with Held(engine.locks, PUBLISH):
+        with engine.shared.publishing(), Held(engine.locks, SEQUENCE):
             s[S_FROZEN_ROWS] = s[S_ROWS]
             s[S_FROZEN_LSN_MIN] = s[S_LSN_MIN]
             s[S_FROZEN_HEAP] = s[S_HEAP]
@@ -93,6 +98,7 @@ def _freeze(engine: Engine, slot: int) -> None:
             s[S_HEAP] = 0
             s[S_HINTED] = 0
             s[S_ACTIVE] = segno
+    faults.point("refresh.frozen")
 
 
 def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
@@ -112,7 +118,7 @@ def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
         meta={"min": int(s[S_MIN]), "max": int(s[S_MAX]), "lsn": int(s[S_FILE_LSN]),
               "ssn": engine.slots.get(H_SSN), "created": int(s[S_CREATED]),
               "refreshed": int(time.time() * 1e6), "refreshes": int(s[S_REFRESHES]) + 1},
-        crash_points=tuple(n for n in (1, 2) if cfg[f"error_refresh_{n}"]))
+        switches=sorted(faults.switched(cfg)))
 
 
 def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dict) -> None:
@@ -120,12 +126,11 @@ def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dic
     s = engine.slots.slots[slot]
     source = engine.storage_of(slot)
     directory = os.path.dirname(job.path)
-    with Held(engine.locks, PUBLISH):
+    with engine.shared.publishing():
         os.replace(job.path + COMPLETE, job.path)
         if target.sync:
             fsync_dir(directory)
-        if engine.config.values["error_refresh_3"]:
-            raise InjectedError("refresh failed at crash point 3 (error_refresh_3 is set)")
+        faults.point("refresh_3", faults.switched(engine.config.values))
         segno = int(s[S_FROZEN])
         set_file(engine, slot, meta)
         s[S_STORAGE] = target.id

@@ -13,6 +13,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..rows import Rows
 from . import region
 
@@ -96,3 +98,36 @@ def decode_at(buf: memoryview, pos: int, origin: str):
     if len(rows) != count:
         return None
     return Record(lsn, ssn, rows, HEADER.size + size)
+
+
+MAGIC_BYTES = struct.pack("<I", MAGIC)
+
+
+def next_record(data: bytes, start: int, origin: str) -> int | None:
+    """Offset of the first intact record at or after start, or None."""
+    buf = memoryview(data)
+    pos = data.find(MAGIC_BYTES, start)
+    while pos >= 0:
+        if decode_at(buf, pos, origin) is not None:
+            return pos
+        pos = data.find(MAGIC_BYTES, pos + 1)
+    return None
+
+
+def torn(buf: memoryview, pos: int) -> bool:
+    """Whether what starts at pos, the last thing in a file, is a write cut short
+    (or never done) rather than a written record damaged since.
+
+    A write cut short leaves fewer bytes than a header, a whole header with the
+    record running past the end, zeros, or bytes that are no record at all. A
+    whole header that fails its checksum, or a whole record whose payload does,
+    was written complete and damaged afterwards."""
+    rest = buf[pos:]
+    if len(rest) < HEADER.size or not np.frombuffer(rest, np.uint8).any():
+        return True
+    magic, crc, _, _, size, _, _, _ = HEADER.unpack_from(rest, 0)
+    if magic != MAGIC:
+        return True
+    if zlib.crc32(rest[8:HEADER.size]) != crc:
+        return False
+    return HEADER.size + size > len(rest)
