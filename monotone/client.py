@@ -131,10 +131,7 @@ class Monotone:
             raise MonotoneError(f"a key is longer than {MAX_KEY} bytes")
         flags = np.zeros(n, np.uint8)
         if deletes is not None:
-            deletes = np.asarray(deletes)
-            if deletes.shape != (n,):
-                raise MonotoneError(f"deletes must be a bool array of {n} entries")
-            flags[deletes.astype(bool)] = DELETE
+            flags[_deletes(deletes, n)] = DELETE
         ids = np.full(n, SERIAL, np.uint64) if ids is None else ids.copy()
         rows = _rows(ids, (ko, kd), (vo, vd), flags)
         return session.write(rows, ids == U64(SERIAL))
@@ -163,24 +160,55 @@ def _as_bytes(x, what: str) -> bytes:
     return data
 
 
-def _ids_array(ids) -> np.ndarray:
-    arr = np.asarray(ids)
+def _array(x, what: str) -> np.ndarray:
+    """np.asarray that says what is wrong with ragged or odd input."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise MonotoneError(f"{what} cannot be read as an array ({e})") from None
+
+
+def _integers(x, what: str) -> np.ndarray:
+    """A 1-D array of non-negative integers below 2**64, as uint64; nothing else
+    (floats, bools and strings are refused rather than truncated)."""
+    arr = _array(x, what)
     if arr.ndim != 1:
-        raise MonotoneError("ids must be a 1-D array")
-    if arr.dtype == np.uint64:
-        return arr
+        raise MonotoneError(f"{what} must be a 1-D array")
+    if arr.dtype == object:
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                   for v in arr.tolist()):
+            raise MonotoneError(f"{what} must hold integers only")
+        if any(not 0 <= int(v) < 2**64 for v in arr.tolist()):
+            raise MonotoneError(f"{what} must be in [0, 2**64-1]")
+        return np.array([int(v) for v in arr.tolist()], np.uint64)
+    if arr.dtype.kind == "u":
+        return arr.astype(np.uint64, copy=False)
     if arr.dtype.kind == "i":
         if len(arr) and arr.min() < 0:
-            raise MonotoneError("ids must not be negative")
+            raise MonotoneError(f"{what} must not be negative")
         return arr.astype(np.uint64)
-    if arr.dtype.kind == "u":
-        return arr.astype(np.uint64)
-    if arr.dtype == object:
-        try:
-            return np.array([int(x) for x in arr], np.uint64)
-        except (TypeError, ValueError, OverflowError):
-            pass
-    raise MonotoneError(f"ids must be an array of unsigned 64-bit integers, got {arr.dtype}")
+    if arr.size == 0 and arr.dtype.kind == "f":
+        return np.zeros(0, np.uint64)  # np.asarray([]) is float64
+    raise MonotoneError(f"{what} must be an array of unsigned 64-bit integers, got {arr.dtype}")
+
+
+def _ids_array(ids) -> np.ndarray:
+    return _integers(ids, "ids")
+
+
+def _deletes(deletes, n: int) -> np.ndarray:
+    arr = _array(deletes, "deletes")
+    if arr.shape != (n,):
+        raise MonotoneError(f"deletes must be a bool array of {n} entries")
+    if arr.dtype == bool:
+        return arr
+    if arr.size == 0:
+        return np.zeros(0, bool)  # np.asarray([]) is float64
+    if arr.dtype.kind in "iu" and np.all((arr == 0) | (arr == 1)):
+        return arr.astype(bool)
+    if arr.dtype == object and all(isinstance(v, (bool, np.bool_)) for v in arr.tolist()):
+        return arr.astype(bool)
+    raise MonotoneError(f"deletes must be a bool array (or of 0 and 1), got {arr.dtype}")
 
 
 def _column(col, what: str, n: int | None):
@@ -196,14 +224,13 @@ def _column(col, what: str, n: int | None):
         offsets = np.arange(rows + 1, dtype=np.uint64) * np.uint64(width)
         return offsets, np.ascontiguousarray(col).reshape(-1)
     if isinstance(col, tuple) and len(col) == 2:
-        offsets = np.asarray(col[0])
-        data = np.asarray(col[1])
-        if offsets.ndim != 1 or len(offsets) < 1 or offsets.dtype.kind not in "iu":
-            raise MonotoneError(f"{what} offsets must be a 1-D integer array of n+1 entries")
+        offsets = _integers(col[0], f"{what} offsets")
+        data = _array(col[1], f"{what} data")
+        if len(offsets) < 1:
+            raise MonotoneError(f"{what} offsets must have n+1 entries")
         if data.dtype != np.uint8 or data.ndim != 1:
             raise MonotoneError(f"{what} data must be a 1-D uint8 array")
-        offsets = offsets.astype(np.uint64)
-        if np.any(np.diff(offsets.astype(np.int64)) < 0) or int(offsets[-1]) > len(data):
+        if np.any(offsets[1:] < offsets[:-1]) or int(offsets[-1]) > len(data):
             raise MonotoneError(f"{what} offsets must be ascending and within the data")
         start = int(offsets[0])
         return offsets - np.uint64(start), data[start:int(offsets[-1])]

@@ -175,13 +175,19 @@ class Config:
     def persisted(self) -> dict:
         return {v.name: self.values[v.name] for v in VARS if v.flags & PERSIST}
 
-    def load(self, data: dict) -> None:
+    def load(self, data: dict, others=("storages", "clouds", "pipeline")) -> None:
+        """Values persisted in config.json; a name it should not hold is an error (a
+        damaged or hand-edited file), a name it lacks keeps its default."""
         for name, value in data.items():
             var = TABLE.get(name)
-            if var is not None and var.flags & PERSIST:
+            if var is not None and (var.flags & PERSIST or name == "lsn"):
                 value = convert(var, value)
                 validate(name, value)
                 self.values[name] = value
+            elif name not in others:
+                raise ConfigError(f"unknown name '{name}'")
+        if not self.values["uuid"]:
+            raise ConfigError("uuid is missing")
 
     def ensure_uuid(self) -> None:
         if not self.values["uuid"]:

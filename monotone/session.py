@@ -260,15 +260,37 @@ class Session:
         with self.lock:
             self._live()
             self._partition_map()  # unmaps memtables that refreshes retired
-            views = []
+            return self.generation, self._under_publish(lambda cfg: self._views(start_id, cfg))
+
+    def _views(self, start_id: int, cfg: dict) -> list:
+        views = []
+        try:
+            slots, rows = self.catalog.snapshot()
+            for slot, row in zip(slots.tolist(), rows):
+                if int(row[S_MAX]) < start_id:
+                    continue  # partition exclusion
+                opened = self._open(row, cfg) if len(views) < EAGER else None
+                views.append((slot, row, opened))
+        except BaseException:
+            for _, _, opened in views:
+                if opened is not None and opened[0] is not None:
+                    opened[0].close()
+            raise
+        return views
+
+    def _under_publish(self, read):
+        """read(cfg) under PUBLISH shared, with a config no older than the catalog.
+
+        The config is fetched first: asking the coordinator while holding PUBLISH
+        would wait on a coordinator that may itself wait for PUBLISH. A storage
+        a partition moved into exists in a config no older than the move, and a
+        move happens under PUBLISH exclusive: so a config whose version is still
+        current under the lock knows every storage the catalog names."""
+        while True:
+            cfg = self.cfg()
             with Held(self.locks, PUBLISH, exclusive=False):
-                slots, rows = self.catalog.snapshot()
-                for slot, row in zip(slots.tolist(), rows):
-                    if int(row[S_MAX]) < start_id:
-                        continue  # partition exclusion
-                    opened = self._open(row) if len(views) < EAGER else None
-                    views.append((slot, row, opened))
-            return self.generation, views
+                if self.catalog.get(H_CONFIG_VERSION) == self.config_version:
+                    return read(cfg)
 
     def open_partition(self, generation: int, slot: int, row: np.ndarray):
         """A partition's file reader and sorted memtable rows, as of the snapshot row.
@@ -282,28 +304,27 @@ class Session:
                 raise CoordinatorError("the coordinator restarted while this cursor was "
                                        "reading: open a new cursor")
             try:
-                return self._open_partition(slot, row)
+                return self._under_publish(lambda cfg: self._open_partition(slot, row, cfg))
             except MonotoneError:
                 if self.conn.dead:  # its memory went with it
                     raise CoordinatorError("the coordinator died while this cursor was "
                                            "reading: open a new cursor") from None
                 raise
 
-    def _open_partition(self, slot: int, row: np.ndarray):
-        with Held(self.locks, PUBLISH, exclusive=False):
-            cur = self.catalog.slots[slot]
-            if cur[S_STATE] != LIVE or cur[S_MIN] != row[S_MIN]:
-                return None, []
-            if (cur[S_GEN], cur[S_ACTIVE], cur[S_FROZEN]) != (row[S_GEN], row[S_ACTIVE], row[S_FROZEN]):
-                row = cur.copy()
-                self.catalog.visible(row)
-            return self._open(row)
+    def _open_partition(self, slot: int, row: np.ndarray, cfg: dict):
+        cur = self.catalog.slots[slot]
+        if cur[S_STATE] != LIVE or cur[S_MIN] != row[S_MIN]:
+            return None, []
+        if (cur[S_GEN], cur[S_ACTIVE], cur[S_FROZEN]) != (row[S_GEN], row[S_ACTIVE], row[S_FROZEN]):
+            row = cur.copy()
+            self.catalog.visible(row)
+        return self._open(row, cfg)
 
-    def _open(self, row: np.ndarray):
+    def _open(self, row: np.ndarray, cfg: dict):
         """File reader and memtables (with their row counts) of a slot row (PUBLISH held)."""
         reader = None
         if row[S_GEN]:
-            directory, cipher = self.storage(int(row[S_STORAGE]))
+            directory, cipher = self.storage(int(row[S_STORAGE]), cfg)
             reader = Reader(os.path.join(directory, file_name(int(row[S_MIN]))), cipher)
         mems = []
         for seg, n in ((row[S_FROZEN], row[S_FROZEN_ROWS]), (row[S_ACTIVE], row[S_ROWS])):
@@ -311,9 +332,9 @@ class Session:
                 mems.append((self.memtables.get(int(seg)), int(n)))
         return reader, mems
 
-    def storage(self, id_: int) -> tuple[str, Cipher | None]:
+    def storage(self, id_: int, cfg: dict | None = None) -> tuple[str, Cipher | None]:
         """Directory and cipher of a storage, by its id."""
-        cfg = self.cfg()
+        cfg = cfg or self.cfg()
         cached = self.ciphers.get(id_)
         if cached is None or cached[0] is not cfg:
             info = cfg["storages"][str(id_)]

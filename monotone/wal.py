@@ -10,17 +10,20 @@ File lifecycle:
   2. rename it to `<lsn>.wal` (and sync the directory): a file is never seen
      under its real name without its writer's lock, so garbage collection,
      which deletes only files nobody holds, never deletes one being started
-  3. append records; rotate past wal_rotate_wm (the old file is synced and its
+  3. write a start record naming the file the writer rotated out of and its
+     final size: that file is complete, so it cannot end torn
+  4. append records; rotate past wal_rotate_wm (the old file is synced and its
      lock released, in the background)
-  4. a file nobody holds is closed for good; it is deleted once every record
+  5. a file nobody holds is closed for good; it is deleted once every record
      in it is in partition files (its last lsn is below the oldest lsn still
      only in memory) and it reads cleanly to its end
-A `.new` file nobody holds was left by a process that died at step 1: it
-holds no record and goes.
+A `.new` file was left by a process that died at step 1: it holds no record,
+and recovery, when no process writes, removes it.
 
 Reading: a record that fails its checks is either a torn tail (a write cut
-short by a crash: it is cut, with a line in the log) or damage (a complete
-record damaged since, or anything followed by intact records). Damage is a
+short by a crash, at the end of a writer's last file: it is cut, with a line
+in the log) or damage (a complete record damaged since, anything followed by
+intact records, a file shorter or longer than its successor says). Damage is a
 CorruptionError naming the file and offset, unless wal_recover is set: then
 the damaged bytes are skipped and the file rewritten without them.
 """
@@ -70,6 +73,7 @@ class WalWriter:
         self.file_id = 0
         self.size = 0
         self.lsn_max = 0
+        self.left = (0, 0)  # (id, size) of the last file left by rotation
 
     def prepare(self, lsn: int, *, rotate_wm: int, sync_on_rotate: bool,
                 sync: bool = False) -> tuple[int, int]:
@@ -129,6 +133,8 @@ class WalWriter:
             raise
         os.lseek(lock.fd, 0, os.SEEK_END)
         self.lock, self.path, self.file_id, self.size, self.lsn_max = lock, path, lsn, 0, 0
+        self.write(0, walfmt.encode_start(*self.left), sync=False)
+        self.left = (0, 0)
 
     def drop_if_obsolete(self, lsn_needed: int) -> None:
         """Close and delete our file when every record in it has been refreshed."""
@@ -143,9 +149,12 @@ class WalWriter:
     def _rotate(self, sync: bool) -> None:
         """Leave the current file; it is synced (if asked) and closed in the background."""
         if self.background is None:
+            left = (self.file_id, self.size)
             self.close(sync)
+            self.left = left
             return
         lock, path = self.lock, self.path
+        self.left = (self.file_id, self.size)
         self.lock, self.path = None, None
         self.size, self.lsn_max = 0, 0
         self.background.submit(self._close_rotated, lock, path, sync)
@@ -199,16 +208,22 @@ class WalFile:
 
     def damage_error(self) -> CorruptionError:
         offset, length = self.damaged[0]
+        what = (f"ends at offset {offset}, short of the size its writer left it at"
+                if not length else
+                f"damaged record at offset {offset} ({length} bytes"
+                f"{', intact records follow' if offset + length < self.size else ''})")
         return CorruptionError(
-            f"wal file {self.path}: damaged record at offset {offset} ({length} bytes"
-            f"{', intact records follow' if offset + length < self.size else ''}); the "
+            f"wal file {self.path}: {what}; the "
             "repository was not opened. To open it anyway, SET wal_recover TO true before "
             "open(): damaged records are skipped (their events are lost) and the file is "
             "rewritten without them")
 
 
-def read_file(path: str) -> WalFile:
-    """Every intact record of a file, with its torn tail and damaged stretches."""
+def read_file(path: str, sealed: int | None = None) -> WalFile:
+    """Every intact record of a file, with its torn tail and damaged stretches.
+
+    sealed: the file's final size, as the start record of the file its writer
+    went on to says; such a file ends complete, and anything else is damage."""
     with open(path, "rb") as f:
         data = f.read()
     buf = memoryview(data)
@@ -230,6 +245,12 @@ def read_file(path: str) -> WalFile:
             break
         wf.damaged.append((pos, found - pos))
         pos = found
+    if sealed is not None:
+        if wf.torn is not None:  # a complete file cannot end torn
+            wf.damaged.append((wf.torn, wf.size - wf.torn))
+            wf.torn = None
+        if wf.size < sealed:
+            wf.damaged.append((wf.size, 0))  # cut short: records are missing
     return wf
 
 
@@ -263,14 +284,19 @@ def cut_tail(wf: WalFile) -> bool:
 
 def rewrite(wf: WalFile) -> None:
     """Replace a damaged file by its intact records (wal_recover)."""
-    tmp = wf.path + NEW
+    _replace(wf.path, [memoryview(wf.data)[offset:offset + rec.size]
+                       for rec, offset in zip(wf.records, wf.offsets)])
+
+
+def _replace(path: str, parts: list) -> None:
+    tmp = path + NEW
     with open(tmp, "wb") as f:
-        for rec, offset in zip(wf.records, wf.offsets):
-            f.write(wf.data[offset:offset + rec.size])
+        for part in parts:
+            f.write(part)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, wf.path)
-    _sync_dir(os.path.dirname(wf.path))
+    os.replace(tmp, path)
+    _sync_dir(os.path.dirname(path))
 
 
 def is_active(path: str) -> bool:
@@ -285,26 +311,44 @@ def is_active(path: str) -> bool:
         probe.close()
 
 
+def sealed_sizes(files: list[str]) -> dict[str, tuple[int, str]]:
+    """Files a writer rotated out of: their final size and the file it went on to
+    (whose start record says so)."""
+    out = {}
+    directory = os.path.dirname(files[0]) if files else ""
+    for path in files:
+        with open(path, "rb") as f:
+            head = f.read(walfmt.HEADER.size + 16)
+        rec = walfmt.decode_at(memoryview(head), 0, path)
+        if rec is not None and rec.start is not None and rec.start[0]:
+            out[path_of(directory, rec.start[0])] = (rec.start[1], path)
+    return out
+
+
+def unseal(successor: str) -> None:
+    """Make a start record name no file: the one it named was rewritten (wal_recover)
+    and its size no longer holds."""
+    with open(successor, "rb") as f:
+        data = f.read()
+    start = walfmt.join(walfmt.encode_start(0, 0))
+    _replace(successor, [start, memoryview(data)[len(start):]])
+
+
 def first_lsn(path: str) -> int:
     return int(os.path.basename(path)[:-len(SUFFIX)])
 
 
 def remove_stale(directory: str) -> int:
-    """Delete `.new` files nobody holds (left by a process that died creating one)."""
+    """Delete `.new` files, left by processes that died creating them (at recovery
+    only: a file is created before it is locked, so while processes write, one
+    nobody holds yet may be about to be named)."""
     try:
         names = [n for n in os.listdir(directory) if n.endswith(SUFFIX + NEW)]
     except FileNotFoundError:
         return 0
-    removed = 0
     for name in names:
-        path = os.path.join(directory, name)
-        if not is_active(path):
-            try:
-                os.unlink(path)
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
+        os.unlink(os.path.join(directory, name))
+    return len(names)
 
 
 def gc(directory: str, lsn_needed: int) -> int:
@@ -338,4 +382,4 @@ def gc(directory: str, lsn_needed: int) -> int:
             removed += 1
         except FileNotFoundError:
             pass
-    return removed + remove_stale(directory)
+    return removed

@@ -44,14 +44,16 @@ def partition_files(repo):
 
 
 def wal_records(path):
-    """[(offset, size, lsn)] of the intact records of a WAL file, by the format decoder."""
+    """[(offset, size, lsn)] of the intact batch records of a WAL file (not the record
+    that starts it), by the format decoder."""
     data = memoryview(open(path, "rb").read())
     out, pos = [], 0
     while pos < len(data):
         rec = walfmt.decode_at(data, pos, path)
         if rec is None:
             break
-        out.append((pos, rec.size, rec.lsn))
+        if rec.start is None:
+            out.append((pos, rec.size, rec.lsn))
         pos += rec.size
     return out
 
@@ -676,3 +678,35 @@ def test_close_after_coordinator_killed_following_a_config_change(repo):
             assert read_all(db) == [(1, b"", b"x")]
         finally:
             db.close()
+
+
+@pytest.mark.parametrize("cut", ["last-record", "mid-record"])
+def test_wal_rotated_file_cut_short_is_damage_not_a_torn_tail(repo, cut):
+    """A file its writer rotated out of was complete: only a writer's last file may end
+    torn. Shortened afterwards, it is damage, whichever boundary it ends at."""
+    db = open_db(repo, wal_rotate_wm=300)
+    for i in range(6):
+        db.write([Event(id=10 * i + j, value=b"batch%d" % i) for j in range(3)])
+    db.close()
+    files = wal_files(repo)
+    assert len(files) >= 3
+    first = files[0]
+    start, rsize, _ = wal_records(first)[-1]
+    with open(first, "r+b") as f:
+        f.truncate(start if cut == "last-record" else start + rsize // 2)
+    env = monotone.Monotone()
+    env.execute("SET workers TO 0")
+    with pytest.raises(monotone.CorruptionError, match="wal_recover") as info:
+        env.open(repo)
+    assert first in str(info.value)
+    db = open_db(repo, wal_recover="true")
+    try:
+        got = {e[0] // 10 for e in read_all(db)}
+        assert len(got) == 5 and got < set(range(6))
+    finally:
+        db.close()
+    db = open_db(repo)
+    try:
+        assert len({e[0] // 10 for e in read_all(db)}) == 5
+    finally:
+        db.close()

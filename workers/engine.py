@@ -98,7 +98,11 @@ class Engine:
             main = Storage(MAIN, id=0, uuid=cfg.uuid, compression=cfg.compression,
                            compression_level=cfg.compression_level, sync=cfg.sync)
             self.catalog.storages.insert(0, main)
-        self._prepare_storages()
+        elif self.catalog.need_storage(MAIN).uuid != cfg.uuid:
+            raise MonotoneError(f"cannot read {self.layout.config}: the repository uuid and "
+                                "the main storage's uuid differ (the file was damaged or "
+                                "edited): restore it and open again")
+        self._prepare_storages(create=not exists)
         self.save_config()
 
     def _refuse_without_config(self) -> None:
@@ -115,12 +119,21 @@ class Engine:
                                 f"repository's files ({', '.join(found[:3])}): restore "
                                 "config.json; a new one would not know its storages")
 
-    def _prepare_storages(self) -> None:
-        """Check the catalog and make every storage's directory (before anything is saved)."""
+    def _prepare_storages(self, create: bool = True) -> None:
+        """Check the catalog and make every storage's directory (before anything is saved).
+
+        Opening an existing repository makes none: a storage directory that is not
+        there (a volume not mounted, a path or uuid changed in config.json) is an
+        error, not a new empty storage that would hide its partitions."""
         self.catalog.check()
         seen: dict[str, str] = {}
         for storage in self.catalog.storages:
             directory = self.directory(storage)
+            if not create and not os.path.isdir(directory):
+                raise MonotoneError(
+                    f"storage '{storage.name}': its directory {directory} is missing (a "
+                    "volume not mounted, or config.json damaged or edited?): make it "
+                    "available and open again")
             try:
                 os.makedirs(directory, exist_ok=True)
             except (OSError, ValueError) as e:

@@ -110,7 +110,9 @@ def replay_wal(engine: Engine) -> None:
     records are skipped and their files rewritten without them, after the
     replay."""
     wal.remove_stale(engine.layout.wal)
-    files = [wal.read_file(path) for path in wal.wal_files(engine.layout.wal)]
+    paths = wal.wal_files(engine.layout.wal)
+    sealed = wal.sealed_sizes(paths)
+    files = [wal.read_file(path, sealed[path][0] if path in sealed else None) for path in paths]
     damaged = [wf for wf in files if wf.damaged]
     if damaged and not engine.config.wal_recover:
         raise damaged[0].damage_error()
@@ -126,14 +128,18 @@ def replay_wal(engine: Engine) -> None:
     records.sort(key=lambda r: r.lsn)
     table = engine.slots
     for rec in records:
+        if rec.start is not None:
+            continue
         if rec.drop is not None:
             replay_drop(engine, rec.drop[0], rec.lsn)
         else:
             engine.apply(rec.rows, rec.lsn, lambda slot: int(table.slots[slot, S_FILE_LSN]))
         table.put(H_LSN, max(table.get(H_LSN), rec.lsn))
         table.put(H_SSN, max(table.get(H_SSN), rec.ssn))
-    for wf in damaged:
-        wal.rewrite(wf)  # what it holds is in memory now; the next open reads it cleanly
+    for wf in damaged:  # what they hold is in memory now: the next open reads them cleanly
+        wal.rewrite(wf)
+        if wf.path in sealed:
+            wal.unseal(sealed[wf.path][1])
 
 
 def replay_drop(engine: Engine, min_: int, lsn: int) -> None:

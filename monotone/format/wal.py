@@ -2,7 +2,9 @@
 
     magic u32 | crc u32 | lsn u64 | ssn u64 | size u32 | data crc u32 | count u32 | flags u32
     payload: the batch in region encoding, uncompressed; for a drop record
-         (flag DROP) the dropped partition's min and max, u64 each
+         (flag DROP) the dropped partition's min and max, u64 each; for the
+         record that starts a file (flag START, lsn 0) the id and final size of
+         the file its writer rotated out of (0, 0 for a writer's first file)
 
 crc covers the header after it, so a torn or zeroed tail is always caught;
 with wal_crc the payload gets its own crc32 as well (flag DATA_CRC).
@@ -22,6 +24,7 @@ MAGIC = 0x4C41574D  # "MWAL"
 HEADER = struct.Struct("<IIQQIIII")
 FLAG_DATA_CRC = 1
 FLAG_DROP = 2
+FLAG_START = 4
 _DROP = struct.Struct("<QQ")
 
 
@@ -32,6 +35,7 @@ class Record:
     rows: Rows | None
     size: int  # bytes of the record, header included
     drop: tuple[int, int] | None = None  # (min, max) of a dropped partition
+    start: tuple[int, int] | None = None  # (id, size) of the file before this one
 
 
 def encode(lsn: int, ssn: int, rows: Rows, data_crc: bool) -> list:
@@ -43,6 +47,13 @@ def encode(lsn: int, ssn: int, rows: Rows, data_crc: bool) -> list:
 def encode_drop(lsn: int, ssn: int, lo: int, hi: int) -> list:
     payload = _DROP.pack(lo, hi)
     return _frame(lsn, ssn, [payload], len(payload), 0, True, FLAG_DROP)
+
+
+def encode_start(previous: int, size: int) -> list:
+    """The first record of a file: which file its writer left, at what size (a
+    file left that way is complete: only a writer's last file can end torn)."""
+    payload = _DROP.pack(previous, size)
+    return _frame(0, 0, [payload], len(payload), 0, True, FLAG_START)
 
 
 def _frame(lsn: int, ssn: int, payload: list, size: int, count: int, data_crc: bool,
@@ -87,10 +98,13 @@ def decode_at(buf: memoryview, pos: int, origin: str):
     payload = buf[start:start + size]
     if flags & FLAG_DATA_CRC and zlib.crc32(payload) != dcrc:
         return None
-    if flags & FLAG_DROP:
+    if flags & (FLAG_DROP | FLAG_START):
         if size != _DROP.size:
             return None
-        return Record(lsn, ssn, None, HEADER.size + size, _DROP.unpack(payload))
+        pair = _DROP.unpack(payload)
+        if flags & FLAG_START:
+            return Record(lsn, ssn, None, HEADER.size + size, start=pair)
+        return Record(lsn, ssn, None, HEADER.size + size, pair)
     try:
         rows = region.decode(payload, origin)
     except Exception:
