@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import zlib
 
+import numpy as np
+
 from shm import libc
 
 from .errors import CorruptionError, MonotoneError
@@ -228,8 +230,13 @@ class Reader:
         except CorruptionError as err:
             raise CorruptionError(f"partition file {self.path}: region {i}: {err}") from None
         rows = region.decode(raw, f"partition file {self.path}: region {i}")
-        if len(rows) != int(e["events"]):
-            raise CorruptionError(f"partition file {self.path}: region {i} event count mismatch")
+        if len(rows) != int(e["events"]) or not len(rows) or \
+                int(rows.ids[0]) != int(e["min_id"]) or int(rows.ids[-1]) != int(e["max_id"]):
+            raise CorruptionError(f"partition file {self.path}: region {i} does not match its "
+                                  "index entry")
+        if not self.verify and not np.all(rows.ids[1:] >= rows.ids[:-1]):
+            # without checksums, what structure can tell is all there is to check
+            raise CorruptionError(f"partition file {self.path}: region {i}: ids out of order")
         return rows
 
     def close(self) -> None:

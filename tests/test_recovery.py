@@ -710,3 +710,32 @@ def test_wal_rotated_file_cut_short_is_damage_not_a_torn_tail(repo, cut):
         assert len({e[0] // 10 for e in read_all(db)}) == 5
     finally:
         db.close()
+
+
+def test_crc_off_plain_region_damage_to_ids_is_detected(repo):
+    """Without region checksums, damage that breaks what a region's structure says
+    (ids in order, first and last as its index entry) is still an error."""
+    db = open_db(repo)
+    db.execute("ALTER STORAGE main SET (crc false, compression 'none')")
+    rng = np.random.default_rng(5)
+    db.write_batch(ids=np.arange(0, 3000, 3, dtype=np.uint64),
+                   values=rng.integers(0, 256, (1000, 64), dtype=np.uint8))
+    db.execute(ALL)
+    db.close()
+    path = os.path.join(storage_dir(repo), partition_files(repo)[0])
+    ids_start = 32  # a region: 32-byte header, then the ids
+    for at in (ids_start + 8 * 500 + 6, ids_start + 2):  # a middle id, the first id
+        with open(path, "r+b") as f:
+            f.seek(at)
+            b = f.read(1)
+            f.seek(at)
+            f.write(bytes([b[0] ^ 0x40]))
+        db = open_db(repo)
+        try:
+            with pytest.raises(monotone.CorruptionError, match="region 0"):
+                read_all(db)
+        finally:
+            db.close()
+        with open(path, "r+b") as f:
+            f.seek(at)
+            f.write(b)
