@@ -178,6 +178,19 @@ class WalWriter:
         self.size, self.lsn_max = 0, 0
 
 
+def sync_files(directory: str) -> None:
+    """fsync every WAL file (any descriptor of a file flushes all of it)."""
+    for path in wal_files(directory):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # collected meanwhile: all of it was in partition files
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def cut_record(directory: str, file_id: int, offset: int) -> None:
     """Cut a dead writer's last record (whole or torn) off its file."""
     path = path_of(directory, file_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
-from monotone import faults
+from monotone import faults, wal
 from monotone.format.crypto import Cipher, parse_key
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, Writer, fsync_dir
 from monotone.rows import Ordered, Rows, drop_deletes, merge
@@ -32,6 +32,7 @@ class MergeJob:
     sync: bool
     meta: dict
     switches: list = field(default_factory=list)  # fault points armed by error_* switches
+    wal_dir: str = ""        # sync these WAL files before the new file counts (see run)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -57,6 +58,11 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
         writer.abort()
         raise
     meta["file_size"] = os.path.getsize(job.path + INCOMPLETE)
+    if job.wal_dir:
+        # the WAL before the data: once the file counts, replay skips records up to
+        # its lsn in every partition, so the records of a batch it holds part of
+        # must be on disk too, or a power failure could leave the rest of it lost
+        wal.sync_files(job.wal_dir)
     faults.point("refresh_1", job.switches)
     # step 3
     os.rename(job.path + INCOMPLETE, job.path + COMPLETE)

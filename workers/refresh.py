@@ -118,7 +118,9 @@ def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
         meta={"min": int(s[S_MIN]), "max": int(s[S_MAX]), "lsn": int(s[S_FILE_LSN]),
               "ssn": engine.slots.get(H_SSN), "created": int(s[S_CREATED]),
               "refreshed": int(time.time() * 1e6), "refreshes": int(s[S_REFRESHES]) + 1},
-        switches=sorted(faults.switched(cfg)))
+        switches=sorted(faults.switched(cfg)),
+        wal_dir=engine.layout.wal if target.sync and cfg["wal"] and
+        not cfg["wal_sync_on_write"] else "")
 
 
 def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dict) -> None:
