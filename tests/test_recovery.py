@@ -739,3 +739,26 @@ def test_crc_off_plain_region_damage_to_ids_is_detected(repo):
         with open(path, "r+b") as f:
             f.seek(at)
             f.write(b)
+
+
+@pytest.mark.parametrize("wal", ["true", "false"])
+def test_error_wal_fails_the_write_and_leaves_nothing(repo, wal):
+    """error_wal makes the WAL step of a write fail: the batch is neither visible nor
+    replayed, and the next write goes through."""
+    db = open_db(repo, wal=wal, interval=1000)
+    try:
+        db.write([Event(id=1, value=b"before")])
+        db.execute("SET error_wal TO true")
+        with pytest.raises(monotone.InjectedError, match="error_wal"):
+            db.write([Event(id=500, value=b"lost"), Event(id=1500, value=b"lost")])
+        assert read_all(db) == [(1, b"", b"before")]
+        db.execute("SET error_wal TO false")
+        db.write([Event(id=2, value=b"after")])
+        assert read_all(db) == [(1, b"", b"before"), (2, b"", b"after")]
+    finally:
+        db.close()
+    db = open_db(repo)
+    try:
+        assert read_all(db) == [(1, b"", b"before"), (2, b"", b"after")]
+    finally:
+        db.close()
