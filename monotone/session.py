@@ -79,6 +79,7 @@ class Session:
         self.memtables = MemtableCache(self.layout.memtable, self.background.submit)
         self.wal = WalWriter(self.layout.wal, self.background)
         self.shared = Shared(self.catalog, self.locks, self.memtables, self.layout.wal)
+        self._switched: tuple = (None, frozenset())
         self.map_version = -1
         self.map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.ciphers: dict[int, tuple] = {}
@@ -195,7 +196,7 @@ class Session:
             self._memory_limit(cfg, ordered.nbytes)
         parts = self.route(ordered)
 
-        log = _WalLog(self.wal, ordered, cfg, self.catalog.get(H_WAL_NEEDED))
+        log = _WalLog(self.wal, ordered, cfg, self.catalog.get(H_WAL_NEEDED), self._switches(cfg))
         for attempt in range(8):
             try:
                 append(self.shared, parts, log)
@@ -215,6 +216,12 @@ class Session:
                     self.conn.request({"op": "execute",
                                        "text": f"REFRESH PARTITION IF EXISTS {min_}"})
         raise MonotoneError("the partitions of the batch kept changing while writing it")
+
+    def _switches(self, cfg: dict) -> frozenset:
+        """The fault points the config's error_* switches arm (per config fetched)."""
+        if self._switched[0] is not cfg:
+            self._switched = (cfg, faults.switched(cfg))
+        return self._switched[1]
 
     def _hint(self, cfg: dict, parts) -> None:
         """Ask for a background refresh of memtables past their storage's refresh_wm."""
@@ -363,10 +370,11 @@ class Session:
 class _WalLog:
     """A batch's WAL record, for writer.append() (no file when the WAL is off)."""
 
-    def __init__(self, wal: WalWriter, rows: Rows, cfg: dict, obsolete_below: int) -> None:
+    def __init__(self, wal: WalWriter, rows: Rows, cfg: dict, obsolete_below: int,
+                 switches: frozenset) -> None:
         self.wal, self.rows, self.cfg = wal, rows, cfg
         self.obsolete_below = obsolete_below
-        self.switches = faults.switched(cfg)
+        self.switches = switches
 
     def prepare(self, lsn: int) -> tuple[int, int]:
         cfg = self.cfg

@@ -80,21 +80,36 @@ class Shared:
     @contextmanager
     def locked(self, slots: list[int]):
         """Partition locks (slots ascending), with dead writers' batches in them decided."""
-        taken = []
+        self.lock(slots)
         try:
-            for slot in slots:
-                self.locks.lock(PARTITIONS + slot)
-                taken.append(slot)
-            table = self.catalog.slots
-            dead = {int(table[s, S_PENDING_LSN]) for s in slots if table[s, S_PENDING_LSN]}
-            if dead:
-                with self.publishing():
-                    for lsn in sorted(dead):
-                        finish(self, lsn)
             yield
         finally:
-            for slot in reversed(taken):
-                self.locks.unlock(PARTITIONS + slot)
+            self.unlock(slots)
+
+    def lock(self, slots: list[int]) -> None:
+        """Take the partition locks (as locked(), without a context manager: the write
+        path takes them once per batch)."""
+        locks = self.locks
+        for i, slot in enumerate(slots):
+            try:
+                locks.lock(PARTITIONS + slot)
+            except BaseException:
+                self.unlock(slots[:i])
+                raise
+        table = self.catalog.slots
+        try:
+            dead = [int(table[s, S_PENDING_LSN]) for s in slots if table[s, S_PENDING_LSN]]
+            if dead:  # their writers held these locks: they are gone
+                with self.publishing():
+                    for lsn in sorted(set(dead)):
+                        finish(self, lsn)
+        except BaseException:
+            self.unlock(slots)
+            raise
+
+    def unlock(self, slots: list[int]) -> None:
+        for slot in reversed(slots):
+            self.locks.unlock(PARTITIONS + slot)
 
     def finish_all(self) -> None:
         """Decide every batch left pending (the coordinator, once its clients are gone)."""
@@ -110,7 +125,8 @@ def append(shared: Shared, parts: list[tuple[int, Rows]], log: Log | None = None
     With lsn given (replay), that lsn is used and nothing is logged."""
     catalog, table = shared.catalog, shared.catalog.slots
     slots = [slot for slot, _ in parts]
-    with shared.locked(slots):
+    shared.lock(slots)
+    try:
         for slot, rows in parts:
             s = table[slot]
             if s[S_STATE] != LIVE or not s[S_MIN] <= rows.ids[0] or not rows.ids[-1] <= s[S_MAX]:
@@ -145,7 +161,8 @@ def append(shared: Shared, parts: list[tuple[int, Rows]], log: Log | None = None
                 log.write(lsn, ssn)
                 written = True
             faults.point("write.logged")
-            table[slots, S_PENDING_STAGE] = LOGGED
+            for slot in slots:
+                table[slot, S_PENDING_STAGE] = LOGGED
             stage = LOGGED
             faults.point("write.marked")
             _publish(shared, lsn, targets)
@@ -161,6 +178,8 @@ def append(shared: Shared, parts: list[tuple[int, Rows]], log: Log | None = None
                 for slot in first:
                     table[slot, S_LSN_MIN] = 0
             raise
+    finally:
+        shared.unlock(slots)
     return lsn
 
 
