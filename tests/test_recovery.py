@@ -541,13 +541,18 @@ def test_wal_damaged_record_refuses_open_until_wal_recover(repo, which, where):
         db.close()
 
 
-def test_wal_crc_off_damage_that_breaks_framing_is_reported(repo):
+@pytest.mark.parametrize("where", ["value-length", "id"])
+def test_wal_crc_off_damage_that_breaks_framing_is_reported(repo, where):
     """Without a payload checksum, damage is still found when it breaks the record's
-    own structure (lengths that do not add up), and never returned as data."""
+    own structure (lengths that do not add up, ids out of order), and never returned
+    as data."""
     path, records = five_batches_closed(repo, wal_crc="false")
     start, rsize, _ = records[2]
     region = start + walfmt.HEADER.size  # the batch: a 32-byte header, ids, value lengths
-    flip(path, region + 32 + 3 * 8 + 1, 0xFF)  # a value length: lengths do not add up
+    if where == "value-length":
+        flip(path, region + 32 + 3 * 8 + 1, 0xFF)
+    else:
+        flip(path, region + 32 + 8 + 7, 0x80)  # the middle id's top byte
     env = monotone.Monotone()
     env.execute("SET workers TO 0")
     with pytest.raises(monotone.CorruptionError):

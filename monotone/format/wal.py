@@ -111,6 +111,8 @@ def decode_at(buf: memoryview, pos: int, origin: str):
         return None
     if len(rows) != count:
         return None
+    if not flags & FLAG_DATA_CRC and not np.all(rows.ids[1:] >= rows.ids[:-1]):
+        return None  # a batch is logged sorted: without a checksum, structure is the check
     return Record(lsn, ssn, rows, HEADER.size + size)
 
 
