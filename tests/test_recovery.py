@@ -767,3 +767,19 @@ def test_error_wal_fails_the_write_and_leaves_nothing(repo, wal):
         assert read_all(db) == [(1, b"", b"before"), (2, b"", b"after")]
     finally:
         db.close()
+
+
+def test_batch_across_hundreds_of_partitions(repo):
+    """A batch is atomic however many partitions it spans (300 here)."""
+    db = open_db(repo, interval=1)
+    try:
+        db.write_batch(ids=np.arange(300, dtype=np.uint64), values=[b"x%d" % i for i in range(300)])
+        assert read_all(db) == [(i, b"", b"x%d" % i) for i in range(300)]
+    finally:
+        db.close()
+    db = open_db(repo)
+    try:
+        assert len(read_all(db)) == 300
+        assert len(json.loads(db.execute("SHOW PARTITIONS"))) == 300
+    finally:
+        db.close()
