@@ -14,21 +14,20 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 
-from . import errors, protocol
+from . import errors, process, protocol
 from .errors import CoordinatorError, MonotoneError
 from .protocol import repo_id
-from shm import segment
-from shm.locks import ATTACHED, COORDINATOR, START, Held, LockFile
+from monotone.shm import segment
+from monotone.shm.locks import ATTACHED, COORDINATOR, START, Held, LockFile
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Connection:
-    def __init__(self, base: str, locks: LockFile, settings: dict, on_death) -> None:
+    def __init__(self, base: str, log: str, locks: LockFile, settings: dict, on_death) -> None:
         self.base = base
+        self.log = log
         self.locks = locks
         self.child: subprocess.Popen | None = None
         self.sock, self.hello = self._connect(settings)
@@ -70,16 +69,20 @@ class Connection:
         raise CoordinatorError(f"cannot reach the coordinator of {self.base}")
 
     def _spawn(self, settings: dict) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        env.setdefault("OPENBLAS_NUM_THREADS", "1")  # the coordinator does no linear algebra
+        try:
+            log = open(self.log, "ab")  # the coordinator's (and its workers') stderr
+        except OSError as e:
+            raise MonotoneError(f"cannot open {self.base}: cannot write {self.log}: "
+                                f"{e.strerror}") from None
         try:
             child = subprocess.Popen(
-                [sys.executable, "-m", "workers.coordinator", self.base],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env=env, start_new_session=True, close_fds=True)
+                process.command("monotone.workers.coordinator", self.base),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                env=process.environment(), start_new_session=True, close_fds=True)
         except OSError as e:
             raise CoordinatorError(f"cannot start the coordinator: {e}") from None
+        finally:
+            log.close()
         child.stdin.write(json.dumps(settings).encode())
         child.stdin.close()
         line = child.stdout.readline().decode().strip()
@@ -93,7 +96,8 @@ class Connection:
                 if not (isinstance(cls, type) and issubclass(cls, MonotoneError)):
                     cls = MonotoneError
             else:
-                message = f"the coordinator exited with status {child.returncode}"
+                message = (f"the coordinator exited with status {child.returncode}"
+                           f"{_last_words(self.log)}")
             raise cls(f"cannot open {self.base}: {message}")
         self.child = child
 
@@ -170,6 +174,17 @@ class Connection:
                 self.child.wait()
             else:
                 self.child.poll()
+
+
+def _last_words(log: str) -> str:
+    """The last line a process that died wrote to the log, to quote in an error."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f" ({lines[-1].strip()}; see {log})" if lines else ""
 
 
 def _try_connect(base: str) -> socket.socket | None:

@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from shm import libc
+from monotone.shm import libc
 
 from .errors import CorruptionError, MonotoneError
 from .format import partition, region

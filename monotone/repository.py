@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from shm.segment import segment_name
+from monotone.shm.segment import segment_name
 
 from .protocol import repo_id
 

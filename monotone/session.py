@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from shm.catalog import (
+from monotone.shm.catalog import (
     H_CONFIG_VERSION,
     H_LIMIT_HITS,
     H_MAP_VERSION,
@@ -33,8 +33,8 @@ from shm.catalog import (
     Catalog,
     heap_total,
 )
-from shm.locks import PUBLISH, SEQUENCE, Held, LockFile
-from shm.memtable import MemtableCache
+from monotone.shm.locks import PUBLISH, SEQUENCE, Held, LockFile
+from monotone.shm.memtable import MemtableCache
 
 from . import faults
 from .background import Background
@@ -50,7 +50,6 @@ from .writer import Moved, Shared, append
 
 SERIAL = 2**64 - 1
 EAGER = 256  # partitions a cursor opens when it takes its snapshot
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Session:
@@ -71,7 +70,8 @@ class Session:
     # coordinator
     def _attach(self) -> None:
         self.generation = getattr(self, "generation", 0) + 1  # one per coordinator
-        self.conn = Connection(self.layout.base, self.locks, self.settings, self._on_death)
+        self.conn = Connection(self.layout.base, self.layout.log, self.locks, self.settings,
+                               self._on_death)
         hello = self.conn.hello
         self.catalog = Catalog.attach(hello["catalog"])
         self.config = hello["config"]

@@ -33,7 +33,7 @@ import errno
 import os
 from dataclasses import dataclass, field
 
-from shm.locks import LockFile
+from monotone.shm.locks import LockFile
 
 from . import faults
 from .errors import CorruptionError, MonotoneError, NoSpaceError

@@ -31,12 +31,12 @@ from typing import Protocol
 
 import numpy as np
 
-from shm.catalog import (APPENDED, H_LSN, H_PUBLISHING, H_SSN, LIVE, LOGGED, S_ACTIVE, S_HEAP,
+from monotone.shm.catalog import (APPENDED, H_LSN, H_PUBLISHING, H_SSN, LIVE, LOGGED, S_ACTIVE, S_HEAP,
                          S_LSN_MIN, S_MAX, S_MIN, S_PENDING_END, S_PENDING_LSN,
                          S_PENDING_OFFSET, S_PENDING_STAGE, S_PENDING_START, S_PENDING_WAL,
                          S_ROWS, S_STATE, Catalog)
-from shm.locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
-from shm.memtable import M_LSN_MAX, Memtable, MemtableCache
+from monotone.shm.locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
+from monotone.shm.memtable import M_LSN_MAX, Memtable, MemtableCache
 
 from . import faults
 from .rows import U64, Rows

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     root = args.path or tempfile.mkdtemp(prefix="monotone-bench-")
     if args.compare:
-        from scripts.compare import compare
+        from monotone.scripts.compare import compare
         try:
             compare(root, args.n or 2_000_000, args.batch, args.value_size,
                     (args.wal or [True])[0], 2 if args.writers is None else args.writers,

@@ -76,7 +76,7 @@ def prompt(path: str) -> int:
 
 
 def serve(path: str) -> int:
-    from workers.coordinator import serve as run_coordinator
+    from monotone.workers.coordinator import serve as run_coordinator
     print(f"monotone: serving {os.path.realpath(path)}", flush=True)
     return run_coordinator(path, {}, embedded=False,
                            announce=lambda line: print(f"monotone: {line}", flush=True))

@@ -12,9 +12,9 @@ import shutil
 import time
 
 import monotone
-from scripts import peers
-from scripts.bench import Meter, run_writers
-from scripts.peers import RANGE, Workload, count_events, median_time, write_all
+from monotone.scripts import peers
+from monotone.scripts.bench import Meter, run_writers
+from monotone.scripts.peers import RANGE, Workload, count_events, median_time, write_all
 
 MiB = 1024 * 1024
 

@@ -9,7 +9,7 @@ import pytest
 
 import monotone
 from monotone.protocol import repo_id
-from shm.segment import list_segments
+from monotone.shm.segment import list_segments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL = "REFRESH PARTITIONS BETWEEN 0 AND 18446744073709551615"
@@ -46,7 +46,7 @@ def coordinator_pids(base: str) -> list[int]:
 
 def check_no_leaks(base: str) -> None:
     """No segment or coordinator of the repository at base is left (cleans up, then fails)."""
-    from shm.segment import unlink
+    from monotone.shm.segment import unlink
     leaked_segments = list_segments(repo_id(base))
     leaked_pids = coordinator_pids(base)
     for pid in leaked_pids:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import monotone
 from monotone import Event
 from monotone.protocol import repo_id
-from shm.segment import list_segments
+from monotone.shm.segment import list_segments
 
 from conftest import ROOT, coordinator_pids, open_db
 

@@ -10,13 +10,13 @@ import sys
 import monotone
 from conftest import ROOT, coordinator_pids
 from monotone.protocol import repo_id
-from shm.segment import list_segments
+from monotone.shm.segment import list_segments
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "monotone.scripts.cli", *args], input=stdin,
                           capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -61,7 +61,7 @@ def test_prompt_runs_commands_until_quit(repo):
 def test_serve_keeps_the_repository_open_until_terminated(repo):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    server = subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", repo],
+    server = subprocess.Popen([sys.executable, "-m", "monotone.scripts.cli", "serve", repo],
                               stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert server.stdout.readline().startswith("monotone: serving")

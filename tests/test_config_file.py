@@ -16,7 +16,7 @@ import pytest
 import monotone
 from monotone import faults
 from monotone.protocol import repo_id
-from shm.segment import list_segments
+from monotone.shm.segment import list_segments
 from conftest import ALL, ROOT, coordinator_pids, open_db
 
 

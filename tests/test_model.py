@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 import monotone
 from monotone import Event
 from monotone.protocol import repo_id
-from shm.segment import list_segments
+from monotone.shm.segment import list_segments
 
 from conftest import ALL, coordinator_pids
 
@@ -135,7 +135,7 @@ class Repository(RuleBasedStateMachine):
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
             for name in leaked:
-                from shm.segment import unlink
+                from monotone.shm.segment import unlink
                 unlink(name)
             assert not leaked, f"shared memory left behind: {leaked}"
             assert not pids, f"coordinator left behind: {pids}"

@@ -241,7 +241,7 @@ def test_a_lock_held_by_a_killed_process_is_released(repo):
         db.write([monotone.Event(id=1, value=b"a")])
         # another process takes partition 0's lock and dies holding it
         code = ("import sys\nfrom monotone.repository import Layout\n"
-                "from shm.locks import LockFile, PARTITIONS\n"
+                "from monotone.shm.locks import LockFile, PARTITIONS\n"
                 "locks = LockFile(Layout(sys.argv[1]).lock)\n"
                 "locks.lock(PARTITIONS + int(sys.argv[2]))\n"
                 "print('locked', flush=True)\nsys.stdin.read()\n")

@@ -21,7 +21,7 @@ import time
 from monotone import protocol
 from monotone.config import RUNTIME, TABLE, convert
 from monotone.errors import MonotoneError
-from shm.catalog import heap_total
+from monotone.shm.catalog import heap_total
 
 from monotone.ddl import commands as cmd
 from monotone.ddl import parse

@@ -19,12 +19,12 @@ from monotone.repository import Layout, write_json
 from monotone.rows import Rows, sort_dedup
 from monotone.wal import WalWriter, wal_files
 from monotone.writer import Shared, append
-from shm import segment
-from shm.catalog import (H_CONFIG_VERSION, H_LSN, H_MAP_VERSION, H_PID, H_SEGNO, H_SSN, LIVE,
+from monotone.shm import segment
+from monotone.shm.catalog import (H_CONFIG_VERSION, H_LSN, H_MAP_VERSION, H_PID, H_SEGNO, H_SSN, LIVE,
                          S_ACTIVE, S_CREATED, S_FROZEN, S_MAX, S_MIN, S_STATE, S_STORAGE,
                          SLOT_WORDS, Catalog as SlotTable, lsn_needed)
-from shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile
-from shm.memtable import Memtable, MemtableCache
+from monotone.shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile
+from monotone.shm.memtable import Memtable, MemtableCache
 
 log = logging.getLogger("monotone")
 SLOTS = 1 << 14  # the catalog is backed whole: 4 MiB

@@ -11,9 +11,9 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.format import wal as walfmt
 from monotone.partfile import COMPLETE, INCOMPLETE
-from shm.catalog import (H_LSN, H_SSN, H_WAL_NEEDED, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
+from monotone.shm.catalog import (H_LSN, H_SSN, H_WAL_NEEDED, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
                          S_FROZEN, S_GEN, S_LSN_MIN, S_MAX, S_MIN, S_ROWS, S_STORAGE)
-from shm.locks import SEQUENCE, Held
+from monotone.shm.locks import SEQUENCE, Held
 
 from . import refresh as refresher
 from .engine import Engine

@@ -13,7 +13,7 @@ from monotone import faults, wal
 from monotone.format.crypto import Cipher, parse_key
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, Writer, fsync_dir
 from monotone.rows import Ordered, Rows, drop_deletes, merge
-from shm.memtable import MemtableCache
+from monotone.shm.memtable import MemtableCache
 
 
 @dataclass

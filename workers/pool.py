@@ -13,19 +13,16 @@ refreshed again later) and is replaced.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
-import sys
 from collections import deque
 from typing import Callable
 
-from monotone import protocol
+from monotone import process, protocol
 
 from .merge import MergeJob
 
 log = logging.getLogger("monotone")
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 Done = Callable[[dict], None]  # called with {"ok": True, "meta": ...} or {"ok": False, "error": ...}
 
@@ -33,12 +30,9 @@ Done = Callable[[dict], None]  # called with {"ok": True, "meta": ...} or {"ok":
 class Worker:
     def __init__(self, base: str) -> None:
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        env.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS thread pool in a worker
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.worker", base, str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+            process.command("monotone.workers.worker", base, str(theirs.fileno())),
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=process.environment())
         theirs.close()
         self.conn = ours
         self.job: tuple[MergeJob, Done] | None = None

@@ -20,7 +20,7 @@ import re
 
 from monotone import faults, wal
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, fsync_dir
-from shm.catalog import (H_LSN, H_SSN, S_FILE_EVENTS, S_FILE_LSN, S_FILE_SIZE,
+from monotone.shm.catalog import (H_LSN, H_SSN, S_FILE_EVENTS, S_FILE_LSN, S_FILE_SIZE,
                          S_FILE_SIZE_ORIGIN, S_GEN, S_REFRESHED, S_REFRESHES, S_REGIONS)
 
 from .engine import Engine

@@ -26,13 +26,13 @@ import time
 from monotone import faults
 from monotone.catalog import Storage
 from monotone.partfile import COMPLETE, fsync_dir
-from shm import segment
-from shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, LIVE, S_ACTIVE, S_CREATED, S_FILE_LSN,
+from monotone.shm import segment
+from monotone.shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, LIVE, S_ACTIVE, S_CREATED, S_FILE_LSN,
                          S_FROZEN, S_FROZEN_HEAP, S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_HEAP,
                          S_HINTED, S_LSN_MIN,
                          S_MAX, S_MIN, S_REFRESHES, S_ROWS, S_STATE, S_STORAGE)
-from shm.locks import SEQUENCE, Held
-from shm.memtable import Memtable
+from monotone.shm.locks import SEQUENCE, Held
+from monotone.shm.memtable import Memtable
 
 from .engine import Engine
 from .merge import MergeJob

@@ -8,7 +8,7 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.partfile import Reader
-from shm.catalog import (H_LIMIT_HITS, H_LSN, H_SSN, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
+from monotone.shm.catalog import (H_LIMIT_HITS, H_LSN, H_SSN, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
                          S_FILE_SIZE_ORIGIN, S_FROZEN, S_FROZEN_ROWS, S_GEN, S_MAX, S_MIN,
                          S_REFRESHED, S_REFRESHES, S_REGIONS, S_ROWS, S_STORAGE, lsn_needed)
 

@@ -12,8 +12,8 @@ import sys
 from monotone import protocol
 from monotone.errors import MonotoneError
 from monotone.repository import Layout
-from shm.locks import ATTACHED, LockFile
-from shm.memtable import MemtableCache
+from monotone.shm.locks import ATTACHED, LockFile
+from monotone.shm.memtable import MemtableCache
 
 from .merge import MergeJob, run
 

@@ -34,7 +34,7 @@ import monotone  # noqa: E402
 import workload  # noqa: E402
 from monotone import faults  # noqa: E402
 from monotone.protocol import repo_id  # noqa: E402
-from shm.segment import list_segments, unlink  # noqa: E402
+from monotone.shm.segment import list_segments, unlink  # noqa: E402
 
 WAIT = 120.0  # seconds before a process that should have finished counts as wedged
 ALL = "REFRESH PARTITIONS BETWEEN 0 AND 18446744073709551615"
