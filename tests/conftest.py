@@ -39,7 +39,7 @@ def coordinator_pids(base: str) -> list[int]:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z" and b"workers.coordinator" in args and real.encode() in args:
+        if state != "Z" and b"monotone.workers.coordinator" in args and real.encode() in args:
             pids.append(int(pid))
     return pids
 

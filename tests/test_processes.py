@@ -131,7 +131,7 @@ def worker_pids(repo: str) -> list[int]:
                 args = f.read().split(b"\0")
         except OSError:
             continue
-        if b"workers.worker" in args and real in args:
+        if b"monotone.workers.worker" in args and real in args:
             pids.append(int(pid))
     return pids
 

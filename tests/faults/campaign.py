@@ -95,7 +95,7 @@ def coordinators(base: str) -> list[int]:
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         info = _proc_info(pid)
-        if info and info[1] != "Z" and b"workers.coordinator" in info[0] and real in info[0]:
+        if info and info[1] != "Z" and b"monotone.workers.coordinator" in info[0] and real in info[0]:
             out.append(int(pid))
     return out
 
