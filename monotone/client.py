@@ -14,7 +14,7 @@ from .ddl import parse
 from .errors import MonotoneError
 from .event import Event
 from .jsonout import pretty
-from .rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
+from .format.rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
 from .session import SERIAL, Session
 
 

@@ -13,7 +13,8 @@ from typing import Iterator
 
 
 from .event import Batch, Event
-from .rows import Ordered, drop_deletes, merge
+from .format.rows import Ordered, drop_deletes, merge
+from .snapshot import sorted_rows
 
 CHUNK = 1 << 16  # rows per batch taken from memtables
 EVENTS = 2048    # Event objects made at a time for per-event reads
@@ -129,7 +130,7 @@ class Cursor:
     def _partition(self, opened, start_id: int, start_key: bytes) -> Iterator[Batch]:
         reader, mems = opened
         try:
-            mems = [Ordered(mt.sorted_rows(n)) for mt, n in mems]
+            mems = [Ordered(sorted_rows(mt, n)) for mt, n in mems]
             pos = [m.bound(start_id, start_key) for m in mems]
             if reader is not None:
                 index = reader.index

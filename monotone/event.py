@@ -6,7 +6,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from .rows import DELETE, Rows
+from .format.rows import DELETE, Rows
 
 
 class Event(tuple):

@@ -17,7 +17,7 @@ from .errors import CorruptionError, MonotoneError
 from .format import partition, region
 from .format.codec import codec as make_codec
 from .format.crypto import Cipher
-from .rows import Rows, concat
+from .format.rows import Rows, concat
 
 INCOMPLETE = ".incomplete"
 COMPLETE = ".complete"

@@ -37,6 +37,7 @@ from monotone.shm.locks import PUBLISH, SEQUENCE, Held, LockFile
 from monotone.shm.memtable import MemtableCache
 
 from . import faults
+from .boundary import ShmError, translate
 from .background import Background
 from .connection import Connection
 from .errors import CoordinatorError, MemtableFull, MonotoneError
@@ -44,7 +45,7 @@ from .format import wal as walfmt
 from .format.crypto import Cipher, parse_key
 from .partfile import Reader, file_name
 from .repository import Layout
-from .rows import Rows, sort_dedup
+from .format.rows import Rows, sort_dedup
 from .wal import WalWriter
 from .writer import Moved, Shared, append
 
@@ -58,7 +59,10 @@ class Session:
         self.lock = threading.RLock()
         self.settings = settings
         self.layout = Layout(_make_dir(base))
-        self.locks = LockFile(self.layout.lock)
+        try:
+            self.locks = LockFile(self.layout.lock)
+        except ShmError as e:
+            raise translate(e) from None
         self.conn: Connection | None = None
         self.background = Background()
         try:
@@ -73,7 +77,11 @@ class Session:
         self.conn = Connection(self.layout.base, self.layout.log, self.locks, self.settings,
                                self._on_death)
         hello = self.conn.hello
-        self.catalog = Catalog.attach(hello["catalog"])
+        try:
+            self.catalog = Catalog.attach(hello["catalog"])
+        except ShmError as e:
+            self.conn.close()
+            raise translate(e) from None
         self.config = hello["config"]
         self.config_version = self.catalog.get(H_CONFIG_VERSION)
         self.memtables = MemtableCache(self.layout.memtable, self.background.submit)
@@ -267,7 +275,11 @@ class Session:
         with self.lock:
             self._live()
             self._partition_map()  # unmaps memtables that refreshes retired
-            return self.generation, self._under_publish(lambda cfg: self._views(start_id, cfg))
+            try:
+                return self.generation, self._under_publish(
+                    lambda cfg: self._views(start_id, cfg))
+            except ShmError as e:
+                raise translate(e) from None
 
     def _views(self, start_id: int, cfg: dict) -> list:
         views = []
@@ -311,7 +323,10 @@ class Session:
                 raise CoordinatorError("the coordinator restarted while this cursor was "
                                        "reading: open a new cursor")
             try:
-                return self._under_publish(lambda cfg: self._open_partition(slot, row, cfg))
+                try:
+                    return self._under_publish(lambda cfg: self._open_partition(slot, row, cfg))
+                except ShmError as e:
+                    raise translate(e) from None
             except MonotoneError:
                 if self.conn.dead:  # its memory went with it
                     raise CoordinatorError("the coordinator died while this cursor was "

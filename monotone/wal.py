@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from monotone.shm.locks import LockFile
 
 from . import faults
+from .boundary import ShmError
 from .errors import CorruptionError, MonotoneError, NoSpaceError
 from .format import wal as walfmt
 
@@ -120,7 +121,7 @@ class WalWriter:
         try:
             os.makedirs(self.directory, exist_ok=True)
             lock = LockFile(path + NEW)
-        except (OSError, MonotoneError) as e:
+        except (OSError, ShmError) as e:
             raise MonotoneError(f"cannot create wal file {path}: {e}") from None
         try:
             lock.lock(0)
@@ -316,7 +317,7 @@ def is_active(path: str) -> bool:
     """Whether a live process still holds this file (appends to it, or names it)."""
     try:
         probe = LockFile(path, create=False)
-    except MonotoneError:
+    except ShmError:
         return False
     try:
         return probe.held(0)

@@ -31,15 +31,16 @@ from typing import Protocol
 
 import numpy as np
 
-from monotone.shm.catalog import (APPENDED, H_LSN, H_PUBLISHING, H_SSN, LIVE, LOGGED, S_ACTIVE, S_HEAP,
+from .shm.catalog import (APPENDED, H_LSN, H_PUBLISHING, H_SSN, LIVE, LOGGED, S_ACTIVE, S_HEAP,
                          S_LSN_MIN, S_MAX, S_MIN, S_PENDING_END, S_PENDING_LSN,
                          S_PENDING_OFFSET, S_PENDING_STAGE, S_PENDING_START, S_PENDING_WAL,
                          S_ROWS, S_STATE, Catalog)
-from monotone.shm.locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
-from monotone.shm.memtable import M_LSN_MAX, Memtable, MemtableCache
+from .shm.locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
+from .shm.memtable import M_LSN_MAX, Memtable, MemtableCache
 
 from . import faults
-from .rows import U64, Rows
+from .boundary import ShmError, translate
+from .format.rows import U64, Rows
 from .wal import cut_record
 
 
@@ -123,6 +124,14 @@ def append(shared: Shared, parts: list[tuple[int, Rows]], log: Log | None = None
     """Write sorted, de-duplicated rows per partition slot; return the batch lsn.
 
     With lsn given (replay), that lsn is used and nothing is logged."""
+    try:
+        return _append(shared, parts, log, lsn)
+    except ShmError as e:  # nothing of the batch was published
+        raise translate(e) from None
+
+
+def _append(shared: Shared, parts: list[tuple[int, Rows]], log: Log | None,
+            lsn: int | None) -> int:
     catalog, table = shared.catalog, shared.catalog.slots
     slots = [slot for slot, _ in parts]
     shared.lock(slots)

@@ -20,45 +20,7 @@ if __package__ in (None, ""):
 import numpy as np
 
 import monotone
-
-MiB = 1024 * 1024
-
-
-class Meter:
-    """Counts events and bytes; prints a progress line at most once a second."""
-
-    def __init__(self, label: str, out=sys.stdout) -> None:
-        self.label, self.out = label, out
-        self.events = self.bytes = 0
-        self.start = self.last = time.perf_counter()
-
-    def add(self, events: int, nbytes: int) -> None:
-        self.events += events
-        self.bytes += nbytes
-        self.tick()
-
-    def at(self, events: int) -> None:
-        """Progress given as a running total."""
-        self.events = events
-        self.tick()
-
-    def tick(self) -> None:
-        now = time.perf_counter()
-        if now - self.last >= 1.0:
-            self.last = now
-            self._line("  ...")
-
-    def done(self) -> dict:
-        self.elapsed = time.perf_counter() - self.start
-        self._line("")
-        return {"events": self.events, "seconds": self.elapsed,
-                "events_s": self.events / self.elapsed, "mib_s": self.bytes / MiB / self.elapsed}
-
-    def _line(self, tag: str) -> None:
-        dt = max(time.perf_counter() - self.start, 1e-9)
-        rate = f"  {self.bytes / MiB / dt:>8.1f} MiB/s" if self.bytes else ""
-        print(f"{self.label:<22} {self.events:>10,} events  {self.events / dt:>12,.0f} events/s"
-              f"{rate}{tag}", file=self.out, flush=True)
+from monotone.scripts.measure import MiB, Meter, run_writers
 
 
 def run(path: str, n: int, batch: int, value_size: int, wal: bool) -> dict:
@@ -109,62 +71,6 @@ def run(path: str, n: int, batch: int, value_size: int, wal: bool) -> dict:
             raise SystemExit(f"bench: read {meter.events} events back, wrote {n}")
     finally:
         db.close()
-    return results
-
-
-CHILD = r"""
-import sys, time
-import numpy as np
-import monotone
-path, first, n, batch, size = sys.argv[1], *map(int, sys.argv[2:6])
-db = monotone.Monotone()
-db.open(path)
-values = np.random.default_rng(first).integers(0, 256, (batch, size), dtype=np.uint8)
-print("ready", flush=True)
-sys.stdin.readline()
-for start in range(first, first + n, batch):
-    count = min(batch, first + n - start)
-    db.write_batch(np.arange(start, start + count, dtype=np.uint64), values[:count])
-print("done", flush=True)
-db.close()
-"""
-
-
-def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) -> dict:
-    """Aggregate write throughput of 1..writers processes, background refresh on."""
-    import subprocess
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + \
-        os.pathsep + env.get("PYTHONPATH", "")
-    results = {}
-    for k in range(1, writers + 1):
-        path = os.path.join(root, f"writers{k}")
-        shutil.rmtree(path, ignore_errors=True)
-        holder = monotone.Monotone()   # opens it with the default worker pool
-        holder.open(path)
-        per = n // k
-        procs = [subprocess.Popen([sys.executable, "-c", CHILD, path, str(i * 10**12), str(per),
-                                   str(batch), str(value_size)], env=env, text=True,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-                 for i in range(k)]
-        for p in procs:
-            assert p.stdout.readline().strip() == "ready"
-        start = time.perf_counter()
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        for p in procs:
-            assert p.stdout.readline().strip() == "done"
-        dt = time.perf_counter() - start
-        for p in procs:
-            p.wait()
-        holder.close()
-        shutil.rmtree(path, ignore_errors=True)
-        total = per * k
-        results[k] = total / dt
-        print(f"{'write, ' + str(k) + ' writer' + ('s' if k > 1 else ''):<22} {total:>10,} events"
-              f"  {total / dt:>12,.0f} events/s  {total * value_size / MiB / dt:>8.1f} MiB/s"
-              f"  x{results[k] / results[1]:.2f}", flush=True)
     return results
 
 

@@ -13,7 +13,7 @@ import time
 
 import monotone
 from monotone.scripts import peers
-from monotone.scripts.bench import Meter, run_writers
+from monotone.scripts.measure import Meter, run_writers
 from monotone.scripts.peers import RANGE, Workload, count_events, median_time, write_all
 
 MiB = 1024 * 1024

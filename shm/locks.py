@@ -16,7 +16,7 @@ import fcntl
 import os
 import struct
 
-from monotone.errors import MonotoneError
+from .errors import ShmError
 
 # struct flock on Linux x86-64/aarch64: short type, short whence, off_t start,
 # off_t len, pid_t pid (must be 0 for OFD locks)
@@ -38,7 +38,7 @@ class LockFile:
         try:
             self.fd = os.open(path, flags, 0o644)
         except OSError as e:
-            raise MonotoneError(f"cannot open lock file {path}: {e.strerror}") from None
+            raise ShmError(f"cannot open lock file {path}: {e.strerror}") from None
         self.pid = os.getpid()
 
     def _fcntl(self, cmd: int, kind: int, byte: int) -> bytes:

@@ -3,21 +3,28 @@
 Columns (ids, flags, key and value offsets) and two byte arenas, appended by
 writers under the partition lock and read by anyone without a lock. Rows are
 never changed once published, so readers get numpy views, not copies. The
-published row count lives in the catalog slot; a writer fills rows past it and
-then publishes, so rows a dead writer left half-written are never seen and are
-overwritten by the next append.
+published row count lives in the partition map; a writer fills rows past it
+and then publishes, so rows a dead writer left half-written are never seen
+and are overwritten by the next append.
+
+Rows go in as any object with the six column arrays (ids, flags, key_offsets,
+key_data, value_offsets, value_data; offsets zero-based, n+1 long) and come
+out as a Columns tuple of the same six: this package knows nothing of what
+the engine does with them.
 
 The segment is reserved sparse and far larger than it will usually grow; pages
 are backed (fallocate) in chunks just before they are written.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from monotone.errors import MemtableFull, MonotoneError
-from monotone.rows import U64, Rows, sort_dedup
-
+from .errors import Full, ShmError
 from .segment import Segment, unlink
+
+U64 = np.uint64
 
 MAGIC = 0x4D544E4D454D31  # "MTNMEM1"
 PAGE = 4096
@@ -39,6 +46,16 @@ def _read_only(a: np.ndarray) -> np.ndarray:
 
 def _align(n: int) -> int:
     return (n + PAGE - 1) // PAGE * PAGE
+
+
+class Columns(NamedTuple):
+    """Rows of a memtable as views of its shared memory (read-only)."""
+    ids: np.ndarray
+    flags: np.ndarray
+    key_offsets: np.ndarray
+    key_data: np.ndarray
+    value_offsets: np.ndarray
+    value_data: np.ndarray
 
 
 class Layout:
@@ -74,14 +91,13 @@ class Memtable:
         # what readers get: views that cannot write into shared memory
         self._ro = tuple(_read_only(a) for a in (self.ids, self.flags, self.koff,
                                                  self.keys, self.voff, self.values))
-        self._sorted_cache: tuple[int, Rows] | None = None
 
     @classmethod
     def create(cls, name: str, segno: int, layout: Layout = LAYOUT) -> "Memtable":
         seg = Segment(name, layout.size, create=True)
         try:
             seg.reserve(0, PAGE)
-        except MonotoneError:
+        except ShmError:
             seg.close()
             unlink(name)
             raise
@@ -99,7 +115,7 @@ class Memtable:
         header = np.frombuffer(seg.map, np.uint64, 16, 0)
         if int(header[M_MAGIC]) != MAGIC:
             seg.close()
-            raise MonotoneError(f"shared memory segment {name} is not a memtable")
+            raise ShmError(f"shared memory segment {name} is not a memtable")
         layout = Layout(int(header[M_CAP_ROWS]), int(header[M_CAP_KEYS]), int(header[M_CAP_VALUES]))
         del header
         return cls(seg, layout, ahead)
@@ -113,26 +129,16 @@ class Memtable:
         return int(self.header[M_LSN_MAX])
 
     # reading
-    def rows(self, n: int) -> Rows:
+    def rows(self, n: int) -> Columns:
         """The first n rows in append order (views, no copy)."""
         kb, vb = int(self.koff[n]), int(self.voff[n])
         ids, flags, koff, keys, voff, values = self._ro
-        return Rows(ids[:n], flags[:n], koff[:n + 1], keys[:kb], voff[:n + 1], values[:vb])
+        return Columns(ids[:n], flags[:n], koff[:n + 1], keys[:kb], voff[:n + 1], values[:vb])
 
-    def sorted_rows(self, n: int) -> Rows:
-        """The first n rows in (id, key) order, newest of equal keys only.
-
-        Appends of ascending ids keep the memtable sorted (the common case),
-        and then this is a view. Otherwise the sort is cached per row count.
-        """
-        if int(self.header[M_SORTED]) >= n:
-            return self.rows(n)
-        cached = self._sorted_cache
-        if cached is not None and cached[0] == n:
-            return cached[1]
-        result = sort_dedup(self.rows(n))
-        self._sorted_cache = (n, result)
-        return result
+    def sorted_upto(self) -> int:
+        """How many of the first rows are known to be in (id, key) order, unique (appends
+        of ascending ids keep a memtable sorted: the common case)."""
+        return int(self.header[M_SORTED])
 
     def backed_bytes(self) -> int:
         """Shared memory this memtable holds (pages reserved so far)."""
@@ -146,22 +152,22 @@ class Memtable:
         return int(self.ids[n - 1]), self.keys[int(self.koff[n - 1]):int(self.koff[n])].tobytes()
 
     # writing (caller holds the partition lock)
-    def reserve(self, n: int, rows: Rows) -> None:
+    def reserve(self, n: int, rows) -> None:
         """Make sure rows fit after the first n, backing memory now (or raise)."""
         k = len(rows)
         lay = self.layout
         kbase, vbase = int(self.koff[n]), int(self.voff[n])
         kb, vb = len(rows.key_data), len(rows.value_data)
         if n + k > lay.cap_rows or kbase + kb > lay.cap_keys or vbase + vb > lay.cap_values:
-            raise MemtableFull("memtable is full: refresh the partition "
-                               "(REFRESH PARTITION) before writing more to it", self.segno)
+            raise Full("memtable is full: refresh the partition (REFRESH PARTITION) before "
+                       "writing more to it", self.segno)
         self._back(M_ALLOC_ROWS, n + k, ROW_CHUNK, lay.cap_rows, self._row_ranges)
         self._back(M_ALLOC_KEYS, kbase + kb, BYTE_CHUNK, lay.cap_keys,
                    lambda a, b: [(lay.keys + a, b - a)])
         self._back(M_ALLOC_VALUES, vbase + vb, BYTE_CHUNK, lay.cap_values,
                    lambda a, b: [(lay.values + a, b - a)])
 
-    def append(self, n: int, rows: Rows) -> int:
+    def append(self, n: int, rows) -> int:
         """Write rows after the first n; return the new row count (not yet published)."""
         self.reserve(n, rows)
         k = len(rows)
@@ -207,7 +213,6 @@ class Memtable:
     def close(self) -> None:
         self.header = self.ids = self.flags = self.koff = self.voff = None
         self.keys = self.values = self._ro = None
-        self._sorted_cache = None
         self.segment.close()
 
 

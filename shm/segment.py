@@ -14,7 +14,7 @@ import numpy as np
 import posix_ipc
 
 from . import libc
-from monotone.errors import MonotoneError, NoSpaceError
+from .errors import NoSpace, ShmError
 
 SHM_DIR = "/dev/shm"
 PAGE = mmap.PAGESIZE
@@ -36,7 +36,7 @@ class Segment:
             else:
                 shm = posix_ipc.SharedMemory(name)
         except posix_ipc.ExistentialError as e:
-            raise MonotoneError(f"shared memory segment {name}: {e}") from None
+            raise ShmError(f"shared memory segment {name}: {e}") from None
         try:
             if create:
                 os.ftruncate(shm.fd, size)
@@ -46,7 +46,7 @@ class Segment:
         except OSError as e:
             if create:
                 shm.unlink()
-            raise NoSpaceError(f"shared memory segment {name}: {e.strerror}") from None
+            raise NoSpace(f"shared memory segment {name}: {e.strerror}") from None
         finally:
             shm.close_fd()
         self.size = size
@@ -62,12 +62,12 @@ class Segment:
         try:
             shm = posix_ipc.SharedMemory(self.name)
         except posix_ipc.ExistentialError:
-            raise MonotoneError(f"shared memory segment {self.name} is gone") from None
+            raise ShmError(f"shared memory segment {self.name} is gone") from None
         try:
             os.posix_fallocate(shm.fd, offset, length)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-                raise NoSpaceError(
+                raise NoSpace(
                     f"out of shared memory in {SHM_DIR} ({e.strerror}): free space there, "
                     "refresh partitions or lower the write rate") from None
             raise

@@ -705,7 +705,7 @@ def test_event_is_an_immutable_record():
 ])
 def test_batch_events_keep_every_byte(values):
     from monotone.event import Batch
-    from monotone.rows import pack_bytes
+    from monotone.format.rows import pack_bytes
     keys = [b"k\x00", b"", b"\x00"]
     ko, kd = pack_bytes(keys)
     vo, vd = pack_bytes(values)

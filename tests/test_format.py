@@ -18,7 +18,7 @@ import monotone
 from monotone.format import partition, region
 from monotone.format import wal as walfmt
 from monotone.partfile import Reader, Writer, read_all
-from monotone.rows import (DELETE, Ordered, Rows, concat, drop_deletes, gather, merge,
+from monotone.format.rows import (DELETE, Ordered, Rows, concat, drop_deletes, gather, merge,
                            pack_bytes, sort_dedup)
 
 # helpers ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ import time
 
 from monotone import protocol
 from monotone.config import RUNTIME, TABLE, convert
+from monotone.boundary import ShmError, translate
 from monotone.errors import MonotoneError
 from monotone.shm.catalog import heap_total
 
@@ -95,6 +96,8 @@ class Server:
             return  # a client's second connection: it only waits for us to close it
 
         def reply(value, error) -> None:
+            if isinstance(error, ShmError):
+                error = translate(error)
             if error is None:
                 answer = {"ok": True, **value}
             elif isinstance(error, MonotoneError):

@@ -16,7 +16,7 @@ from monotone.errors import MonotoneError
 from monotone.format.crypto import Cipher, parse_key
 from monotone.partfile import file_name
 from monotone.repository import Layout, write_json
-from monotone.rows import Rows, sort_dedup
+from monotone.format.rows import Rows, sort_dedup
 from monotone.wal import WalWriter, wal_files
 from monotone.writer import Shared, append
 from monotone.shm import segment

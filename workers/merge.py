@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from monotone import faults, wal
 from monotone.format.crypto import Cipher, parse_key
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, Writer, fsync_dir
-from monotone.rows import Ordered, Rows, drop_deletes, merge
+from monotone.snapshot import sorted_rows
+from monotone.format.rows import Ordered, Rows, drop_deletes, merge
 from monotone.shm.memtable import MemtableCache
 
 
@@ -45,7 +46,7 @@ def _cipher(key: str) -> Cipher | None:
 def run(job: MergeJob, memtables: MemtableCache) -> dict:
     """Write <path>.complete; return its meta (with file_size)."""
     frozen = memtables.get(job.frozen)
-    rows = frozen.sorted_rows(job.frozen_rows)
+    rows = sorted_rows(frozen, job.frozen_rows)
     meta = dict(job.meta, lsn=max(job.meta["lsn"], frozen.lsn_max))
     # step 2
     writer = Writer(job.path + INCOMPLETE, job.compression, job.compression_level,

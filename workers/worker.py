@@ -10,6 +10,7 @@ import socket
 import sys
 
 from monotone import protocol
+from monotone.boundary import ShmError, translate
 from monotone.errors import MonotoneError
 from monotone.repository import Layout
 from monotone.shm.locks import ATTACHED, LockFile
@@ -39,7 +40,8 @@ def main() -> int:
             job = MergeJob(**message["job"])
             try:
                 reply = {"ok": True, "meta": run(job, memtables)}
-            except MonotoneError as e:
+            except (MonotoneError, ShmError) as e:
+                e = translate(e) if isinstance(e, ShmError) else e
                 reply = {"ok": False, "error": str(e), "type": type(e).__name__}
             except OSError as e:
                 reply = {"ok": False, "error": f"{e.strerror or e}: {e.filename or ''}",

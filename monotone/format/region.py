@@ -19,7 +19,7 @@ import struct
 import numpy as np
 
 from ..errors import CorruptionError
-from ..rows import U64, Rows
+from .rows import U64, Rows
 
 HEADER = struct.Struct("<QQQQ")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rows import Rows
+from .rows import Rows
 from . import region
 
 MAGIC = 0x4C41574D  # "MWAL"
