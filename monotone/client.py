@@ -15,7 +15,8 @@ from .errors import MonotoneError
 from .event import Event
 from .jsonout import pretty
 from .format.rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
-from .session import SERIAL, Session
+from .session import Session
+from .writer import SERIAL
 
 
 class Monotone:
@@ -106,7 +107,7 @@ class Monotone:
         values = [_as_bytes(ev.value, "value") for ev in events]
         flags = np.array([ev.flags & DELETE for ev in events], np.uint8)
         rows = _rows(np.array(ids, np.uint64), pack_bytes(keys), pack_bytes(values), flags)
-        return session.write(rows, rows.ids == U64(SERIAL)).tolist()
+        return session.writer.write(rows, rows.ids == U64(SERIAL)).tolist()
 
     def write_batch(self, ids=None, values=None, keys=None, deletes=None) -> np.ndarray:
         """Vectorized write of one atomic batch; return the ids as a uint64 array.
@@ -134,7 +135,7 @@ class Monotone:
             flags[_deletes(deletes, n)] = DELETE
         ids = np.full(n, SERIAL, np.uint64) if ids is None else ids.copy()
         rows = _rows(ids, (ko, kd), (vo, vd), flags)
-        return session.write(rows, ids == U64(SERIAL))
+        return session.writer.write(rows, ids == U64(SERIAL))
 
     # reading
     def cursor(self, id: int | None = None, key: bytes | None = None) -> Cursor:

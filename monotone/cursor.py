@@ -14,7 +14,7 @@ from typing import Iterator
 
 from .event import Batch, Event
 from .format.rows import Ordered, drop_deletes, merge
-from .snapshot import sorted_rows
+from .snapshot import Opened, sorted_rows
 
 CHUNK = 1 << 16  # rows per batch taken from memtables
 EVENTS = 2048    # Event objects made at a time for per-event reads
@@ -114,23 +114,24 @@ class Cursor:
 
     def _batches(self) -> Iterator[Batch]:
         start_id, start_key = self._start
-        generation, views = self._session.snapshot(start_id)
+        snapshots = self._session.snapshots
+        snapshot = snapshots.take(start_id)
+        views = snapshot.views
         try:
-            for i, (slot, row, opened) in enumerate(views):
+            for i, view in enumerate(views):
                 views[i] = None  # let go of what was read
-                if opened is None:
-                    opened = self._session.open_partition(generation, slot, row)
+                opened = view.opened or snapshots.open(snapshot, view)
                 yield from self._partition(opened, start_id, start_key)
                 start_id, start_key = 0, b""  # only the first partition starts inside
         finally:  # a cursor closed early: close the files it opened ahead
             for view in views:
-                if view is not None and view[2] is not None and view[2][0] is not None:
-                    view[2][0].close()
+                if view is not None and view.opened is not None:
+                    view.opened.close()
 
-    def _partition(self, opened, start_id: int, start_key: bytes) -> Iterator[Batch]:
-        reader, mems = opened
+    def _partition(self, opened: Opened, start_id: int, start_key: bytes) -> Iterator[Batch]:
+        reader = opened.reader
         try:
-            mems = [Ordered(sorted_rows(mt, n)) for mt, n in mems]
+            mems = [Ordered(sorted_rows(mt, n)) for mt, n in opened.memtables]
             pos = [m.bound(start_id, start_key) for m in mems]
             if reader is not None:
                 index = reader.index

@@ -1,9 +1,154 @@
-"""What a reader sees of a partition: its file and its memtables' rows, in order."""
+"""The read path of a process: consistent snapshots of the partitions, for cursors.
+
+A snapshot is taken under PUBLISH shared, so no batch is half published in
+it and no refresh switches a file meanwhile. The first EAGER partitions are
+opened right away (file descriptors and memtable mappings stay valid however
+the partition changes later); the rest are opened when the cursor gets there,
+and if a refresh switched one meanwhile it is read as it is then.
+"""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
+from .boundary import ShmError, translate
+from .errors import CoordinatorError, MonotoneError
+from .format.crypto import Cipher, parse_key
 from .format.rows import Rows, sort_dedup
+from .partfile import Reader, file_name
+from .shm.locks import PUBLISH, Held
+from .shm.memtable import Memtable
+from .shm.partition_map import Slot
+
+EAGER = 256  # partitions a cursor opens when it takes its snapshot
+
+
+@dataclass
+class Opened:
+    """A partition opened for reading: its file (if any) and memtables with row counts."""
+    reader: Reader | None = None
+    memtables: list[tuple[Memtable, int]] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+
+@dataclass
+class View:
+    """A partition in a snapshot: its slot, its row as of the snapshot, and what
+    was opened of it (None: opened when a cursor gets there)."""
+    slot: int
+    row: Slot
+    opened: Opened | None = None
+
+
+@dataclass
+class Snapshot:
+    generation: int  # of the coordinator it was taken under
+    views: list[View]
+
+
+class Snapshots:
+    def __init__(self, session) -> None:
+        self.session = session
+        self.ciphers: dict[int, tuple] = {}
+
+    def take(self, start_id: int = 0) -> Snapshot:
+        """Every partition holding ids >= start_id, as of now."""
+        session = self.session
+        # the session lock too: OFD locks do not exclude threads sharing a descriptor
+        with session.lock:
+            session.live()
+            session.partitions()  # unmaps memtables that refreshes retired
+            try:
+                views = self._under_publish(lambda cfg: self._views(start_id, cfg))
+            except ShmError as e:
+                raise translate(e) from None
+            return Snapshot(session.generation, views)
+
+    def open(self, snapshot: Snapshot, view: View) -> Opened:
+        """A partition's file reader and memtables, as of the snapshot row (if a refresh
+        switched the partition since, as it is now: the same events, newer appends too)."""
+        session = self.session
+        with session.lock:
+            session.live()
+            if snapshot.generation != session.generation:
+                raise CoordinatorError("the coordinator restarted while this cursor was "
+                                       "reading: open a new cursor")
+            try:
+                try:
+                    return self._under_publish(lambda cfg: self._reopen(view, cfg))
+                except ShmError as e:
+                    raise translate(e) from None
+            except MonotoneError:
+                if session.conn.dead:  # its memory went with it
+                    raise CoordinatorError("the coordinator died while this cursor was "
+                                           "reading: open a new cursor") from None
+                raise
+
+    def _views(self, start_id: int, cfg: dict) -> list[View]:
+        views: list[View] = []
+        try:
+            slots, rows = self.session.pmap.snapshot()
+            for slot, row in zip(slots.tolist(), rows):
+                row = Slot(row)
+                if row.max < start_id:
+                    continue  # partition exclusion
+                opened = self._open(row, cfg) if len(views) < EAGER else None
+                views.append(View(slot, row, opened))
+        except BaseException:
+            for view in views:
+                if view.opened is not None:
+                    view.opened.close()
+            raise
+        return views
+
+    def _under_publish(self, read):
+        """read(cfg) under PUBLISH shared, with a config no older than the map.
+
+        The config is fetched first: asking the coordinator while holding PUBLISH
+        would wait on a coordinator that may itself wait for PUBLISH. A storage
+        a partition moved into exists in a config no older than the move, and a
+        move happens under PUBLISH exclusive: so a config whose version is still
+        current under the lock knows every storage the map names."""
+        session = self.session
+        while True:
+            cfg = session.cfg()
+            with Held(session.locks, PUBLISH, exclusive=False):
+                if session.pmap.config_version == session.config_version:
+                    return read(cfg)
+
+    def _reopen(self, view: View, cfg: dict) -> Opened:
+        pmap = self.session.pmap
+        current = pmap.slot(view.slot)
+        row = view.row
+        if not current.live or current.min != row.min:
+            return Opened()  # dropped since
+        if current.tables() != row.tables():
+            row = current.copy()
+            pmap.visible(row.row)
+        return self._open(row, cfg)
+
+    def _open(self, row: Slot, cfg: dict) -> Opened:
+        """File reader and memtables of a slot row (PUBLISH held)."""
+        reader = None
+        if row.gen:
+            directory, cipher = self.storage(row.storage, cfg)
+            reader = Reader(os.path.join(directory, file_name(row.min)), cipher)
+        get = self.session.memtables.get
+        return Opened(reader, [(get(seg), n) for seg, n in row.memtables()])
+
+    def storage(self, id_: int, cfg: dict) -> tuple[str, Cipher | None]:
+        """Directory and cipher of a storage, by its id."""
+        cached = self.ciphers.get(id_)
+        if cached is None or cached[0] is not cfg:
+            info = cfg["storages"][str(id_)]
+            cipher = Cipher(parse_key(info["key"])) if info["key"] else None
+            cached = self.ciphers[id_] = (cfg, info["directory"], cipher)
+        return cached[1], cached[2]
+
 
 # memtable -> (row count, its first rows sorted): sorted once per count and process
 _sorted: WeakKeyDictionary = WeakKeyDictionary()

@@ -188,6 +188,11 @@ class Memtable:
             self.header[M_SORTED] = U64(end)
         self.header[M_LSN_MAX] = U64(lsn)
 
+    def raise_lsn_max(self, lsn: int) -> None:
+        """A batch published for a writer that died (it could not say so itself)."""
+        if int(self.header[M_LSN_MAX]) < lsn:
+            self.header[M_LSN_MAX] = U64(lsn)
+
     def _back(self, word: int, need: int, chunk: int, cap: int, ranges) -> None:
         """Back the area up to need, a chunk at a time; and the next chunk ahead."""
         have = int(self.header[word])

@@ -245,7 +245,7 @@ def test_a_lock_held_by_a_killed_process_is_released(repo):
                 "locks = LockFile(Layout(sys.argv[1]).lock)\n"
                 "locks.lock(PARTITIONS + int(sys.argv[2]))\n"
                 "print('locked', flush=True)\nsys.stdin.read()\n")
-        slot = int(db._session.catalog.find(0))
+        slot = int(db._session.pmap.find(0))
         holder = run_python(code, repo, str(slot), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
         assert holder.stdout.readline().strip() == "locked"

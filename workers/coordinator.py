@@ -22,7 +22,6 @@ from monotone import protocol
 from monotone.config import RUNTIME, TABLE, convert
 from monotone.boundary import ShmError, translate
 from monotone.errors import MonotoneError
-from monotone.shm.catalog import heap_total
 
 from monotone.ddl import commands as cmd
 from monotone.ddl import parse
@@ -179,7 +178,7 @@ class Server:
         if not self.memory_waiters:
             return
         limit = self.engine.config.mm_limit_wm
-        used = heap_total(self.engine.slots)
+        used = self.engine.pmap.heap_total()
         waiting = []
         for need, reply in self.memory_waiters:
             if used + need <= limit:
@@ -196,7 +195,7 @@ class Server:
             def done(value, error) -> None:
                 self.checkpointing = False
                 self._background_done(value, error)
-                if not self.engine.busy and heap_total(self.engine.slots) + min(
+                if not self.engine.busy and self.engine.pmap.heap_total() + min(
                         n for n, _ in self.memory_waiters or [(0, None)]) > limit:
                     for _, reply in self.memory_waiters:  # nothing left to refresh
                         reply(None, MonotoneError("memory limit reached and nothing is left "

@@ -18,17 +18,23 @@ from monotone.partfile import file_name
 from monotone.repository import Layout, write_json
 from monotone.format.rows import Rows, sort_dedup
 from monotone.wal import WalWriter, wal_files
-from monotone.writer import Shared, append
+from monotone.append import Shared, append
 from monotone.shm import segment
-from monotone.shm.catalog import (H_CONFIG_VERSION, H_LSN, H_MAP_VERSION, H_PID, H_SEGNO, H_SSN, LIVE,
-                         S_ACTIVE, S_CREATED, S_FROZEN, S_MAX, S_MIN, S_STATE, S_STORAGE,
-                         SLOT_WORDS, Catalog as SlotTable, lsn_needed)
+from monotone.shm.partition_map import FileStats, PartitionMap
 from monotone.shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile
 from monotone.shm.memtable import Memtable, MemtableCache
 
 log = logging.getLogger("monotone")
 SLOTS = 1 << 14  # the catalog is backed whole: 4 MiB
 _UUID_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def file_stats(meta: dict) -> FileStats:
+    """What the partition map keeps of a partition file, from its meta (with file_size)."""
+    return FileStats(lsn=int(meta.get("lsn", 0)), events=int(meta["events"]),
+                     size=int(meta["file_size"]), size_origin=int(meta["size_uncompressed"]),
+                     regions=int(meta["regions"]), refreshed=int(meta.get("refreshed", 0)),
+                     refreshes=int(meta.get("refreshes", 0)))
 
 
 class Engine:
@@ -41,7 +47,7 @@ class Engine:
         self.config = Config()
         self.catalog = Catalog()
         self.closed = False
-        self.slots_ready = False
+        self.mapped = False
         self.locks: LockFile | None = None
         self.owner = False             # holds COORDINATOR: the repository's segments are ours
         self.busy: set[int] = set()  # partitions a task is working on
@@ -62,11 +68,11 @@ class Engine:
             pass
         for name in segment.list_segments(self.layout.id):
             segment.unlink(name)     # left by a coordinator that was killed
-        self.slots = SlotTable.create(self.layout.catalog, SLOTS)
-        self.slots.put(H_PID, os.getpid())
-        self.slots_ready = True
+        self.pmap = PartitionMap.create(self.layout.catalog, SLOTS)
+        self.pmap.pid = os.getpid()
+        self.mapped = True
         self.memtables = MemtableCache(self.layout.memtable)
-        self.shared = Shared(self.slots, self.locks, self.memtables, self.layout.wal)
+        self.shared = Shared(self.pmap, self.locks, self.memtables, self.layout.wal)
         self.wal = WalWriter(self.layout.wal)  # drop records
 
     # config and catalog
@@ -147,9 +153,9 @@ class Engine:
 
     def save_config(self) -> None:
         data = self.config.persisted()
-        if self.slots_ready:
-            data["ssn"] = self.slots.get(H_SSN)
-            data["lsn"] = self.slots.get(H_LSN)
+        if self.mapped:
+            data["ssn"] = self.pmap.ssn
+            data["lsn"] = self.pmap.lsn
         data.update(self.catalog.to_json())
         write_json(self.layout.config, data, sync=self.config.sync)
 
@@ -165,7 +171,7 @@ class Engine:
         except BaseException:
             self.catalog, self.config.values = catalog, values
             raise
-        self.slots.bump(H_CONFIG_VERSION)  # clients fetch the config again
+        self.pmap.bump("config_version")  # clients fetch the config again
 
     def config_changed(self) -> None:
         """Persist a change made outside changing() (settings a client brought)."""
@@ -174,26 +180,26 @@ class Engine:
 
     def client_config(self) -> dict:
         cfg = dict(self.config.values)
-        cfg["ssn"] = self.slots.get(H_SSN)
-        cfg["lsn"] = self.slots.get(H_LSN)
+        cfg["ssn"] = self.pmap.ssn
+        cfg["lsn"] = self.pmap.lsn
         cfg["storages"] = self.catalog.for_clients(self.layout.base)
         return cfg
 
     def lsn_needed(self) -> int:
         """The oldest lsn only in memory (under SEQUENCE: no write in flight is missed)."""
         with Held(self.locks, SEQUENCE):
-            return lsn_needed(self.slots)
+            return self.pmap.lsn_needed()
 
     # storages and files
     def directory(self, storage: Storage) -> str:
         return storage.directory(self.layout.base)
 
     def storage_of(self, slot: int) -> Storage:
-        return self.catalog.storage_by_id(int(self.slots.slots[slot, S_STORAGE]))
+        return self.catalog.storage_by_id(self.pmap.slot(slot).storage)
 
     def file_path(self, slot: int, storage: Storage | None = None) -> str:
         storage = storage or self.storage_of(slot)
-        return self.path_of(int(self.slots.slots[slot, S_MIN]), storage)
+        return self.path_of(self.pmap.slot(slot).min, storage)
 
     def path_of(self, min_: int, storage: Storage) -> str:
         return os.path.join(self.directory(storage), file_name(min_))
@@ -204,29 +210,26 @@ class Engine:
 
     # partitions
     def live_slots(self) -> np.ndarray:
-        return self.slots.live()
+        return self.pmap.live()
 
     def new_slot(self, lo: int, hi: int, storage: Storage | None = None,
                  created: int | None = None) -> int:
-        table = self.slots
-        slot = table.free_slot()
-        if slot is None:
-            raise MonotoneError(f"too many partitions (at most {SLOTS})")
         storage = storage or self.catalog.first_tier()
-        segno = table.bump(H_SEGNO)
+        segno = self.pmap.bump("segno")
         self.memtables.add(Memtable.create(self.layout.memtable(segno), segno))
-        row = np.zeros(SLOT_WORDS, np.uint64)
-        row[S_MIN], row[S_MAX], row[S_ACTIVE], row[S_STORAGE] = lo, hi, segno, storage.id
-        row[S_CREATED] = created if created is not None else int(time.time() * 1e6)
-        table.slots[slot, 1:] = row[1:]
-        table.slots[slot, S_STATE] = LIVE      # visible only now, complete
-        table.bump(H_MAP_VERSION)
-        return slot
+        try:
+            return self.pmap.add(lo, hi, segno, storage.id,
+                                 created if created is not None else int(time.time() * 1e6))
+        except ValueError as e:
+            self.memtables.forget(segno)
+            segment.unlink(self.layout.memtable(segno))
+            raise MonotoneError(f"too many partitions: {e}") from None
 
     def ensure_partitions(self, ids) -> None:
         """Create the partitions that ids fall in but no partition covers yet."""
         ids = np.unique(np.asarray(ids, np.uint64))
-        missing = ids[~self._covered(ids)]
+        _, inside = self.pmap.locate(self.pmap.bounds(), ids)
+        missing = ids[~inside]
         interval = self.config.interval
         created = -1
         for id_ in missing.tolist():  # sorted: skip ids the last new partition covers
@@ -239,8 +242,7 @@ class Engine:
         """Create partitions over the gaps of [lo, hi] (the one holding `within` only)."""
         last = -1
         while lo <= hi:
-            live = self.live_slots()
-            mins, maxs = self.slots.slots[live, S_MIN], self.slots.slots[live, S_MAX]
+            live, mins, maxs = self.pmap.bounds()
             i = int(np.searchsorted(maxs, np.uint64(lo), side="left"))
             if i < len(live) and mins[i] <= lo:
                 lo = int(maxs[i]) + 1       # covered: skip past this partition
@@ -258,60 +260,47 @@ class Engine:
                 break
         return last
 
-    def _covered(self, ids: np.ndarray) -> np.ndarray:
-        live = self.live_slots()
-        mins, maxs = self.slots.slots[live, S_MIN], self.slots.slots[live, S_MAX]
-        which = np.searchsorted(maxs, ids, side="left")
-        inside = which < len(live)
-        inside[inside] &= mins[which[inside]] <= ids[inside]
-        return inside
+    def slots_in(self, storage: Storage) -> list[int]:
+        """The live partitions whose files are in a storage, by min."""
+        return [i for i in self.pmap.live().tolist() if self.pmap.slot(i).storage == storage.id]
 
     def partition_of(self, id_: int) -> int | None:
         """The slot of the partition holding id."""
-        live = self.live_slots()
-        maxs = self.slots.slots[live, S_MAX]
-        i = int(np.searchsorted(maxs, np.uint64(id_), side="left"))
-        if i < len(live) and int(self.slots.slots[live[i], S_MIN]) <= id_:
-            return int(live[i])
-        return None
+        return self.pmap.partition_of(id_)
 
     def range_slots(self, lo: int, hi: int) -> list[int]:
         """Partitions wholly inside [lo, hi], from the one holding or following lo,
         up to the first that is not (the original's range semantics)."""
         out = []
-        for slot in self.live_slots().tolist():
-            s = self.slots.slots[slot]
-            if int(s[S_MAX]) < lo:
+        live, mins, maxs = self.pmap.bounds()
+        for slot, min_, max_ in zip(live.tolist(), mins.tolist(), maxs.tolist()):
+            if max_ < lo:
                 continue
-            if int(s[S_MIN]) < lo or int(s[S_MAX]) > hi:
+            if min_ < lo or max_ > hi:
                 break
             out.append(slot)
         return out
 
-    def apply(self, rows: Rows, lsn: int, skip_lsn) -> None:
-        """Replay one WAL batch into memtables (recovery), partition by partition."""
+    def apply(self, rows: Rows, lsn: int) -> None:
+        """Replay one WAL batch into memtables (recovery), partition by partition,
+        leaving out the partitions whose file holds it already."""
         rows = sort_dedup(rows)
         self.ensure_partitions(rows.ids)
-        live = self.live_slots()
-        which = np.searchsorted(self.slots.slots[live, S_MAX], rows.ids, side="left")
+        bounds = self.pmap.bounds()
+        which, _ = self.pmap.locate(bounds, rows.ids)
         cuts = np.flatnonzero(np.diff(which)) + 1
         starts, ends = [0] + cuts.tolist(), cuts.tolist() + [len(rows)]
         parts = []
         for a, b in zip(starts, ends):
-            slot = int(live[which[a]])
-            if lsn > skip_lsn(slot):
+            slot = int(bounds[0][which[a]])
+            if lsn > self.pmap.slot(slot).file_lsn:
                 parts.append((slot, rows.slice(a, b)))
         if parts:
             append(self.shared, parts, lsn=lsn)
 
     def forget_partition(self, slot: int) -> None:
         """Forget a partition: its slot and memtables (files are the caller's)."""
-        s = self.slots.slots[slot]
-        segnos = [int(x) for x in (s[S_ACTIVE], s[S_FROZEN]) if x]
-        s[S_STATE] = 0
-        s[1:] = 0
-        self.slots.bump(H_MAP_VERSION)
-        for segno in segnos:
+        for segno in self.pmap.remove(slot):
             self.memtables.forget(segno)
             segment.unlink(self.layout.memtable(segno))
 
@@ -321,7 +310,7 @@ class Engine:
             return
         self.closed = True
         try:
-            if self.slots_ready:
+            if self.mapped:
                 self._close_slots()
         finally:
             if self.owner:
@@ -337,4 +326,4 @@ class Engine:
             log.error("cannot save %s at close: %s", self.layout.config, e)
         self.wal.close()
         self.memtables.close()
-        self.slots.close()
+        self.pmap.close()

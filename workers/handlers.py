@@ -11,8 +11,6 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.format import wal as walfmt
 from monotone.partfile import COMPLETE, INCOMPLETE
-from monotone.shm.catalog import (H_LSN, H_SSN, H_WAL_NEEDED, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
-                         S_FROZEN, S_GEN, S_LSN_MIN, S_MAX, S_MIN, S_ROWS, S_STORAGE)
 from monotone.shm.locks import SEQUENCE, Held
 
 from . import refresh as refresher
@@ -28,13 +26,12 @@ def _set(engine: Engine, c: cmd.Set) -> None:
     with engine.changing():
         engine.config.set(c.name, c.value, opened=True)
         if c.name == "ssn":
-            engine.slots.put(H_SSN, engine.config.ssn)
+            engine.pmap.ssn = engine.config.ssn
 
 
 # storages
 def _storage_empty(engine: Engine, storage: Storage) -> bool:
-    table = engine.slots.slots
-    return not any(int(table[s, S_STORAGE]) == storage.id for s in engine.live_slots().tolist())
+    return not engine.slots_in(storage)
 
 
 def _check_cloud(engine: Engine, storage: Storage) -> None:
@@ -226,18 +223,18 @@ def drop_partition(engine: Engine, slot: int):
 
 
 def _drop_claimed(engine: Engine, slot: int) -> None:
-    s = engine.slots.slots[slot]
-    lo, hi = int(s[S_MIN]), int(s[S_MAX])
+    s = engine.pmap.slot(slot)
+    lo, hi = s.min, s.max
     with engine.shared.locked([slot]):
         if engine.config.wal:
             with Held(engine.locks, SEQUENCE):
-                lsn = engine.slots.bump(H_LSN)
+                lsn = engine.pmap.bump("lsn")
             cfg = engine.config
-            engine.wal.append_record(lsn, walfmt.encode_drop(lsn, engine.slots.get(H_SSN), lo, hi),
+            engine.wal.append_record(lsn, walfmt.encode_drop(lsn, engine.pmap.ssn, lo, hi),
                                      sync=True, rotate_wm=cfg.wal_rotate_wm,
                                      sync_on_rotate=cfg.wal_sync_on_rotate)
         faults.point("drop.logged")
-        path = engine.file_path(slot) if s[S_GEN] else None
+        path = engine.file_path(slot) if s.gen else None
         with engine.shared.publishing():
             engine.forget_partition(slot)
     for p in ([path] if path else []) + [engine.path_of(lo, st) + suffix
@@ -253,7 +250,7 @@ def _upload_download(engine: Engine, c) -> None:
     verb = "upload" if isinstance(c, cmd.Upload) else "download"
     for slot in _targets(engine, c, verb):
         if not c.if_cloud:
-            raise MonotoneError(f"{verb}: partition '{int(engine.slots.slots[slot, S_MIN])}' "
+            raise MonotoneError(f"{verb}: partition '{engine.pmap.slot(slot).min}' "
                                 f"storage has no associated cloud ({CLOUD_LATER})")
 
 
@@ -288,18 +285,19 @@ def rebalance(engine: Engine):
 def _rebalance_step(engine: Engine):
     """The next move or drop retention calls for (a task to run), or None."""
     pipeline = engine.catalog.pipeline
-    table = engine.slots.slots
     now = int(time.time() * 1e6)
     for i, tier in enumerate(pipeline):
         storage = engine.catalog.need_storage(tier.name)
-        slots = [s for s in engine.live_slots().tolist() if int(table[s, S_STORAGE]) == storage.id]
+        slots = engine.slots_in(storage)
         if not slots:
             continue
-        oldest = min(slots, key=lambda s: (int(table[s, S_CREATED]), int(table[s, S_MIN])))
-        over = ((tier.partitions >= 0 and len(slots) > tier.partitions)
-                or (tier.size >= 0 and sum(int(table[s, S_FILE_SIZE]) for s in slots) > tier.size)
-                or (tier.events >= 0 and sum(int(table[s, S_FILE_EVENTS]) for s in slots) > tier.events)
-                or (tier.duration >= 0 and now - int(table[oldest, S_CREATED]) >= tier.duration))
+        parts = [engine.pmap.slot(s) for s in slots]
+        first = min(range(len(parts)), key=lambda j: (parts[j].created, parts[j].min))
+        oldest = slots[first]
+        over = ((tier.partitions >= 0 and len(parts) > tier.partitions)
+                or (tier.size >= 0 and sum(p.file_size for p in parts) > tier.size)
+                or (tier.events >= 0 and sum(p.file_events for p in parts) > tier.events)
+                or (tier.duration >= 0 and now - parts[first].created >= tier.duration))
         if not over:
             continue
         if i + 1 < len(pipeline):
@@ -316,9 +314,9 @@ def _checkpoint(engine: Engine, c: cmd.Checkpoint):
 
 def in_memory(engine: Engine) -> list[int]:
     """The partitions with events in memtables."""
-    table = engine.slots.slots
-    return [slot for slot in engine.live_slots().tolist()
-            if table[slot, S_ROWS] or table[slot, S_FROZEN] or table[slot, S_LSN_MIN]]
+    pmap = engine.pmap
+    return [slot for slot in pmap.live().tolist()
+            if (s := pmap.slot(slot)).rows or s.frozen or s.lsn_min]
 
 
 def checkpoint(engine: Engine):
@@ -331,7 +329,7 @@ def checkpoint(engine: Engine):
 def collect_wal(engine: Engine) -> int:
     """Delete WAL files whose events are all in partition files."""
     needed = engine.lsn_needed()
-    engine.slots.put(H_WAL_NEEDED, needed)  # writers drop their own files below it
+    engine.pmap.wal_needed = needed  # writers drop their own files below it
     if not os.path.isdir(engine.layout.wal):
         return 0
     return wal.gc(engine.layout.wal, needed)

@@ -20,10 +20,8 @@ import re
 
 from monotone import faults, wal
 from monotone.partfile import COMPLETE, INCOMPLETE, Reader, fsync_dir
-from monotone.shm.catalog import (H_LSN, H_SSN, S_FILE_EVENTS, S_FILE_LSN, S_FILE_SIZE,
-                         S_FILE_SIZE_ORIGIN, S_GEN, S_REFRESHED, S_REFRESHES, S_REGIONS)
 
-from .engine import Engine
+from .engine import Engine, file_stats
 
 log = logging.getLogger("monotone")
 _NAME = re.compile(r"^(\d{1,20})(\.incomplete|\.complete)?$")
@@ -32,8 +30,8 @@ _NAME = re.compile(r"^(\d{1,20})(\.incomplete|\.complete)?$")
 def recover(engine: Engine) -> None:
     lsn, ssn = recover_files(engine)
     lsn, ssn = max(lsn, engine.config.lsn), max(ssn, engine.config.ssn)
-    engine.slots.put(H_LSN, lsn)
-    engine.slots.put(H_SSN, ssn)
+    engine.pmap.lsn = lsn
+    engine.pmap.ssn = ssn
     faults.point("recovery.files")
     if engine.config.wal:
         replay_wal(engine)
@@ -83,23 +81,10 @@ def recover_files(engine: Engine) -> tuple[int, int]:
                 os.unlink(path)
         slot = engine.new_slot(int(meta["min"]), int(meta["max"]), storage,
                                int(meta.get("created", 0)))
-        set_file(engine, slot, meta)
+        engine.pmap.set_file(slot, file_stats(meta))
         lsn = max(lsn, int(meta.get("lsn", 0)))
         ssn = max(ssn, int(meta.get("ssn", 0)))
     return lsn, ssn
-
-
-def set_file(engine: Engine, slot: int, meta: dict) -> None:
-    """Point a slot at a (new) partition file described by its meta."""
-    s = engine.slots.slots[slot]
-    s[S_GEN] += 1
-    s[S_FILE_LSN] = int(meta.get("lsn", 0))
-    s[S_FILE_EVENTS] = int(meta["events"])
-    s[S_FILE_SIZE] = int(meta["file_size"])
-    s[S_FILE_SIZE_ORIGIN] = int(meta["size_uncompressed"])
-    s[S_REGIONS] = int(meta["regions"])
-    s[S_REFRESHED] = int(meta.get("refreshed", 0))
-    s[S_REFRESHES] = int(meta.get("refreshes", 0))
 
 
 def replay_wal(engine: Engine) -> None:
@@ -126,16 +111,16 @@ def replay_wal(engine: Engine) -> None:
                       "wal_recover is set)", wf.path, offset, length)
         records.extend(wf.records)
     records.sort(key=lambda r: r.lsn)
-    table = engine.slots
+    pmap = engine.pmap
     for rec in records:
         if rec.start is not None:
             continue
         if rec.drop is not None:
             replay_drop(engine, rec.drop[0], rec.lsn)
         else:
-            engine.apply(rec.rows, rec.lsn, lambda slot: int(table.slots[slot, S_FILE_LSN]))
-        table.put(H_LSN, max(table.get(H_LSN), rec.lsn))
-        table.put(H_SSN, max(table.get(H_SSN), rec.ssn))
+            engine.apply(rec.rows, rec.lsn)
+        pmap.lsn = max(pmap.lsn, rec.lsn)
+        pmap.ssn = max(pmap.ssn, rec.ssn)
     for wf in damaged:  # what they hold is in memory now: the next open reads them cleanly
         wal.rewrite(wf)
         if wf.path in sealed:
@@ -144,13 +129,13 @@ def replay_wal(engine: Engine) -> None:
 
 def replay_drop(engine: Engine, min_: int, lsn: int) -> None:
     """A partition dropped at lsn goes again, unless its file is newer than the drop."""
-    slot = engine.slots.find(min_)
+    slot = engine.pmap.find(min_)
     if slot is None:
         return
-    s = engine.slots.slots[slot]
-    if s[S_GEN] and int(s[S_FILE_LSN]) > lsn:
+    s = engine.pmap.slot(slot)
+    if s.gen and s.file_lsn > lsn:
         return
-    if s[S_GEN]:
+    if s.gen:
         path = engine.file_path(slot)
         if os.path.exists(path):
             os.unlink(path)

@@ -27,16 +27,11 @@ from monotone import faults
 from monotone.catalog import Storage
 from monotone.partfile import COMPLETE, fsync_dir
 from monotone.shm import segment
-from monotone.shm.catalog import (H_MAP_VERSION, H_SEGNO, H_SSN, LIVE, S_ACTIVE, S_CREATED, S_FILE_LSN,
-                         S_FROZEN, S_FROZEN_HEAP, S_FROZEN_LSN_MIN, S_FROZEN_ROWS, S_GEN, S_HEAP,
-                         S_HINTED, S_LSN_MIN,
-                         S_MAX, S_MIN, S_REFRESHES, S_ROWS, S_STATE, S_STORAGE)
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.memtable import Memtable
 
-from .engine import Engine
+from .engine import Engine, file_stats
 from .merge import MergeJob
-from .recovery import set_file
 from .tasks import WaitSlot
 
 
@@ -44,11 +39,11 @@ def claim(engine: Engine, slot: int):
     """Wait until no other task works on the partition, then take it.
 
     Returns False when the partition went away (dropped) meanwhile."""
-    min_ = int(engine.slots.slots[slot, S_MIN])
+    min_ = engine.pmap.slot(slot).min
     while slot in engine.busy:
         yield WaitSlot(slot)
-    s = engine.slots.slots[slot]
-    if s[S_STATE] != LIVE or int(s[S_MIN]) != min_:
+    s = engine.pmap.slot(slot)
+    if not s.live or s.min != min_:
         return False
     engine.busy.add(slot)
     return True
@@ -59,11 +54,11 @@ def refresh(engine: Engine, slot: int, target: Storage | None = None):
     if not (yield from claim(engine, slot)):
         return
     try:
-        s = engine.slots.slots[slot]
+        s = engine.pmap.slot(slot)
         target = target or engine.storage_of(slot)
-        resumed = bool(s[S_FROZEN])  # left by a refresh that failed
+        resumed = bool(s.frozen)  # left by a refresh that failed
         yield from _refresh_once(engine, slot, target)
-        if resumed and s[S_ROWS]:
+        if resumed and s.rows:
             yield from _refresh_once(engine, slot, target)
     finally:
         engine.busy.discard(slot)
@@ -82,42 +77,33 @@ def _freeze(engine: Engine, slot: int) -> None:
     Under the partition lock (a writer that died in it has its batch decided
     first, so no pending batch is frozen), PUBLISH (no snapshot sees half of
     the switch) and SEQUENCE (WAL gc never sees the partition's lsn_min gone)."""
-    s = engine.slots.slots[slot]
     with engine.shared.locked([slot]):
-        if s[S_FROZEN]:
+        if engine.pmap.slot(slot).frozen:
             return
-        segno = engine.slots.bump(H_SEGNO)
+        segno = engine.pmap.bump("segno")
         engine.memtables.add(Memtable.create(engine.layout.memtable(segno), segno))
         with engine.shared.publishing(), Held(engine.locks, SEQUENCE):
-            s[S_FROZEN_ROWS] = s[S_ROWS]
-            s[S_FROZEN_LSN_MIN] = s[S_LSN_MIN]
-            s[S_FROZEN_HEAP] = s[S_HEAP]
-            s[S_FROZEN] = s[S_ACTIVE]
-            s[S_ROWS] = 0
-            s[S_LSN_MIN] = 0
-            s[S_HEAP] = 0
-            s[S_HINTED] = 0
-            s[S_ACTIVE] = segno
+            engine.pmap.freeze(slot, segno)
     faults.point("refresh.frozen")
 
 
 def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
     """Steps 2 and 3, described for whoever runs them."""
-    s = engine.slots.slots[slot]
+    s = engine.pmap.slot(slot)
     source = engine.storage_of(slot)
     cfg = engine.config.values
     return MergeJob(
-        slot=slot, frozen=int(s[S_FROZEN]), frozen_rows=int(s[S_FROZEN_ROWS]),
-        old=engine.file_path(slot, source) if s[S_GEN] else None,
+        slot=slot, frozen=s.frozen, frozen_rows=s.frozen_rows,
+        old=engine.file_path(slot, source) if s.gen else None,
         old_key=source.encryption_key if source.encryption else "",
         path=engine.file_path(slot, target),
         compression=target.compression, compression_level=target.compression_level,
         region_size=target.region_size,
         key=target.encryption_key if target.encryption else "",
         crc=target.crc, sync=target.sync,
-        meta={"min": int(s[S_MIN]), "max": int(s[S_MAX]), "lsn": int(s[S_FILE_LSN]),
-              "ssn": engine.slots.get(H_SSN), "created": int(s[S_CREATED]),
-              "refreshed": int(time.time() * 1e6), "refreshes": int(s[S_REFRESHES]) + 1},
+        meta={"min": s.min, "max": s.max, "lsn": s.file_lsn, "ssn": engine.pmap.ssn,
+              "created": s.created, "refreshed": int(time.time() * 1e6),
+              "refreshes": s.refreshes + 1},
         switches=sorted(faults.switched(cfg)),
         wal_dir=engine.layout.wal if target.sync and cfg["wal"] and
         not cfg["wal_sync_on_write"] else "")
@@ -125,7 +111,6 @@ def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
 
 def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dict) -> None:
     """Steps 4 and 5."""
-    s = engine.slots.slots[slot]
     source = engine.storage_of(slot)
     directory = os.path.dirname(job.path)
     with engine.shared.publishing():
@@ -133,14 +118,7 @@ def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dic
         if target.sync:
             fsync_dir(directory)
         faults.point("refresh_3", faults.switched(engine.config.values))
-        segno = int(s[S_FROZEN])
-        set_file(engine, slot, meta)
-        s[S_STORAGE] = target.id
-        s[S_FROZEN_ROWS] = 0
-        s[S_FROZEN_LSN_MIN] = 0
-        s[S_FROZEN_HEAP] = 0
-        s[S_FROZEN] = 0
-        engine.slots.bump(H_MAP_VERSION)  # clients unmap the frozen memtable
+        segno = engine.pmap.switch(slot, file_stats(meta), target.id)
         if job.old is not None and job.old != job.path:
             os.unlink(job.old)
             if source.sync:

@@ -8,9 +8,6 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.partfile import Reader
-from monotone.shm.catalog import (H_LIMIT_HITS, H_LSN, H_SSN, S_ACTIVE, S_CREATED, S_FILE_EVENTS, S_FILE_SIZE,
-                         S_FILE_SIZE_ORIGIN, S_FROZEN, S_FROZEN_ROWS, S_GEN, S_MAX, S_MIN,
-                         S_REFRESHED, S_REFRESHES, S_REGIONS, S_ROWS, S_STORAGE, lsn_needed)
 
 from .engine import Engine
 
@@ -37,7 +34,7 @@ def item_value(engine: Engine, item: cmd.ShowItem):
         slots = engine.live_slots().tolist()
         if item.name is not None:
             sid = engine.catalog.need_storage(item.name).id
-            slots = [s for s in slots if int(engine.slots.slots[s, S_STORAGE]) == sid]
+            slots = [s for s in slots if engine.pmap.slot(s).storage == sid]
         return [partition_json(engine, s, item.debug) for s in slots]
     if what == "partition":
         slot = engine.partition_of(item.id)
@@ -65,32 +62,29 @@ def item_value(engine: Engine, item: cmd.ShowItem):
 def config_value(engine: Engine, name: str):
     var = lookup(name, "SHOW")
     if var.name == "ssn":
-        return engine.slots.get(H_SSN)
+        return engine.pmap.ssn
     if var.name == "lsn":
-        return engine.slots.get(H_LSN)
+        return engine.pmap.lsn
     return engine.config.values[var.name]
 
 
 def heap_bytes(engine: Engine, slot: int) -> int:
-    s = engine.slots.slots[slot]
-    total = 0
-    for col, rows_col in ((S_ACTIVE, S_ROWS), (S_FROZEN, S_FROZEN_ROWS)):
-        if s[col] and s[rows_col]:
-            total += engine.memtables.get(int(s[col])).bytes_used(int(s[rows_col]))
-    return total
+    """Bytes of events in a partition's memtables."""
+    return sum(engine.memtables.get(seg).bytes_used(n)
+               for seg, n in engine.pmap.slot(slot).memtables())
 
 
 def partition_json(engine: Engine, slot: int, debug: bool = False) -> dict:
-    s = engine.slots.slots[slot]
-    on_storage = bool(s[S_GEN])
+    s = engine.pmap.slot(slot)
+    on_storage = bool(s.gen)
     out = {
-        "min": int(s[S_MIN]), "max": int(s[S_MAX]),
-        "events": int(s[S_FILE_EVENTS]), "events_heap": int(s[S_ROWS] + s[S_FROZEN_ROWS]),
-        "regions": int(s[S_REGIONS]), "size": int(s[S_FILE_SIZE]),
-        "size_uncompressed": int(s[S_FILE_SIZE_ORIGIN]), "size_heap": heap_bytes(engine, slot),
-        "created": "(filtered)" if debug else int(s[S_CREATED]),
-        "refreshed": "(filtered)" if debug else int(s[S_REFRESHED]),
-        "refreshes": int(s[S_REFRESHES]),
+        "min": s.min, "max": s.max,
+        "events": s.file_events, "events_heap": s.rows + s.frozen_rows,
+        "regions": s.regions, "size": s.file_size,
+        "size_uncompressed": s.file_size_origin, "size_heap": heap_bytes(engine, slot),
+        "created": "(filtered)" if debug else s.created,
+        "refreshed": "(filtered)" if debug else s.refreshed,
+        "refreshes": s.refreshes,
         "on_storage": on_storage, "on_cloud": False,
         "storage": engine.storage_of(slot).name,
     }
@@ -113,20 +107,19 @@ def index_json(engine: Engine, slot: int) -> dict:
 
 
 def storage_json(engine: Engine, storage: Storage, debug: bool = False) -> dict:
-    table = engine.slots.slots
-    slots = [s for s in engine.live_slots().tolist() if int(table[s, S_STORAGE]) == storage.id]
-    rows = table[slots]
+    slots = engine.slots_in(storage)
+    parts = [engine.pmap.slot(s) for s in slots]
     stats = {
-        "min": int(rows[:, S_MIN].min()) if slots else 0,
-        "max": int(rows[:, S_MAX].max()) if slots else 0,
-        "partitions": len(slots),
-        "partitions_local": int((rows[:, S_GEN] > 0).sum()) if slots else 0,
+        "min": min((p.min for p in parts), default=0),
+        "max": max((p.max for p in parts), default=0),
+        "partitions": len(parts),
+        "partitions_local": sum(1 for p in parts if p.gen),
         "partitions_cloud": 0,
-        "regions": int(rows[:, S_REGIONS].sum()) if slots else 0,
-        "events": int(rows[:, S_FILE_EVENTS].sum()) if slots else 0,
-        "events_heap": int((rows[:, S_ROWS] + rows[:, S_FROZEN_ROWS]).sum()) if slots else 0,
-        "size": int(rows[:, S_FILE_SIZE].sum()) if slots else 0,
-        "size_uncompressed": int(rows[:, S_FILE_SIZE_ORIGIN].sum()) if slots else 0,
+        "regions": sum(p.regions for p in parts),
+        "events": sum(p.file_events for p in parts),
+        "events_heap": sum(p.rows + p.frozen_rows for p in parts),
+        "size": sum(p.file_size for p in parts),
+        "size_uncompressed": sum(p.file_size_origin for p in parts),
         "size_heap": sum(heap_bytes(engine, s) for s in slots),
     }
     return {"config": storage.show(debug), "stats": stats}
@@ -136,8 +129,8 @@ def wal_json(engine: Engine) -> dict:
     cfg = engine.config
     return {"active": cfg.wal, "rotate_wm": cfg.wal_rotate_wm,
             "sync_on_rotate": cfg.wal_sync_on_rotate, "sync_on_write": cfg.wal_sync_on_write,
-            "crc": cfg.wal_crc, "lsn": engine.slots.get(H_LSN),
-            "lsn_min": lsn_needed(engine.slots), "files": len(wal.wal_files(engine.layout.wal))}
+            "crc": cfg.wal_crc, "lsn": engine.pmap.lsn,
+            "lsn_min": engine.lsn_needed(), "files": len(wal.wal_files(engine.layout.wal))}
 
 
 def workers_json(engine: Engine) -> dict:
@@ -159,15 +152,13 @@ def memory_json(engine: Engine) -> dict:
     page = cfg.mm_page_size
     backed = used = 0
     for slot in engine.live_slots().tolist():
-        s = engine.slots.slots[slot]
-        for col, rows_col in ((S_ACTIVE, S_ROWS), (S_FROZEN, S_FROZEN_ROWS)):
-            if s[col]:
-                mt = engine.memtables.get(int(s[col]))
-                backed += mt.backed_bytes()
-                used += mt.bytes_used(int(s[rows_col]))
+        for seg, n in engine.pmap.slot(slot).memtables(empty=True):
+            mt = engine.memtables.get(seg)
+            backed += mt.backed_bytes()
+            used += mt.bytes_used(n)
     pages = -(-backed // page)
     pages_used = -(-used // page)
     return {"pages": pages, "pages_used": pages_used, "pages_free": pages - pages_used,
             "page_size": page, "limit": cfg.mm_limit, "limit_wm": cfg.mm_limit_wm,
             "limit_behaviour": cfg.mm_limit_behaviour,
-            "limit_hits": engine.slots.get(H_LIMIT_HITS), "cache": cfg.mm_cache}
+            "limit_hits": engine.pmap.limit_hits, "cache": cfg.mm_cache}
