@@ -8,7 +8,6 @@ and if a refresh switched one meanwhile it is read as it is then.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
@@ -16,10 +15,12 @@ from .boundary import ShmError, translate
 from .errors import CoordinatorError, MonotoneError
 from .format.crypto import Cipher, parse_key
 from .format.rows import Rows, sort_dedup
-from .partfile import Reader, file_name
+from .lifecycle import PartitionFiles
+from .region_reader import Reader
 from .shm.locks import PUBLISH, Held
 from .shm.memtable import Memtable
 from .shm.partition_map import Slot
+from .store import store_of
 
 EAGER = 256  # partitions a cursor opens when it takes its snapshot
 
@@ -53,7 +54,7 @@ class Snapshot:
 class Snapshots:
     def __init__(self, session) -> None:
         self.session = session
-        self.ciphers: dict[int, tuple] = {}
+        self.storages: dict[int, tuple] = {}
 
     def take(self, start_id: int = 0) -> Snapshot:
         """Every partition holding ids >= start_id, as of now."""
@@ -135,18 +136,18 @@ class Snapshots:
         """File reader and memtables of a slot row (PUBLISH held)."""
         reader = None
         if row.gen:
-            directory, cipher = self.storage(row.storage, cfg)
-            reader = Reader(os.path.join(directory, file_name(row.min)), cipher)
+            files, cipher = self.storage(row.storage, cfg)
+            reader = Reader(files.open(row.min), cipher)
         get = self.session.memtables.get
         return Opened(reader, [(get(seg), n) for seg, n in row.memtables()])
 
-    def storage(self, id_: int, cfg: dict) -> tuple[str, Cipher | None]:
-        """Directory and cipher of a storage, by its id."""
-        cached = self.ciphers.get(id_)
+    def storage(self, id_: int, cfg: dict) -> tuple[PartitionFiles, Cipher | None]:
+        """Partition files and cipher of a storage, by its id (kept per config)."""
+        cached = self.storages.get(id_)
         if cached is None or cached[0] is not cfg:
             info = cfg["storages"][str(id_)]
             cipher = Cipher(parse_key(info["key"])) if info["key"] else None
-            cached = self.ciphers[id_] = (cfg, info["directory"], cipher)
+            cached = self.storages[id_] = (cfg, PartitionFiles(store_of(info)), cipher)
         return cached[1], cached[2]
 
 

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 import monotone
 from monotone.format import partition, region
 from monotone.format import wal as walfmt
-from monotone.partfile import Reader, Writer, read_all
+from monotone.region_reader import Reader, read_all
+from monotone.workers.region_writer import Writer
 from monotone.format.rows import (DELETE, Ordered, Rows, concat, drop_deletes, gather, merge,
                            pack_bytes, sort_dedup)
 
@@ -503,7 +504,7 @@ def test_ordered_bound_matches_reference(events, id_, key):
 
 def test_wal_headers_alone_give_lsns_and_drops_up_to_a_torn_record(tmp_path):
     """gc reads headers only, and learns whether they reach the end of the file."""
-    from monotone import wal
+    from monotone.workers import wal_files as wal
     rows = Rows(np.arange(3, dtype=np.uint64), np.zeros(3, np.uint8), np.zeros(4, np.uint64),
                 np.zeros(0, np.uint8), np.arange(4, dtype=np.uint64) * 2, np.ones(6, np.uint8))
     path = tmp_path / "1.wal"

@@ -10,19 +10,22 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from monotone.catalog import MAIN, Catalog, Storage
+from .catalog import MAIN, Catalog, Storage
 from monotone.config import Config
 from monotone.errors import MonotoneError
 from monotone.format.crypto import Cipher, parse_key
-from monotone.partfile import file_name
+from monotone.lifecycle import PartitionFiles
+from monotone.store import store_of
 from monotone.repository import Layout, write_json
 from monotone.format.rows import Rows, sort_dedup
-from monotone.wal import WalWriter, wal_files
+from monotone.wal import WalWriter
 from monotone.append import Shared, append
 from monotone.shm import segment
 from monotone.shm.partition_map import FileStats, PartitionMap
 from monotone.shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile
 from monotone.shm.memtable import Memtable, MemtableCache
+
+from .wal_files import wal_files
 
 log = logging.getLogger("monotone")
 SLOTS = 1 << 14  # the catalog is backed whole: 4 MiB
@@ -197,12 +200,13 @@ class Engine:
     def storage_of(self, slot: int) -> Storage:
         return self.catalog.storage_by_id(self.pmap.slot(slot).storage)
 
-    def file_path(self, slot: int, storage: Storage | None = None) -> str:
-        storage = storage or self.storage_of(slot)
-        return self.path_of(self.pmap.slot(slot).min, storage)
+    def store(self, storage: Storage) -> dict:
+        """Where a storage's files are, as a worker's job carries it (store.store_of)."""
+        return {"directory": self.directory(storage)}
 
-    def path_of(self, min_: int, storage: Storage) -> str:
-        return os.path.join(self.directory(storage), file_name(min_))
+    def files(self, storage: Storage) -> PartitionFiles:
+        """A storage's partition files."""
+        return PartitionFiles(store_of(self.store(storage)), storage.sync)
 
     @staticmethod
     def cipher(storage: Storage) -> Cipher | None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 import os
 import time
 
-from monotone import faults, wal
-from monotone.catalog import (MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options,
+from monotone import faults
+from .catalog import (MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options,
                               make_tier)
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.format import wal as walfmt
-from monotone.partfile import COMPLETE, INCOMPLETE
 from monotone.shm.locks import SEQUENCE, Held
 
 from . import refresh as refresher
+from . import wal_files
 from .engine import Engine
 from .show import show
 
@@ -234,16 +234,13 @@ def _drop_claimed(engine: Engine, slot: int) -> None:
                                      sync=True, rotate_wm=cfg.wal_rotate_wm,
                                      sync_on_rotate=cfg.wal_sync_on_rotate)
         faults.point("drop.logged")
-        path = engine.file_path(slot) if s.gen else None
+        files = engine.files(engine.storage_of(slot)) if s.gen else None
         with engine.shared.publishing():
             engine.forget_partition(slot)
-    for p in ([path] if path else []) + [engine.path_of(lo, st) + suffix
-                                          for st in engine.catalog.storages
-                                          for suffix in (INCOMPLETE, COMPLETE)]:
-        try:
-            os.unlink(p)
-        except FileNotFoundError:
-            pass
+    if files is not None:
+        files.remove(lo)
+    for storage in engine.catalog.storages:  # and what a refresh left half done
+        engine.files(storage).discard(lo)
 
 
 def _upload_download(engine: Engine, c) -> None:
@@ -332,7 +329,7 @@ def collect_wal(engine: Engine) -> int:
     engine.pmap.wal_needed = needed  # writers drop their own files below it
     if not os.path.isdir(engine.layout.wal):
         return 0
-    return wal.gc(engine.layout.wal, needed)
+    return wal_files.gc(engine.layout.wal, needed)
 
 
 HANDLERS = {

@@ -1,12 +1,8 @@
 """Open-time recovery: partition files first, then the WAL over them.
 
-Partition files may be left in any state a refresh or move can crash in, in
-each storage directory:
-  <min>.incomplete   a new file not finished: remove it (the old file and the
-                     WAL are intact)
-  <min>.complete     a new file finished but not switched in: it replaces <min>
-  <min>              the partition file
-A move writes into another storage; if a crash left <min> in two storages,
+Partition files may be left in any state a refresh or move can crash in;
+lifecycle.PartitionFiles.settle() finishes or undoes each. A move writes into
+another storage; if a crash left <min> in two storages,
 the newer one (more refreshes) wins and the other is removed.
 Then every intact WAL record is replayed in lsn order into memtables, except
 what a partition file already holds (record lsn <= file lsn). A drop record
@@ -15,16 +11,14 @@ removes the partition as it was at that lsn.
 from __future__ import annotations
 
 import logging
-import os
-import re
 
-from monotone import faults, wal
-from monotone.partfile import COMPLETE, INCOMPLETE, Reader, fsync_dir
+from monotone import faults
+from monotone.region_reader import Reader
 
+from . import wal_files as wal
 from .engine import Engine, file_stats
 
 log = logging.getLogger("monotone")
-_NAME = re.compile(r"^(\d{1,20})(\.incomplete|\.complete)?$")
 
 
 def recover(engine: Engine) -> None:
@@ -38,47 +32,23 @@ def recover(engine: Engine) -> None:
     engine.save_config()
 
 
-def _finish_renames(path: str) -> set[int]:
-    """Resolve .incomplete/.complete files in one directory; return partition mins."""
-    names: dict[int, set[str]] = {}
-    for name in os.listdir(path):
-        m = _NAME.match(name)
-        if m:
-            names.setdefault(int(m.group(1)), set()).add(m.group(2) or "")
-    changed = False
-    for min_, kinds in names.items():
-        base = os.path.join(path, f"{min_:020d}")
-        if INCOMPLETE in kinds:
-            os.unlink(base + INCOMPLETE)
-            changed = True
-        if COMPLETE in kinds:
-            os.replace(base + COMPLETE, base)
-            kinds.add("")
-            changed = True
-    if changed:
-        fsync_dir(path)
-    return {m for m, kinds in names.items() if "" in kinds}
-
-
 def recover_files(engine: Engine) -> tuple[int, int]:
     found: dict[int, list[tuple[dict, object]]] = {}
     for storage in engine.catalog.storages:
-        directory = engine.directory(storage)
-        os.makedirs(directory, exist_ok=True)
-        for min_ in _finish_renames(directory):
-            path = os.path.join(directory, f"{min_:020d}")
-            with Reader(path, engine.cipher(storage)) as reader:
+        files = engine.files(storage)
+        for min_ in files.settle():
+            with Reader(files.open(min_), engine.cipher(storage)) as reader:
                 meta = dict(reader.meta, file_size=reader.file_size)
             found.setdefault(min_, []).append((meta, storage))
     lsn = ssn = 0
     for min_ in sorted(found):
         copies = sorted(found[min_], key=lambda c: (c[0].get("refreshes", 0), c[0].get("lsn", 0)))
         meta, storage = copies[-1]
-        keep = os.path.join(engine.directory(storage), f"{min_:020d}")
+        keep = engine.files(storage)
         for _, older in copies[:-1]:  # a move that crashed before removing its source
-            path = os.path.join(engine.directory(older), f"{min_:020d}")
-            if not os.path.samefile(path, keep):
-                os.unlink(path)
+            files = engine.files(older)
+            if not files.same(keep, min_):
+                files.remove(min_)
         slot = engine.new_slot(int(meta["min"]), int(meta["max"]), storage,
                                int(meta.get("created", 0)))
         engine.pmap.set_file(slot, file_stats(meta))
@@ -136,7 +106,5 @@ def replay_drop(engine: Engine, min_: int, lsn: int) -> None:
     if s.gen and s.file_lsn > lsn:
         return
     if s.gen:
-        path = engine.file_path(slot)
-        if os.path.exists(path):
-            os.unlink(path)
+        engine.files(engine.storage_of(slot)).remove(min_)
     engine.forget_partition(slot)

@@ -14,18 +14,17 @@ Move is the same, with the new file written into another storage.
           point the slot at the new file; on a move, remove the source file
   step 5. drop the frozen memtable
 Steps 2 and 3 are a MergeJob (merge.py), run by a worker process; the
-coordinator does the short steps around it. Recovery (recovery.py) finishes
-or discards each of these states. After a failure the frozen memtable stays
+coordinator does the short steps around it. The files' states and their
+renames are lifecycle.PartitionFiles'; recovery (recovery.py) finishes or
+discards each state. After a failure the frozen memtable stays
 readable and the next refresh of the partition merges it first.
 """
 from __future__ import annotations
 
-import os
 import time
 
 from monotone import faults
-from monotone.catalog import Storage
-from monotone.partfile import COMPLETE, fsync_dir
+from .catalog import Storage
 from monotone.shm import segment
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.memtable import Memtable
@@ -93,10 +92,10 @@ def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
     source = engine.storage_of(slot)
     cfg = engine.config.values
     return MergeJob(
-        slot=slot, frozen=s.frozen, frozen_rows=s.frozen_rows,
-        old=engine.file_path(slot, source) if s.gen else None,
+        slot=slot, min=s.min, frozen=s.frozen, frozen_rows=s.frozen_rows,
+        source=engine.store(source) if s.gen else None,
         old_key=source.encryption_key if source.encryption else "",
-        path=engine.file_path(slot, target),
+        target=engine.store(target),
         compression=target.compression, compression_level=target.compression_level,
         region_size=target.region_size,
         key=target.encryption_key if target.encryption else "",
@@ -112,16 +111,11 @@ def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
 def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dict) -> None:
     """Steps 4 and 5."""
     source = engine.storage_of(slot)
-    directory = os.path.dirname(job.path)
     with engine.shared.publishing():
-        os.replace(job.path + COMPLETE, job.path)
-        if target.sync:
-            fsync_dir(directory)
+        engine.files(target).install(job.min)
         faults.point("refresh_3", faults.switched(engine.config.values))
         segno = engine.pmap.switch(slot, file_stats(meta), target.id)
-        if job.old is not None and job.old != job.path:
-            os.unlink(job.old)
-            if source.sync:
-                fsync_dir(os.path.dirname(job.old))
+        if job.source is not None and source.id != target.id:
+            engine.files(source).remove(job.min)  # a move: the old copy goes
     engine.memtables.forget(segno)
     segment.unlink(engine.layout.memtable(segno))

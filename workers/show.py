@@ -1,15 +1,15 @@
 """SHOW: the JSON views of config, storages, partitions, pipeline, clouds, WAL, memory."""
 from __future__ import annotations
 
-from monotone import wal
-from monotone.catalog import Storage
+from .catalog import Storage
 from monotone.config import HIDDEN, TABLE, lookup
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
-from monotone.partfile import Reader
+from monotone.region_reader import Reader
 
 from .engine import Engine
+from .wal_files import wal_files
 
 
 def show(engine: Engine, c: cmd.Show) -> str:
@@ -95,7 +95,8 @@ def partition_json(engine: Engine, slot: int, debug: bool = False) -> dict:
 
 def index_json(engine: Engine, slot: int) -> dict:
     storage = engine.storage_of(slot)
-    with Reader(engine.file_path(slot), engine.cipher(storage)) as r:
+    files = engine.files(storage)
+    with Reader(files.open(engine.pmap.slot(slot).min), engine.cipher(storage)) as r:
         meta = r.meta
         regions = int(meta["size"])
         return {"size": r.file_size - regions, "size_regions": regions,
@@ -130,7 +131,7 @@ def wal_json(engine: Engine) -> dict:
     return {"active": cfg.wal, "rotate_wm": cfg.wal_rotate_wm,
             "sync_on_rotate": cfg.wal_sync_on_rotate, "sync_on_write": cfg.wal_sync_on_write,
             "crc": cfg.wal_crc, "lsn": engine.pmap.lsn,
-            "lsn_min": engine.lsn_needed(), "files": len(wal.wal_files(engine.layout.wal))}
+            "lsn_min": engine.lsn_needed(), "files": len(wal_files(engine.layout.wal))}
 
 
 def workers_json(engine: Engine) -> dict:

@@ -11,9 +11,9 @@ import uuid as uuidlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import MonotoneError
-from .format.codec import CODECS
-from .format.crypto import new_key, parse_key
+from monotone.errors import MonotoneError
+from monotone.format.codec import CODECS
+from monotone.format.crypto import new_key, parse_key
 
 MAIN = "main"
 UNSET = -1

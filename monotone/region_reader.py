@@ -1,0 +1,107 @@
+"""Reading a partition file: its index once, then one region at a time.
+
+The file comes through the storage I/O seam (a ReadHandle from a Store, or a
+local path): each region is one read of a byte range, checked (crc, when the
+file has them), decrypted and decompressed on its own.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from .errors import CorruptionError, MonotoneError
+from .format import partition, region
+from .format.codec import codec as make_codec
+from .format.crypto import Cipher
+from .format.rows import Rows, concat
+from .store import LocalFile, ReadHandle
+
+
+class Reader:
+    """An open partition file: its index in memory, regions read on demand.
+
+    cipher: the storage's key, needed when the file is encrypted.
+    """
+
+    def __init__(self, source: str | ReadHandle, cipher: Cipher | None = None) -> None:
+        self.file = LocalFile(source) if isinstance(source, str) else source
+        self.path = path = self.file.name
+        self.cipher = cipher
+        try:
+            size = self.file.size
+            if size < partition.FOOTER.size:
+                raise CorruptionError(f"partition file {path}: truncated (no footer)")
+            footer = self.file.read(size - partition.FOOTER.size, partition.FOOTER.size)
+            offset, length, crc, flags = partition.decode_footer(footer, path)
+            if offset + length + partition.FOOTER.size != size:
+                raise CorruptionError(f"partition file {path}: index does not fit the file")
+            body = self.file.read(offset, length)
+            partition.check_index(body, crc, path)
+            if flags & partition.ENCRYPTED:
+                if cipher is None:
+                    raise MonotoneError(f"partition file {path} is encrypted and its storage "
+                                        "has no encryption key")
+                body = cipher.open(body, b"index", f"partition file {path}")
+            else:
+                self.cipher = None
+            self.index = partition.parse_index(body, path)
+            self.codec = make_codec(self.index.meta.get("compression", "none"))
+            self.verify = bool(self.index.meta.get("crc", True))
+            self.file_size = size
+        except BaseException:
+            self.file.close()
+            raise
+
+    @property
+    def meta(self) -> dict:
+        return self.index.meta
+
+    def read_stored(self, i: int) -> bytes:
+        """Region i as stored (compressed, maybe encrypted), its crc checked."""
+        e = self.index.entries[i]
+        size = int(e["size"])
+        data = self.file.read(int(e["offset"]), size)
+        if len(data) != size:
+            raise CorruptionError(f"partition file {self.path}: region {i} is truncated")
+        if self.verify and zlib.crc32(data) != int(e["crc"]):
+            raise CorruptionError(f"partition file {self.path}: region {i} checksum mismatch")
+        return data
+
+    def read_region(self, i: int) -> Rows:
+        e = self.index.entries[i]
+        data = self.read_stored(i)
+        if self.cipher is not None:
+            data = self.cipher.open(data, b"region %d" % int(e["offset"]),
+                                    f"partition file {self.path}: region {i}")
+        try:
+            if int(e["flags"]) & partition.REGION_PLAIN:
+                raw = data
+            else:
+                raw = self.codec.decompress(data, int(e["size_origin"]))
+        except CorruptionError as err:
+            raise CorruptionError(f"partition file {self.path}: region {i}: {err}") from None
+        rows = region.decode(raw, f"partition file {self.path}: region {i}")
+        if len(rows) != int(e["events"]) or not len(rows) or \
+                int(rows.ids[0]) != int(e["min_id"]) or int(rows.ids[-1]) != int(e["max_id"]):
+            raise CorruptionError(f"partition file {self.path}: region {i} does not match its "
+                                  "index entry")
+        if not self.verify and not np.all(rows.ids[1:] >= rows.ids[:-1]):
+            # without checksums, what structure can tell is all there is to check
+            raise CorruptionError(f"partition file {self.path}: region {i}: ids out of order")
+        return rows
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_all(path: str) -> Rows:
+    with Reader(path) as r:
+        return concat([r.read_region(i) for i in range(r.index.regions)])
+

@@ -1,0 +1,182 @@
+"""Where a storage's files live, behind one small interface: the storage I/O seam.
+
+Partition files are read and written only through a Store: read a byte range
+(one region per read), create a file written front to back, write a small
+file atomically, rename, remove, list, size. LocalStore keeps them in a local
+directory; the cloud tier puts an fsspec filesystem behind the same verbs.
+What the names mean (states of a partition file) is lifecycle.py's business.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from typing import Protocol
+
+from .errors import MonotoneError, NoSpaceError
+from .shm import libc
+
+# bytes between asking the kernel to start writing a new file out: the flush is
+# spread over the write, so the fsync at the end is short and other processes'
+# writes (the WAL) do not queue behind one large flush of the whole file
+WRITEBACK = 8 << 20
+
+
+class ReadHandle(Protocol):
+    name: str      # for messages: where the bytes come from
+    size: int
+
+    def read(self, offset: int, size: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class WriteHandle(Protocol):
+    name: str
+    offset: int    # bytes written so far
+
+    def write(self, data) -> None: ...
+    def finish(self, sync: bool) -> int: ...   # close; the file's size
+    def abort(self) -> None: ...               # close and remove what was written
+
+
+class Store(Protocol):
+    location: str
+
+    def open(self, name: str) -> ReadHandle: ...
+    def create(self, name: str, sync: bool) -> WriteHandle: ...
+    def write_atomic(self, name: str, data: bytes, sync: bool) -> None: ...
+    def rename(self, src: str, dst: str, sync: bool) -> None: ...
+    def remove(self, name: str, sync: bool) -> bool: ...
+    def list(self) -> list[str]: ...
+    def size(self, name: str) -> int: ...
+    def same(self, other: "Store", name: str) -> bool: ...
+
+
+def sync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalFile:
+    """A file open for reading: one pread per read."""
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise MonotoneError(f"cannot open partition file {path}: {e.strerror}") from None
+        self.size = os.fstat(self.fd).st_size
+
+    def read(self, offset: int, size: int) -> bytes:
+        return os.pread(self.fd, size, offset)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class LocalWriter:
+    """A new file, written front to back; with sync, written out as it grows."""
+
+    def __init__(self, path: str, sync: bool) -> None:
+        self.name = path
+        self.sync = sync
+        self.offset = 0
+        try:
+            self.file = open(path, "wb")
+        except OSError as e:
+            raise MonotoneError(f"cannot create partition file {path}: {e.strerror}") from None
+
+    def write(self, data) -> None:
+        try:
+            self.file.write(data)
+        except OSError as e:
+            cls = NoSpaceError if e.errno == errno.ENOSPC else MonotoneError
+            raise cls(f"cannot write partition file {self.name}: {e.strerror}") from None
+        end = self.offset + len(data)
+        if self.sync and libc.sync_file_range is not None and \
+                end // WRITEBACK != self.offset // WRITEBACK:
+            self.file.flush()
+            libc.sync_file_range(self.file.fileno(), end // WRITEBACK * WRITEBACK - WRITEBACK,
+                                 WRITEBACK, libc.SYNC_FILE_RANGE_WRITE)
+        self.offset = end
+
+    def finish(self, sync: bool) -> int:
+        self.file.flush()
+        if sync:
+            os.fsync(self.file.fileno())
+        self.file.close()
+        return self.offset
+
+    def abort(self) -> None:
+        self.file.close()
+        try:
+            os.unlink(self.name)
+        except FileNotFoundError:
+            pass
+
+
+class LocalStore:
+    """A storage's files in a local directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.location = directory
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.location, name)
+
+    def open(self, name: str) -> LocalFile:
+        return LocalFile(self.path(name))
+
+    def create(self, name: str, sync: bool) -> LocalWriter:
+        return LocalWriter(self.path(name), sync)
+
+    def write_atomic(self, name: str, data: bytes, sync: bool) -> None:
+        """A whole file at once: a temporary beside it, synced, renamed over it."""
+        tmp = self.path(name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
+        self.rename(name + ".tmp", name, sync)
+
+    def rename(self, src: str, dst: str, sync: bool) -> None:
+        """Atomically: dst is the old file or the new one, whatever happens."""
+        os.replace(self.path(src), self.path(dst))
+        if sync:
+            sync_dir(self.location)
+
+    def remove(self, name: str, sync: bool) -> bool:
+        try:
+            os.unlink(self.path(name))
+        except FileNotFoundError:
+            return False
+        if sync:
+            sync_dir(self.location)
+        return True
+
+    def list(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.location))
+        except FileNotFoundError:
+            return []
+
+    def size(self, name: str) -> int:
+        return os.path.getsize(self.path(name))
+
+    def same(self, other: "LocalStore", name: str) -> bool:
+        """Whether name here and in other is one file (two storages, one directory)."""
+        try:
+            return os.path.samefile(self.path(name), other.path(name))
+        except OSError:
+            return False
+
+
+def store_of(spec: dict) -> LocalStore:
+    """A store from its description (what a storage's config says; what a job carries)."""
+    return LocalStore(spec["directory"])

@@ -1,0 +1,125 @@
+"""Writing a partition file: sorted rows into regions, then the index and footer.
+
+The writer streams sorted Rows into regions of about region_size bytes,
+compresses each (a region compression does not shrink by an eighth is stored
+plain, so reading it skips the decompression), and finishes with the region
+index and footer. It writes through the storage I/O seam (a WriteHandle).
+"""
+from __future__ import annotations
+
+import zlib
+
+from monotone.format import partition, region
+from monotone.format.codec import codec as make_codec
+from monotone.format.crypto import Cipher
+from monotone.format.rows import Rows, concat
+from monotone.store import LocalWriter, WriteHandle
+
+PLAIN_GAIN = 8  # a region is stored compressed when that saves at least 1/8 of it
+
+
+class Writer:
+    def __init__(self, target: str | WriteHandle, compression: str, level: int,
+                 region_size: int, cipher: Cipher | None = None, crc: bool = True,
+                 sync: bool = False) -> None:
+        self.file = LocalWriter(target, sync) if isinstance(target, str) else target
+        self.path = self.file.name
+        self.codec = make_codec(compression, level)
+        self.region_size = region_size
+        self.cipher = cipher
+        self.crc = crc
+        self.index = partition.IndexBuilder()
+        self.pending: list[Rows] = []
+        self.pending_bytes = 0
+        self.offset = 0
+        self.events = 0
+        self.size_origin = 0
+        self.min_id: int | None = None
+        self.max_id: int | None = None
+
+    def add(self, rows: Rows) -> None:
+        """Append sorted rows (no deletes) after everything added before."""
+        if not len(rows):
+            return
+        if self.min_id is None:
+            self.min_id = int(rows.ids[0])
+        self.max_id = int(rows.ids[-1])
+        # cut into regions of about region_size bytes each
+        per_row = max(1, rows.nbytes // len(rows))
+        start = 0
+        while start < len(rows):
+            room = max(1, (self.region_size - self.pending_bytes) // per_row)
+            end = min(len(rows), start + room)
+            part = rows.slice(start, end)
+            self.pending.append(part)
+            self.pending_bytes += part.nbytes
+            start = end
+            if self.pending_bytes >= self.region_size:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        rows = concat(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        raw = region.encode(rows)
+        data = self.codec.compress(raw)
+        flags = 0
+        if len(data) > len(raw) - len(raw) // PLAIN_GAIN:
+            data, flags = raw, partition.REGION_PLAIN  # reads skip the decompression
+        if self.cipher is not None:
+            data = self.cipher.seal(data, b"region %d" % self.offset)
+        n = len(rows)
+        self._append(data, zlib.crc32(data) if self.crc else 0, flags, len(raw), n,
+                     int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1))
+
+    def add_stored(self, data: bytes, entry, min_key: bytes, max_key: bytes) -> None:
+        """Append a region as it is stored in another file (entry: its index entry).
+
+        For a refresh that leaves the region as it was: no decode, no encode.
+        The caller makes sure the stored form is valid here: same codec, and
+        when encrypted, the same key at the same offset.
+        """
+        self._flush()
+        crc = 0
+        if self.crc:
+            crc = int(entry["crc"]) or zlib.crc32(data)
+        self._append(data, crc, int(entry["flags"]), int(entry["size_origin"]),
+                     int(entry["events"]), int(entry["min_id"]), min_key,
+                     int(entry["max_id"]), max_key)
+
+    def _append(self, data, crc: int, flags: int, size_origin: int, n: int,
+                min_id: int, min_key: bytes, max_id: int, max_key: bytes) -> None:
+        """Write a region's stored bytes and record it in the index."""
+        self.file.write(data)
+        end = self.offset + len(data)
+        self.index.add(self.offset, len(data), size_origin, n, min_id, min_key, max_id,
+                       max_key, crc, flags)
+        if self.min_id is None:
+            self.min_id = min_id
+        self.max_id = max_id
+        self.offset = end
+        self.events += n
+        self.size_origin += size_origin
+
+    def finish(self, meta: dict, sync: bool) -> dict:
+        """Write index and footer, fsync when asked; return the meta written (with
+        file_size)."""
+        self._flush()
+        meta = dict(meta, events=self.events, regions=len(self.index.entries),
+                    size_uncompressed=self.size_origin, compression=self.codec.name,
+                    crc=self.crc, encryption="aes" if self.cipher else "none")
+        index_offset = self.offset
+        meta["size"] = index_offset  # regions only; index and footer added below
+        body = self.index.encode(meta)
+        flags = 0
+        if self.cipher is not None:
+            body = self.cipher.seal(body, b"index")
+            flags |= partition.ENCRYPTED
+        self.file.write(body)
+        self.file.write(partition.encode_footer(index_offset, body, flags))
+        meta["file_size"] = self.file.finish(sync)
+        return meta
+
+    def abort(self) -> None:
+        self.file.abort()
