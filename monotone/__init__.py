@@ -3,6 +3,7 @@ import os as _os
 import sys as _sys
 
 from .errors import (
+    AccessDenied,
     ConfigError,
     CoordinatorError,
     CorruptionError,
@@ -17,7 +18,8 @@ from .errors import (
 __version__ = "0.1.0"
 __all__ = ["Monotone", "Event", "Batch", "Cursor", "MonotoneError", "ParseError",
            "ConfigError", "PartitionNotFound", "CorruptionError",
-           "CoordinatorError", "NoSpaceError", "InjectedError", "MemtableFull"]
+           "CoordinatorError", "NoSpaceError", "InjectedError", "MemtableFull",
+           "AccessDenied"]
 
 # The client is imported on first use, so that the leaf modules (errors,
 # format) can be imported by the coordinator and workers without pulling it in.

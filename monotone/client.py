@@ -14,6 +14,7 @@ from .ddl import parse
 from .errors import MonotoneError
 from .event import Event
 from .jsonout import pretty
+from .protocol import Execute
 from .format.rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
 from .session import Session
 from .writer import SERIAL
@@ -35,7 +36,7 @@ class Monotone:
         parsed = parse(command)
         if self._session is None:
             return self._execute_closed(parsed)
-        reply = self._session.request({"op": "execute", "text": command})
+        reply = self._session.request(Execute(command))
         self._session.after_command(reply["lsn_needed"])
         return reply["result"]
 

@@ -38,7 +38,7 @@ class Connection:
         if self.watch is None:
             self.sock.close()
             raise CoordinatorError(f"the coordinator of {base} went away while opening")
-        protocol.send(self.watch, {"op": "watch"})
+        protocol.send(self.watch, protocol.Watch())
         self.watcher = threading.Thread(target=self._watch, args=(on_death,), daemon=True,
                                         name="monotone-watch")
         self.watcher.start()
@@ -55,7 +55,10 @@ class Connection:
                 if sock is None:
                     continue
             try:
-                protocol.send(sock, {"op": "hello", "pid": os.getpid(), "settings": settings})
+                protocol.send(sock, protocol.Hello(os.getpid(), settings))
+            except OSError:
+                pass  # a refusal may be waiting to be read
+            try:
                 reply = protocol.recv(sock)
             except OSError:
                 reply = None
@@ -124,7 +127,7 @@ class Connection:
         if not self.closing:
             on_death(self)
 
-    def request(self, message: dict) -> dict:
+    def request(self, message) -> dict:
         if self.dead:
             raise CoordinatorError("the coordinator is gone")
         try:
@@ -150,7 +153,7 @@ class Connection:
         last = False
         if not self.dead:
             try:
-                protocol.send(self.sock, {"op": "bye"})
+                protocol.send(self.sock, protocol.Bye())
                 reply = protocol.recv(self.sock)
                 last = bool(reply and reply.get("last"))
             except OSError:

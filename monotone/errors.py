@@ -24,6 +24,10 @@ class CorruptionError(MonotoneError):
     """A partition file or WAL record failed its checksum or framing check."""
 
 
+class AccessDenied(MonotoneError, PermissionError):
+    """The repository's coordinator serves another user."""
+
+
 class CoordinatorError(MonotoneError, ConnectionError):
     """The coordinator process could not be started or reached."""
 

@@ -27,9 +27,12 @@ class Layout:
 
 
 def write_json(path: str, data: dict, sync: bool = True) -> None:
-    """Replace a JSON file atomically: temp file beside it, fsync, rename."""
+    """Replace a JSON file atomically: temp file beside it, fsync, rename. Readable
+    by its owner only (config.json holds encryption keys and cloud secrets)."""
     tmp = path + ".incomplete"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)  # an older temp file may have had another mode
+    with open(fd, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.flush()
         if sync:

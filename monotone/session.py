@@ -17,6 +17,7 @@ from .append import Shared
 from .background import Background
 from .boundary import ShmError, translate
 from .connection import Connection
+from .protocol import GetConfig
 from .errors import CoordinatorError, MonotoneError
 from .repository import Layout
 from .shm.locks import LockFile
@@ -85,7 +86,7 @@ class Session:
             self.pmap.close()
             self._attach()  # the new coordinator recovered everything from the WAL
 
-    def request(self, message: dict) -> dict:
+    def request(self, message) -> dict:
         with self.lock:
             self.live()
             try:
@@ -105,7 +106,7 @@ class Session:
         """The config, fetched again when the coordinator says it changed."""
         version = self.pmap.config_version
         if version != self.config_version:
-            self.config = self.conn.request({"op": "config"})["config"]
+            self.config = self.conn.request(GetConfig())["config"]
             self.config_version = version
         return self.config
 

@@ -13,6 +13,7 @@ from .append import Moved, append
 from .errors import CoordinatorError, MemtableFull, MonotoneError
 from .format import wal as walfmt
 from .format.rows import Rows, sort_dedup
+from .protocol import EnsurePartitions, RefreshNow, RefreshSoon, WaitMemory
 from .shm.locks import SEQUENCE, Held
 from .wal import WalWriter
 
@@ -65,8 +66,7 @@ class Writer:
                 for slot, _ in parts:
                     view = session.pmap.slot(slot)
                     if view.active == e.segno:
-                        session.conn.request({"op": "execute",
-                                              "text": f"REFRESH PARTITION IF EXISTS {view.min}"})
+                        session.conn.request(RefreshNow(view.min))
         raise MonotoneError("the partitions of the batch kept changing while writing it")
 
     def _serial(self, cfg: dict, rows: Rows, serial: np.ndarray) -> None:
@@ -104,7 +104,7 @@ class Writer:
             lost = ids[~inside]
             gaps = np.stack([lost // np.uint64(session.cfg()["interval"]), which[~inside]])
             _, first_of = np.unique(gaps, axis=1, return_index=True)
-            session.conn.request({"op": "partitions", "ids": lost[first_of].tolist()})
+            session.conn.request(EnsurePartitions(lost[first_of].tolist()))
         else:
             raise MonotoneError("partitions for the batch could not be created")
         live = bounds[0]
@@ -129,7 +129,7 @@ class Writer:
             if view.heap >= wm and not view.hinted:
                 view.hinted = 1
                 try:
-                    session.conn.request({"op": "refresh", "slot": slot})
+                    session.conn.request(RefreshSoon(slot))
                 except CoordinatorError:
                     pass  # the batch is written; a new coordinator recovers the memtable
 
@@ -143,7 +143,7 @@ class Writer:
             raise MonotoneError(f"memory limit reached: memtables hold {pmap.heap_total()} "
                                 f"bytes, mm_limit_wm is {cfg['mm_limit_wm']} (refresh "
                                 "partitions, or raise the limit)")
-        self.session.conn.request({"op": "wait_memory", "need": need})
+        self.session.conn.request(WaitMemory(need))
 
 
 class _WalLog:

@@ -235,3 +235,138 @@ def test_open_refused_by_a_damaged_wal_leaves_nothing(repo):
     with pytest.raises(monotone.CorruptionError):
         env.open(repo)
     assert list_segments(repo_id(repo)) == [] and coordinator_pids(repo) == []
+
+
+# who may use a repository --------------------------------------------------------------
+
+
+def test_config_json_is_readable_by_its_owner_only(repo):
+    db = open_db(repo)
+    try:
+        db.execute("CREATE STORAGE secret (encryption 'aes')")
+        db.execute("CREATE CLOUD c (type 's3', url 'localhost:1', secret_key 'shh')")
+    finally:
+        db.close()
+    mode = os.stat(os.path.join(repo, "config.json")).st_mode & 0o777
+    assert mode == 0o600, oct(mode)
+
+
+def ask_as(uid: int, gid: int, repo: str) -> dict:
+    """A Hello to the repository's coordinator from a process running as uid (a fork:
+    nothing to execute, so the other user needs no access to any file)."""
+    import socket
+    from monotone import protocol
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(protocol.address(repo))
+            try:
+                protocol.send(sock, protocol.Hello(os.getpid(), {}))
+            except OSError:
+                pass
+            os.write(write, json.dumps(protocol.recv(sock)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client as another user")
+def test_a_client_of_another_uid_is_refused(repo):
+    """The coordinator's socket has no file permissions (abstract): it checks the
+    peer's uid itself and answers only its own uid or root."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    db = open_db(repo)
+    try:
+        db.write([monotone.Event(id=1, value=b"mine")])
+        reply = ask_as(nobody.pw_uid, nobody.pw_gid, repo)
+        assert reply["ok"] is False and reply["type"] == "AccessDenied"
+        assert f"uid {nobody.pw_uid} may not use it" in reply["error"]
+        assert ask_as(0, 0, repo)["ok"] is True  # root may
+        with db.cursor() as cur:  # the repository is untouched and serves its owner
+            assert [(e.id, e.value) for e in cur] == [(1, b"mine")]
+    finally:
+        db.close()
+
+
+def test_a_request_that_is_no_message_drops_the_client_only(repo):
+    import socket
+    from monotone import protocol
+    db = open_db(repo)
+    try:
+        for garbage in ({"op": "nope"}, {"op": "Execute", "txt": "SHOW ALL"}, [1, 2]):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(protocol.address(repo))
+            protocol.send(sock, garbage) if isinstance(garbage, dict) else \
+                sock.sendall(b"\x05\x00\x00\x00[1, 2")
+            assert protocol.recv(sock) is None  # closed, no answer
+            sock.close()
+        assert json.loads(db.execute("SHOW interval")) == 3_000_000
+    finally:
+        db.close()
+
+
+SHADOWS = """
+import sys
+import monotone
+db = monotone.Monotone()
+db.open(sys.argv[1])
+db.write([monotone.Event(id=1, value=b"x")])
+print(db.execute("SHOW ssn"), flush=True)
+db.close()
+"""
+
+
+def test_open_from_a_directory_with_its_own_workers_and_shm(repo, tmp_path):
+    """A user's own workers/, shm/ and scripts/ packages in the working directory
+    (or on PYTHONPATH) never stand in for the engine's."""
+    work = tmp_path / "project"
+    for name in ("workers", "shm", "scripts", "coordinator"):
+        (work / name).mkdir(parents=True)
+        (work / name / "__init__.py").write_text("raise ImportError('the user package')\n")
+    (work / "workers" / "coordinator.py").write_text("raise SystemExit(7)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(work), ROOT]))
+    out = subprocess.run([sys.executable, "-c", SHADOWS, repo], cwd=work, env=env,
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert out.stdout.strip() == b"0"
+
+
+def test_a_storage_change_waits_for_the_partition_work_it_would_straddle(repo, monkeypatch):
+    """DROP STORAGE during a MOVE into that storage: the drop waits for the move (the
+    CATALOG lock), then finds the storage in use. It never lands in between, which
+    would leave the moved partition in a storage that no longer exists."""
+    import threading
+    monkeypatch.setenv(faults.ENV, "refresh_1:delay=1.0")  # the merge, in the worker
+    db = open_db(repo, workers=1)
+    mover = monotone.Monotone()
+    mover.open(repo)
+    try:
+        db.execute("CREATE STORAGE x")
+        db.write_batch(ids=np.arange(100, dtype=np.uint64), values=[b"v"] * 100)
+        moved: list = []
+        thread = threading.Thread(target=lambda: moved.append(
+            mover.execute("MOVE PARTITION 0 INTO x")))
+        thread.start()
+        while not json.loads(db.execute("SHOW WORKERS"))["busy"]:
+            assert thread.is_alive(), "the move ended before it was seen running"
+        with pytest.raises(monotone.MonotoneError, match="has partitions"):
+            db.execute("DROP STORAGE x")
+        thread.join()
+        assert moved == [None]
+        assert json.loads(db.execute("SHOW PARTITION 0"))["storage"] == "x"
+        with db.cursor() as cur:
+            assert sum(1 for _ in cur) == 100
+    finally:
+        mover.close()
+        db.close()

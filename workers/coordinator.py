@@ -15,23 +15,22 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import sys
 import time
 
 from monotone import protocol
-from monotone.config import RUNTIME, TABLE, convert
 from monotone.boundary import ShmError, translate
+from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
 
-from monotone.ddl import commands as cmd
-from monotone.ddl import parse
-
-from . import handlers
+from . import commands
+from . import partition_commands as partitions
 from . import refresh as refresher
 from .engine import Engine
 from .pool import Pool
 from .recovery import recover
-from .tasks import Scheduler
+from .tasks import PARTITIONS, Scheduler
 
 log = logging.getLogger("monotone")
 IDLE_START = 60.0  # an embedded coordinator nobody connects to goes away
@@ -82,16 +81,32 @@ class Server:
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
+        uid = peer_uid(conn)
+        if uid not in (os.getuid(), 0):
+            # an abstract socket has no file permissions: the check is ours
+            log.warning("refused a client of uid %d", uid)
+            try:
+                protocol.send(conn, {"ok": False, "type": "AccessDenied", "error": (
+                    f"the repository {self.engine.layout.base} is served for uid "
+                    f"{os.getuid()}; uid {uid} may not use it")})
+            except OSError:
+                pass
+            conn.close()
+            return
         self.sel.register(conn, selectors.EVENT_READ)
         self.conns.add(conn)
 
     def _serve(self, conn: socket.socket) -> None:
-        message = protocol.recv(conn)
+        try:
+            data = protocol.recv(conn)
+            message = protocol.decode(data) if data is not None else None
+        except (ValueError, protocol.BadMessage) as e:
+            log.warning("dropped a client that sent no message of the protocol: %s", e)
+            message = None
         if message is None:
-            self._drop(conn)
+            self.drop(conn)
             return
-        op = message.get("op")
-        if op == "watch":
+        if isinstance(message, protocol.Watch):
             return  # a client's second connection: it only waits for us to close it
 
         def reply(value, error) -> None:
@@ -102,22 +117,20 @@ class Server:
             elif isinstance(error, MonotoneError):
                 answer = {"ok": False, "error": str(error), "type": type(error).__name__}
             else:  # a bug: keep serving, tell the client
-                log.error("request %s failed", op, exc_info=error)
+                log.error("request %s failed", type(message).__name__, exc_info=error)
                 answer = {"ok": False, "error": f"internal error: {error!r}",
                           "type": "MonotoneError"}
             try:
                 protocol.send(conn, answer)
             except OSError:
                 pass  # the client is gone; its EOF comes next
-            if op == "bye":
-                self._drop(conn)
 
         try:
-            self.handle(conn, message, reply)
+            commands.CONTROL[type(message)].handler(self, conn, message, reply)
         except Exception as e:
             reply(None, e)
 
-    def _drop(self, conn: socket.socket) -> None:
+    def drop(self, conn: socket.socket) -> None:
         if conn not in self.conns:
             return
         self.sel.unregister(conn)
@@ -126,54 +139,32 @@ class Server:
         if self.clients.pop(conn, None) is not None and self.embedded and not self.clients:
             self.stopping = True
 
-    def handle(self, conn: socket.socket, message: dict, reply) -> None:
+    def run_command(self, command, reply) -> None:
+        """A command of the management language, under the lock it needs."""
         engine = self.engine
-        op = message.get("op")
-        if op == "hello":
-            apply_settings(engine, message.get("settings", {}))
-            self.clients[conn] = int(message.get("pid", 0))
-            self.seen_client = True
-            self.stopping = False
-            reply({"catalog": engine.layout.catalog, "config": engine.client_config()}, None)
-        elif op == "bye":
-            reply({"last": self.embedded and set(self.clients) == {conn}}, None)
-        elif op == "config":
-            reply({"config": engine.client_config()}, None)
-        elif op == "partitions":
-            engine.ensure_partitions(message["ids"])
-            reply({}, None)
-        elif op == "refresh":
-            # a writer saw a memtable pass its storage's refresh_wm
-            self._start_refresh(int(message["slot"]))
-            reply({}, None)
-        elif op == "wait_memory":
-            # a writer met mm_limit: answer once refreshes have freed enough memory
-            self.memory_waiters.append((int(message["need"]), reply))
-            self._free_memory()
-        elif op == "execute":
-            command = parse(message["text"])
-            done = lambda value, error: reply(  # noqa: E731
-                {"result": value, "lsn_needed": engine.lsn_needed()}, error)
-            if isinstance(command, cmd.Checkpoint) and self.pool is not None:
-                # with workers, CHECKPOINT schedules the refreshes (all at once,
-                # spread over the pool) and returns
-                for slot in handlers.in_memory(engine):
-                    self.scheduler.run(refresher.refresh(engine, slot), self._background_done,
-                                       "checkpoint")
-                done(None, None)
-            else:
-                result = handlers.HANDLERS[type(command)](engine, command)
-                self.scheduler.run(result, done, type(command).__name__)
-        else:
-            raise MonotoneError(f"unknown request {op!r}")
+        entry = commands.DDL[type(command)]
+
+        def done(value, error) -> None:
+            reply({"result": value, "lsn_needed": engine.lsn_needed()}, error)
+
+        if isinstance(command, cmd.Checkpoint) and self.pool is not None:
+            # with workers, CHECKPOINT schedules the refreshes (all at once,
+            # spread over the pool) and returns
+            for slot in partitions.in_memory(engine):
+                self.refresh_in_background(slot, "checkpoint")
+            done(None, None)
+            return
+        self.scheduler.submit(lambda: entry.handler(engine, command), done,
+                              type(command).__name__, entry.lock)
 
     # background work
-    def _start_refresh(self, slot: int) -> None:
-        if slot in self.engine.busy or self.pool is None:
+    def refresh_in_background(self, slot: int, name: str = "refresh") -> None:
+        if self.pool is None or (slot in self.engine.busy and name == "refresh"):
             return
-        self.scheduler.run(refresher.refresh(self.engine, slot), self._background_done, "refresh")
+        self.scheduler.submit(lambda: refresher.refresh(self.engine, slot),
+                              self._background_done, name, PARTITIONS)
 
-    def _free_memory(self) -> None:
+    def free_memory(self) -> None:
         """Answer writers waiting on mm_limit, refreshing memtables to make room."""
         if not self.memory_waiters:
             return
@@ -201,13 +192,14 @@ class Server:
                         reply(None, MonotoneError("memory limit reached and nothing is left "
                                                   "to refresh"))
                     self.memory_waiters = []
-                self._free_memory()
+                self.free_memory()
 
-            self.scheduler.run(handlers.checkpoint(self.engine), done, "memory checkpoint")
+            self.scheduler.submit(lambda: partitions.checkpoint(self.engine), done,
+                                  "memory checkpoint", PARTITIONS)
 
     def _background(self) -> None:
         """The pipeline's retention, applied by workers every BACKGROUND seconds."""
-        self._free_memory()
+        self.free_memory()
         if self.pool is None or not self.engine.catalog.pipeline or self.rebalancing:
             return
         if time.monotonic() < self.next_background:
@@ -219,12 +211,13 @@ class Server:
             self.rebalancing = False
             self._background_done(value, error)
 
-        self.scheduler.run(handlers.rebalance(self.engine), done, "rebalance")
+        self.scheduler.submit(lambda: partitions.rebalance(self.engine), done, "rebalance",
+                              PARTITIONS)
 
     def _background_done(self, value, error) -> None:
         if error is not None:
             log.error("background work failed: %s", error)
-        handlers.collect_wal(self.engine)
+        partitions.collect_wal(self.engine)
 
     def shutdown(self) -> None:
         engine = self.engine
@@ -236,10 +229,10 @@ class Server:
             engine.shared.finish_all()
             if not engine.config.wal:
                 # without a WAL, memory is the only copy: a clean stop refreshes it
-                self.scheduler.run(handlers.checkpoint(engine), self._background_done,
-                                   "final checkpoint")
+                self.scheduler.submit(lambda: partitions.checkpoint(engine),
+                                      self._background_done, "final checkpoint", PARTITIONS)
             else:
-                handlers.collect_wal(engine)
+                partitions.collect_wal(engine)
         except Exception as e:
             log.error("refresh at shutdown failed: %s", e)
         finally:
@@ -249,23 +242,10 @@ class Server:
             self.listener.close()
 
 
-def apply_settings(engine: Engine, settings: dict) -> None:
-    """Settings a client made before open(): runtime ones apply, fixed ones must agree."""
-    changed = False
-    for name, value in settings.items():
-        var = TABLE[name]
-        if name in ("uuid", "wal_recover"):
-            continue  # only for a repository being opened (and recovered) now
-        if not var.flags & RUNTIME:
-            if convert(var, value) != engine.config.values[name]:
-                raise MonotoneError(
-                    f"SET '{name}': the repository is already open with "
-                    f"{name} = {engine.config.values[name]!r}; it cannot be changed online")
-            continue
-        engine.config.set(name, value, opened=True)
-        changed = True
-    if changed:
-        engine.config_changed()
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a local socket (SO_PEERCRED)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
 
 
 def setup_logging(engine: Engine) -> None:

@@ -6,11 +6,21 @@ task is working on yields WaitSlot. The scheduler runs a job in the worker
 pool, or inline when there is none (workers = 0: everything is synchronous
 and deterministic). The coordinator's event loop stays free meanwhile, so
 writers needing a new partition never wait behind a refresh.
+
+Every command comes with the lock it needs (commands.py):
+  NOW         runs at once: reads, and changes made in one step
+  PARTITIONS  work on partitions that spans steps (refresh, move, drop, ...):
+              any number at a time, each claiming its partitions (WaitSlot)
+  CATALOG     a change of storages, clouds, pipeline or config: waits until
+              no PARTITIONS work runs, and PARTITIONS work waits for it, so a
+              move never finishes into a storage dropped meanwhile
+Waiting commands start in the order they came.
 """
 from __future__ import annotations
 
 import inspect
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -22,6 +32,7 @@ from .merge import MergeJob
 
 log = logging.getLogger("monotone")
 Finish = Callable[[Any, BaseException | None], None]
+NOW, PARTITIONS, CATALOG = "now", "partitions", "catalog"
 
 
 @dataclass(frozen=True)
@@ -30,8 +41,8 @@ class WaitSlot:
 
 
 class Task:
-    def __init__(self, gen, finish: Finish, name: str) -> None:
-        self.gen, self.finish, self.name = gen, finish, name
+    def __init__(self, gen, finish: Finish, name: str, lock: str) -> None:
+        self.gen, self.finish, self.name, self.lock = gen, finish, name, lock
 
 
 class Scheduler:
@@ -40,15 +51,52 @@ class Scheduler:
         self.pool = pool
         self.tasks: set[Task] = set()
         self.waiting: list[tuple[Task, int]] = []
+        self.queue: deque = deque()   # commands waiting for their lock
+        self.held = {PARTITIONS: 0, CATALOG: 0}
 
-    def run(self, result, finish: Finish, name: str = "command") -> None:
-        """Finish a handler's result now, or drive it as a task when it is a generator."""
-        if not inspect.isgenerator(result):
-            finish(result, None)
+    def submit(self, start: Callable[[], Any], finish: Finish, name: str, lock: str) -> None:
+        """Run start() once lock allows, then finish its result (a generator: as a task)."""
+        if lock == NOW:
+            self._start(start, finish, name, lock)
             return
-        task = Task(result, finish, name)
+        self.queue.append((start, finish, name, lock))
+        self._dispatch()
+
+    def _run(self, result, finish: Finish, name: str, lock: str) -> None:
+        """A handler's result already started (lock taken by the caller's submit)."""
+        if not inspect.isgenerator(result):
+            self._release(lock)
+            finish(result, None)
+            self._dispatch()
+            return
+        task = Task(result, finish, name, lock)
         self.tasks.add(task)
         self._advance(task)
+
+    def _may_start(self, lock: str) -> bool:
+        if lock == PARTITIONS:
+            return not self.held[CATALOG]
+        return not self.held[CATALOG] and not self.held[PARTITIONS]
+
+    def _dispatch(self) -> None:
+        while self.queue and self._may_start(self.queue[0][3]):
+            self._start(*self.queue.popleft())
+
+    def _start(self, start, finish: Finish, name: str, lock: str) -> None:
+        if lock != NOW:
+            self.held[lock] += 1
+        try:
+            result = start()
+        except Exception as e:  # the handler failed before any step: its client is told
+            self._release(lock)
+            finish(None, e)
+            self._dispatch()
+            return
+        self._run(result, finish, name, lock)
+
+    def _release(self, lock: str) -> None:
+        if lock != NOW:
+            self.held[lock] -= 1
 
     def _advance(self, task: Task, value=None, error: BaseException | None = None) -> None:
         while True:
@@ -86,11 +134,13 @@ class Scheduler:
 
     def _end(self, task: Task, value, error) -> None:
         self.tasks.discard(task)
+        self._release(task.lock)
         try:
             task.finish(value, error)
         except Exception:
             log.exception("finishing %s failed", task.name)
         self.wake()
+        self._dispatch()
 
     def wake(self) -> None:
         """Resume tasks waiting for partitions that are free now."""
@@ -100,4 +150,4 @@ class Scheduler:
             self._advance(task)
 
     def idle(self) -> bool:
-        return not self.tasks
+        return not self.tasks and not self.queue

@@ -1,0 +1,173 @@
+"""Commands that change the catalog: config, storages, clouds, the pipeline.
+
+Each runs under the CATALOG lock (no partition work runs meanwhile) and goes
+through Engine.changing(): checked, applied (directories made), then persisted.
+"""
+from __future__ import annotations
+
+import os
+
+from monotone.ddl import commands as cmd
+from monotone.errors import MonotoneError
+
+from .catalog import (MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options,
+                      make_tier)
+from .engine import Engine
+
+CLOUD_LATER = ("cloud-backed storages are not available yet: clouds can be defined, but "
+               "attaching one to a storage, UPLOAD and DOWNLOAD come in a later version")
+
+
+# config
+def set_config(engine: Engine, c: cmd.Set) -> None:
+    with engine.changing():
+        engine.config.set(c.name, c.value, opened=True)
+        if c.name == "ssn":
+            engine.pmap.ssn = engine.config.ssn
+
+
+# storages
+def _storage_empty(engine: Engine, storage: Storage) -> bool:
+    return not engine.slots_in(storage)
+
+
+def _check_cloud(engine: Engine, storage: Storage) -> None:
+    if storage.cloud:
+        if engine.catalog.cloud(storage.cloud) is None:
+            raise MonotoneError(f"storage '{storage.name}': cloud '{storage.cloud}' not exists")
+        raise MonotoneError(f"storage '{storage.name}': {CLOUD_LATER}")
+
+
+def _existing(found, kind: str, c):
+    """A storage or cloud a command names; None (nothing to do) when it is not
+    there and the command says IF EXISTS."""
+    if found is None and not c.if_exists:
+        raise MonotoneError(f"{kind} '{c.name}': not exists")
+    return found
+
+
+def create_storage(engine: Engine, c: cmd.CreateStorage) -> None:
+    catalog = engine.catalog
+    if catalog.storage(c.name) is not None:
+        if c.if_not_exists:
+            return
+        raise MonotoneError(f"storage '{c.name}': already exists")
+    storage = catalog.new_storage(c.name)
+    storage.compression = engine.config.compression
+    storage.compression_level = engine.config.compression_level
+    apply_storage_options(storage, c.options, "CREATE STORAGE", creating=True)
+    _check_cloud(engine, storage)
+    if any(s.uuid == storage.uuid for s in catalog.storages):
+        raise MonotoneError(f"storage '{c.name}': uuid '{storage.uuid}' is used by another storage")
+    with engine.changing():
+        engine.catalog.storages.append(storage)
+
+
+def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
+    catalog = engine.catalog
+    storage = _existing(catalog.storage(c.name), "storage", c)
+    if storage is None:
+        return
+    if c.rename is not None:
+        if storage.name == MAIN:
+            raise MonotoneError(f"storage '{MAIN}': main storage cannot be renamed")
+        if catalog.storage(c.rename) is not None:
+            raise MonotoneError(f"storage '{c.rename}': already exists")
+        with engine.changing():
+            for tier in engine.catalog.pipeline:
+                if tier.name == storage.name:
+                    tier.name = c.rename
+            engine.catalog.need_storage(storage.name).name = c.rename
+        return
+    updated = storage.__class__(**vars(storage))
+    changed = apply_storage_options(updated, c.options, "ALTER STORAGE", creating=False)
+    fixed = changed & {"crc", "path", "encryption", "encryption_key"}
+    if fixed and not _storage_empty(engine, storage):
+        raise MonotoneError(f"storage '{storage.name}': storage is not empty "
+                            f"({', '.join(sorted(fixed))} can change only while it is)")
+    if "cloud" in changed:
+        _check_cloud(engine, updated)
+    old_directory = engine.directory(storage)
+    with engine.changing():
+        vars(engine.catalog.need_storage(storage.name)).update(vars(updated))
+    if engine.directory(updated) != old_directory:
+        _remove_dir(old_directory)
+
+
+def drop_storage(engine: Engine, c: cmd.DropStorage) -> None:
+    catalog = engine.catalog
+    storage = _existing(catalog.storage(c.name), "storage", c)
+    if storage is None:
+        return
+    if storage.name == MAIN:
+        raise MonotoneError(f"storage '{MAIN}': main storage cannot be dropped")
+    if any(t.name == storage.name for t in catalog.pipeline):
+        raise MonotoneError(f"storage '{storage.name}': has dependencies (it is in the pipeline)")
+    if not _storage_empty(engine, storage):
+        raise MonotoneError(f"storage '{storage.name}': has partitions")
+    with engine.changing():
+        engine.catalog.storages = [s for s in engine.catalog.storages if s.name != storage.name]
+    _remove_dir(engine.directory(storage))
+
+
+def _remove_dir(directory: str) -> None:
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # not empty (files a user put there) or already gone
+
+
+# clouds
+def create_cloud(engine: Engine, c: cmd.CreateCloud) -> None:
+    catalog = engine.catalog
+    if catalog.cloud(c.name) is not None:
+        if c.if_not_exists:
+            return
+        raise MonotoneError(f"cloud '{c.name}': already exists")
+    cloud = Cloud(c.name)
+    apply_cloud_options(cloud, c.options, "CREATE CLOUD", creating=True)
+    with engine.changing():
+        engine.catalog.clouds.append(cloud)
+
+
+def alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
+    catalog = engine.catalog
+    cloud = _existing(catalog.cloud(c.name), "cloud", c)
+    if cloud is None:
+        return
+    if c.rename is not None:
+        if catalog.cloud(c.rename) is not None:
+            raise MonotoneError(f"cloud '{c.rename}': already exists")
+        with engine.changing():
+            for storage in engine.catalog.storages:
+                if storage.cloud == cloud.name:
+                    storage.cloud = c.rename
+            engine.catalog.cloud(cloud.name).name = c.rename
+        return
+    updated = Cloud(**vars(cloud))
+    apply_cloud_options(updated, c.options, "ALTER CLOUD", creating=False)
+    with engine.changing():
+        vars(engine.catalog.cloud(cloud.name)).update(vars(updated))
+
+
+def drop_cloud(engine: Engine, c: cmd.DropCloud) -> None:
+    catalog = engine.catalog
+    cloud = _existing(catalog.cloud(c.name), "cloud", c)
+    if cloud is None:
+        return
+    if any(s.cloud == cloud.name for s in catalog.storages):
+        raise MonotoneError(f"cloud '{cloud.name}': has dependencies (a storage uses it)")
+    with engine.changing():
+        engine.catalog.clouds = [x for x in engine.catalog.clouds if x.name != cloud.name]
+
+
+# pipeline
+def alter_pipeline(engine: Engine, c: cmd.AlterPipeline) -> None:
+    tiers = []
+    for t in c.tiers:
+        engine.catalog.need_storage(t.storage)
+        if any(x.name == t.storage for x in tiers):
+            raise MonotoneError(f"ALTER PIPELINE: storage '{t.storage}' is named twice")
+        tiers.append(make_tier(t.storage, t.options))
+    with engine.changing():
+        engine.catalog.pipeline = tiers
