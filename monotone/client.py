@@ -13,9 +13,9 @@ from .ddl import commands as cmd
 from .ddl import parse
 from .errors import MonotoneError
 from .event import Event
+from .format.rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
 from .jsonout import pretty
 from .protocol import Execute
-from .format.rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
 from .session import Session
 from .writer import SERIAL
 

@@ -19,9 +19,8 @@ import threading
 from . import errors, process, protocol
 from .errors import CoordinatorError, MonotoneError
 from .protocol import repo_id
-from monotone.shm import segment
-from monotone.shm.locks import ATTACHED, COORDINATOR, START, Held, LockFile
-
+from .shm import segment
+from .shm.locks import ATTACHED, COORDINATOR, START, Held, LockFile
 
 
 class Connection:

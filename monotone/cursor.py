@@ -11,7 +11,6 @@ from itertools import chain
 from operator import length_hint
 from typing import Iterator
 
-
 from .event import Batch, Event
 from .format.rows import Ordered, drop_deletes, merge
 from .snapshot import Opened, sorted_rows

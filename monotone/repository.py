@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 import os
 
-from monotone.shm.segment import segment_name
-
 from .protocol import repo_id
+from .shm.segment import segment_name
 
 
 class Layout:

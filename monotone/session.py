@@ -17,8 +17,8 @@ from .append import Shared
 from .background import Background
 from .boundary import ShmError, translate
 from .connection import Connection
-from .protocol import GetConfig
 from .errors import CoordinatorError, MonotoneError
+from .protocol import GetConfig
 from .repository import Layout
 from .shm.locks import LockFile
 from .shm.memtable import MemtableCache

@@ -28,12 +28,11 @@ from __future__ import annotations
 import errno
 import os
 
-from monotone.shm.locks import LockFile
-
 from . import faults
 from .boundary import ShmError
 from .errors import MonotoneError, NoSpaceError
 from .format import wal as walfmt
+from .shm.locks import LockFile
 
 SUFFIX = ".wal"
 NEW = ".new"

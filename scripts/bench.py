@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 import numpy as np
 
 import monotone
-from monotone.scripts.measure import MiB, Meter, run_writers
+from monotone.scripts.measure import Meter, MiB, run_writers
 
 
 def run(path: str, n: int, batch: int, value_size: int, wal: bool) -> dict:

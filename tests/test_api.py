@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
+from conftest import ALL, open_db
 
 import monotone
 from monotone import Event
-from conftest import ALL, open_db
 
 
 def read_all(db, id=None, key=None):
@@ -660,9 +660,10 @@ db.close()
 
 
 def test_writes_visible_to_another_process(db, repo):
-    from conftest import run_python
     import ast
     import subprocess
+
+    from conftest import run_python
     db.write([Event(id=1, key=b"k", value=b"parent")])
     proc = run_python(READER, repo, stdout=subprocess.PIPE)
     try:

@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import ROOT, coordinator_pids, open_db
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +19,6 @@ import monotone
 from monotone import Event
 from monotone.protocol import repo_id
 from monotone.shm.segment import list_segments
-
-from conftest import ROOT, coordinator_pids, open_db
 
 BEFORE = [(1, b"", b"one"), (2, b"k", b"two"), (10, b"", b"ten")]
 

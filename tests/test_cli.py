@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 
-import monotone
 from conftest import ROOT, coordinator_pids
+
+import monotone
 from monotone.protocol import repo_id
 from monotone.shm.segment import list_segments
 

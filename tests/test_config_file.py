@@ -12,12 +12,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ALL, ROOT, coordinator_pids, open_db
 
 import monotone
 from monotone import faults
 from monotone.protocol import repo_id
 from monotone.shm.segment import list_segments
-from conftest import ALL, ROOT, coordinator_pids, open_db
 
 
 def filled_and_closed(repo, n=3000):
@@ -255,6 +255,7 @@ def ask_as(uid: int, gid: int, repo: str) -> dict:
     """A Hello to the repository's coordinator from a process running as uid (a fork:
     nothing to execute, so the other user needs no access to any file)."""
     import socket
+
     from monotone import protocol
     read, write = os.pipe()
     pid = os.fork()
@@ -301,6 +302,7 @@ def test_a_client_of_another_uid_is_refused(repo):
 
 def test_a_request_that_is_no_message_drops_the_client_only(repo):
     import socket
+
     from monotone import protocol
     db = open_db(repo)
     try:

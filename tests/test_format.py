@@ -17,10 +17,19 @@ from hypothesis import strategies as st
 import monotone
 from monotone.format import partition, region
 from monotone.format import wal as walfmt
+from monotone.format.rows import (
+    DELETE,
+    Ordered,
+    Rows,
+    concat,
+    drop_deletes,
+    gather,
+    merge,
+    pack_bytes,
+    sort_dedup,
+)
 from monotone.region_reader import Reader, read_all
 from monotone.workers.region_writer import Writer
-from monotone.format.rows import (DELETE, Ordered, Rows, concat, drop_deletes, gather, merge,
-                           pack_bytes, sort_dedup)
 
 # helpers ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import signal
 import tempfile
 
 import numpy as np
+from conftest import ALL, coordinator_pids
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -15,8 +16,6 @@ import monotone
 from monotone import Event
 from monotone.protocol import repo_id
 from monotone.shm.segment import list_segments
-
-from conftest import ALL, coordinator_pids
 
 INTERVAL = 16
 IDS = st.integers(0, 4 * INTERVAL - 1)

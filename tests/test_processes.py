@@ -14,9 +14,9 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import check_no_leaks, coordinator_pids, open_db, run_python
 
 import monotone
-from conftest import check_no_leaks, coordinator_pids, open_db, run_python
 
 BATCH = 400
 SPREAD = 10**9  # ids of different writers fall in different partitions

@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import monotone
-from conftest import ROOT
 
 WRITER = r"""
 import sys

@@ -8,14 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import ALL, check_no_leaks, coordinator_pids, open_db
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_recovery import kill9
 
 import monotone
 from monotone import Event
-
-from conftest import ALL, check_no_leaks, coordinator_pids, open_db
-from test_recovery import kill9
 
 KEY_A = "a0" * 32
 KEY_B = "b1" * 32

@@ -10,8 +10,7 @@ import os
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
 
-from .catalog import (MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options,
-                      make_tier)
+from .catalog import MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options, make_tier
 from .engine import Engine
 
 CLOUD_LATER = ("cloud-backed storages are not available yet: clouds can be defined, but "

@@ -10,21 +10,21 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .catalog import MAIN, Catalog, Storage
+from monotone.append import Shared, append
 from monotone.config import Config
 from monotone.errors import MonotoneError
 from monotone.format.crypto import Cipher, parse_key
-from monotone.lifecycle import PartitionFiles
-from monotone.store import store_of
-from monotone.repository import Layout, write_json
 from monotone.format.rows import Rows, sort_dedup
-from monotone.wal import WalWriter
-from monotone.append import Shared, append
+from monotone.lifecycle import PartitionFiles
+from monotone.repository import Layout, write_json
 from monotone.shm import segment
-from monotone.shm.partition_map import FileStats, PartitionMap
 from monotone.shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile
 from monotone.shm.memtable import Memtable, MemtableCache
+from monotone.shm.partition_map import FileStats, PartitionMap
+from monotone.store import store_of
+from monotone.wal import WalWriter
 
+from .catalog import MAIN, Catalog, Storage
 from .wal_files import wal_files
 
 log = logging.getLogger("monotone")

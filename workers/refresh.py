@@ -24,11 +24,11 @@ from __future__ import annotations
 import time
 
 from monotone import faults
-from .catalog import Storage
 from monotone.shm import segment
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.memtable import Memtable
 
+from .catalog import Storage
 from .engine import Engine, file_stats
 from .merge import MergeJob
 from .tasks import WaitSlot

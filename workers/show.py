@@ -1,13 +1,13 @@
 """SHOW: the JSON views of config, storages, partitions, pipeline, clouds, WAL, memory."""
 from __future__ import annotations
 
-from .catalog import Storage
 from monotone.config import HIDDEN, TABLE, lookup
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.region_reader import Reader
 
+from .catalog import Storage
 from .engine import Engine
 from .wal_files import wal_files
 

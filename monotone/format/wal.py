@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rows import Rows
 from . import region
+from .rows import Rows
 
 MAGIC = 0x4C41574D  # "MWAL"
 HEADER = struct.Struct("<IIQQIIII")

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 
 import pytest
-
-import campaign
+from campaign import TRIAL_LIMIT
+from damage import run_corruption
+from fuzz import run_args_fuzz, run_ddl_fuzz
+from kill import make_trial, run_clean_close, run_kill
+from procs import deadline, leaks
 
 # trials every run: a few minutes on two cores
 KILL_SEEDS = range(900_000, 900_018)
@@ -23,13 +26,13 @@ def trial_dir(tmp_path) -> str:
 
 
 def _kill(tmp_path, seed: int) -> None:
-    trial = campaign.make_trial(seed)
+    trial = make_trial(seed)
     repo = os.path.join(str(tmp_path), "repo")
     try:
-        with campaign.deadline(campaign.TRIAL_LIMIT):
-            stats = campaign.run_kill(repo, trial)
+        with deadline(TRIAL_LIMIT):
+            stats = run_kill(repo, trial)
     except BaseException:
-        campaign.leaks(repo)
+        leaks(repo)
         raise
     assert stats["acked"] > 0, trial.describe()
 
@@ -52,8 +55,8 @@ def test_kill_campaign_long(tmp_path, seed):
 def test_clean_close_loop(tmp_path, races):
     """Write with WAL rotation and background refreshes, close, reopen, count; again."""
     repo = os.path.join(str(tmp_path), "repo")
-    with campaign.deadline(campaign.TRIAL_LIMIT):
-        stats = campaign.run_clean_close(repo, seed=31, rounds=3, batches=120, races=races)
+    with deadline(TRIAL_LIMIT):
+        stats = run_clean_close(repo, seed=31, rounds=3, batches=120, races=races)
     assert stats["acked"] == 3 * 120
 
 
@@ -61,7 +64,7 @@ def test_clean_close_loop(tmp_path, races):
 @pytest.mark.parametrize("seed", range(40))
 def test_clean_close_loop_long(tmp_path, seed):
     repo = os.path.join(str(tmp_path), "repo")
-    campaign.run_clean_close(repo, seed=seed, rounds=10, batches=300, races=bool(seed % 2))
+    run_clean_close(repo, seed=seed, rounds=10, batches=300, races=bool(seed % 2))
 
 
 @pytest.mark.parametrize("seed", CORRUPT_SEEDS)
@@ -69,8 +72,8 @@ def test_corruption_campaign(tmp_path, seed):
     """Damaged partition files, WAL files and config.json: the data read whole, or an
     error (and everything back once the file is restored), or, for a WAL, only whole
     batches at the damaged tail lost. Never wrong data."""
-    with campaign.deadline(campaign.TRIAL_LIMIT):
-        outcomes = campaign.run_corruption(trial_dir(tmp_path), seed, trials=25)
+    with deadline(TRIAL_LIMIT):
+        outcomes = run_corruption(trial_dir(tmp_path), seed, trials=25)
     assert len(outcomes) == 25
     assert any("error" in o for o in outcomes), "no damage was ever detected"
 
@@ -78,7 +81,7 @@ def test_corruption_campaign(tmp_path, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(100, 130))
 def test_corruption_campaign_long(tmp_path, seed):
-    campaign.run_corruption(trial_dir(tmp_path), seed, trials=40)
+    run_corruption(trial_dir(tmp_path), seed, trials=40)
 
 
 @pytest.mark.parametrize("seed", FUZZ_SEEDS)
@@ -86,8 +89,8 @@ def test_ddl_fuzz(tmp_path, seed):
     """Random and mutated commands: a result or a MonotoneError, never an internal
     error, and the repository reopens with what it showed."""
     repo = os.path.join(str(tmp_path), "repo")
-    with campaign.deadline(campaign.TRIAL_LIMIT):
-        counts = campaign.run_ddl_fuzz(repo, seed, statements=300)
+    with deadline(TRIAL_LIMIT):
+        counts = run_ddl_fuzz(repo, seed, statements=300)
     assert counts["ok"] and counts["error"] and counts["reopened"] >= 7
 
 
@@ -96,13 +99,13 @@ def test_write_arguments_fuzz(tmp_path, seed):
     """Random write_batch arguments: bad ones refused with a MonotoneError, good ones
     written, and what is read is what a dict model of the accepted calls holds."""
     repo = os.path.join(str(tmp_path), "repo")
-    with campaign.deadline(campaign.TRIAL_LIMIT):
-        counts = campaign.run_args_fuzz(repo, seed, calls=800)
+    with deadline(TRIAL_LIMIT):
+        counts = run_args_fuzz(repo, seed, calls=800)
     assert counts["ok"] and counts["refused"] and counts["events"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(200, 220))
 def test_fuzz_long(tmp_path, seed):
-    campaign.run_ddl_fuzz(os.path.join(str(tmp_path), "ddl"), seed, statements=2000)
-    campaign.run_args_fuzz(os.path.join(str(tmp_path), "args"), seed, calls=5000)
+    run_ddl_fuzz(os.path.join(str(tmp_path), "ddl"), seed, statements=2000)
+    run_args_fuzz(os.path.join(str(tmp_path), "args"), seed, calls=5000)

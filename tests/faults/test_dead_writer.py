@@ -15,9 +15,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, coordinator_pids, open_db
 
 from monotone import faults
-from conftest import ROOT, coordinator_pids, open_db
 
 BATCH = np.arange(900, 2100, 3, dtype=np.uint64)  # partitions 0, 1000 and 2000
 GONE = ("write.locked", "write.lsn", "write.appended", "write.logged")

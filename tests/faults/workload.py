@@ -209,6 +209,7 @@ def write_main(repo: str, writer: int, seed: int, settings: dict, limit: int,
     refresh the partition of its first event (so partitions of one batch come to
     hold files of different ages)."""
     import random
+
     import monotone
     rng = random.Random(seed * 1000 + writer)
     db = monotone.Monotone()
@@ -248,6 +249,7 @@ def write_main(repo: str, writer: int, seed: int, settings: dict, limit: int,
 def read_main(repo: str, seed: int, max_events: int) -> int:
     """Scan again and again until stdin closes, checking each snapshot is whole."""
     import threading
+
     import monotone
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
