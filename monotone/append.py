@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 from . import faults
 from .boundary import ShmError, translate
@@ -42,17 +41,20 @@ class Moved(Exception):
     """A partition was dropped (or its slot reused) between routing and locking."""
 
 
-class Log(Protocol):
+class Log:
     """Where a batch is logged before it is published (the WAL), if anywhere."""
 
     def prepare(self, lsn: int) -> tuple[int, int]:
         """The WAL file (its first lsn) and offset the record will start at."""
+        raise NotImplementedError
 
     def write(self, lsn: int, ssn: int) -> None:
         """Write the record (all of it, or raise having written nothing)."""
+        raise NotImplementedError
 
     def cut(self, offset: int) -> None:
         """Take back the record just written (the batch failed after it)."""
+        raise NotImplementedError
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Protocol
 
 from .errors import MonotoneError, NoSpaceError
 from .shm import libc
@@ -21,34 +20,61 @@ from .shm import libc
 WRITEBACK = 8 << 20
 
 
-class ReadHandle(Protocol):
-    name: str      # for messages: where the bytes come from
+class ReadHandle:
+    """A file open for reading: name (for messages), size, read(offset, size), close()."""
+    name: str
     size: int
 
-    def read(self, offset: int, size: int) -> bytes: ...
-    def close(self) -> None: ...
+    def read(self, offset: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
-class WriteHandle(Protocol):
+class WriteHandle:
+    """A new file written front to back: write(data), then finish(sync) (closes; the
+    file's size) or abort() (closes and removes what was written)."""
     name: str
-    offset: int    # bytes written so far
+    offset: int
 
-    def write(self, data) -> None: ...
-    def finish(self, sync: bool) -> int: ...   # close; the file's size
-    def abort(self) -> None: ...               # close and remove what was written
+    def write(self, data) -> None:
+        raise NotImplementedError
+
+    def finish(self, sync: bool) -> int:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
 
 
-class Store(Protocol):
+class Store:
+    """Where a storage's files live (location: for messages)."""
     location: str
 
-    def open(self, name: str) -> ReadHandle: ...
-    def create(self, name: str, sync: bool) -> WriteHandle: ...
-    def write_atomic(self, name: str, data: bytes, sync: bool) -> None: ...
-    def rename(self, src: str, dst: str, sync: bool) -> None: ...
-    def remove(self, name: str, sync: bool) -> bool: ...
-    def list(self) -> list[str]: ...
-    def size(self, name: str) -> int: ...
-    def same(self, other: "Store", name: str) -> bool: ...
+    def open(self, name: str) -> ReadHandle:
+        raise NotImplementedError
+
+    def create(self, name: str, sync: bool) -> WriteHandle:
+        raise NotImplementedError
+
+    def write_atomic(self, name: str, data: bytes, sync: bool) -> None:
+        raise NotImplementedError
+
+    def rename(self, src: str, dst: str, sync: bool) -> None:
+        raise NotImplementedError
+
+    def remove(self, name: str, sync: bool) -> bool:
+        raise NotImplementedError
+
+    def list(self) -> list[str]:
+        raise NotImplementedError
+
+    def size(self, name: str) -> int:
+        raise NotImplementedError
+
+    def same(self, other: "Store", name: str) -> bool:
+        raise NotImplementedError
 
 
 def sync_dir(path: str) -> None:
@@ -59,7 +85,7 @@ def sync_dir(path: str) -> None:
         os.close(fd)
 
 
-class LocalFile:
+class LocalFile(ReadHandle):
     """A file open for reading: one pread per read."""
 
     def __init__(self, path: str) -> None:
@@ -79,7 +105,7 @@ class LocalFile:
             self.fd = -1
 
 
-class LocalWriter:
+class LocalWriter(WriteHandle):
     """A new file, written front to back; with sync, written out as it grows."""
 
     def __init__(self, path: str, sync: bool) -> None:
@@ -120,7 +146,7 @@ class LocalWriter:
             pass
 
 
-class LocalStore:
+class LocalStore(Store):
     """A storage's files in a local directory."""
 
     def __init__(self, directory: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import faults
-from .append import Moved, append
+from .append import Log, Moved, append
 from .errors import CoordinatorError, MemtableFull, MonotoneError
 from .format import wal as walfmt
 from .format.rows import Rows, sort_dedup
@@ -146,7 +146,7 @@ class Writer:
         self.session.conn.request(WaitMemory(need))
 
 
-class _WalLog:
+class _WalLog(Log):
     """A batch's WAL record, for append() (no file when the WAL is off)."""
 
     def __init__(self, wal: WalWriter, rows: Rows, cfg: dict, obsolete_below: int,

@@ -20,7 +20,7 @@ from typing import Callable
 
 from monotone import process, protocol
 
-from .merge import MergeJob
+from .merger import MergeJob
 
 log = logging.getLogger("monotone")
 

@@ -13,7 +13,7 @@ Move is the same, with the new file written into another storage.
           -- crash point error_refresh_3
           point the slot at the new file; on a move, remove the source file
   step 5. drop the frozen memtable
-Steps 2 and 3 are a MergeJob (merge.py), run by a worker process; the
+Steps 2 and 3 are a MergeJob (merger.py), run by a worker process; the
 coordinator does the short steps around it. The files' states and their
 renames are lifecycle.PartitionFiles'; recovery (recovery.py) finishes or
 discards each state. After a failure the frozen memtable stays
@@ -30,7 +30,7 @@ from monotone.shm.memtable import Memtable
 
 from .catalog import Storage
 from .engine import Engine, file_stats
-from .merge import MergeJob
+from .merger import MergeJob
 from .tasks import WaitSlot
 
 

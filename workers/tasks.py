@@ -27,8 +27,8 @@ from typing import Any, Callable
 from monotone import errors
 from monotone.errors import MonotoneError
 
-from . import merge
-from .merge import MergeJob
+from . import merger
+from .merger import MergeJob
 
 log = logging.getLogger("monotone")
 Finish = Callable[[Any, BaseException | None], None]
@@ -121,7 +121,7 @@ class Scheduler:
                 self.pool.submit(item, lambda reply, task=task: self._resume(task, reply))
                 return
             try:
-                value = merge.run(item, self.engine.memtables)
+                value = merger.run(item, self.engine.memtables)
             except Exception as e:
                 error = e
 

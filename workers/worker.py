@@ -16,7 +16,7 @@ from monotone.repository import Layout
 from monotone.shm.locks import ATTACHED, LockFile
 from monotone.shm.memtable import MemtableCache
 
-from .merge import MergeJob, run
+from .merger import MergeJob, run
 
 # Merges are background work: they take the CPU writers leave over, so a busy
 # machine keeps ingesting at full speed and memtables absorb the backlog
