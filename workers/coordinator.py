@@ -9,6 +9,7 @@ control requests. Data never passes through it.
 from __future__ import annotations
 
 import errno
+import faulthandler
 import json
 import logging
 import os
@@ -319,6 +320,7 @@ def _interrupt(*_) -> None:
 
 
 def main() -> int:
+    faulthandler.enable()  # a crash leaves its traceback in the repository log (stderr)
     base = sys.argv[1]
     settings = json.loads(sys.stdin.read() or "{}")
 

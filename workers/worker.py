@@ -5,6 +5,7 @@ JSON, as clients do) and exits when the coordinator closes it or dies.
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import socket
 import sys
@@ -25,6 +26,7 @@ NICE = 19
 
 
 def main() -> int:
+    faulthandler.enable()  # a crash leaves its traceback in the repository log (stderr)
     base, fd = sys.argv[1], int(sys.argv[2])
     conn = socket.socket(fileno=fd)
     layout = Layout(base)
