@@ -11,6 +11,7 @@ from itertools import chain
 from operator import length_hint
 from typing import Iterator
 
+from .cloud import AHEAD
 from .event import Batch, Event
 from .format.rows import Ordered, drop_deletes, merge
 from .snapshot import Opened, sorted_rows
@@ -136,6 +137,7 @@ class Cursor:
                 index = reader.index
                 first = index.first_region(start_id, start_key)
                 for i in range(first, index.regions):
+                    reader.prefetch(i, AHEAD + 1)  # a cloud file: the next GETs start now
                     region = reader.read_region(i)
                     if i == first:
                         region = region.slice(Ordered(region).bound(start_id, start_key), len(region))

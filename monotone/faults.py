@@ -46,9 +46,14 @@ POINTS = {
     "drop.logged": "drop record in the WAL, partition still there",
     # recovery
     "recovery.files": "partition files recovered, WAL not replayed",
-    # clouds (not yet available)
-    "upload": "an upload (error_upload)",
-    "download": "a download (error_download)",
+    # clouds (lifecycle.py, transfer.py)
+    "upload": "stub written as <min>.cloud.incomplete, object not sent (error_upload)",
+    "upload.sent": "object sent, stub not yet renamed to <min>.cloud",
+    "upload.done": "uploaded, the partition not yet marked as on cloud",
+    "download": "object fetched as <min>.incomplete, not renamed (error_download)",
+    "download.done": "downloaded, the partition not yet marked as on storage",
+    "cloud.dropping": "the stub renamed to <min>.cloud.drop, object not removed",
+    "local.dropping": "the partition marked as cloud only, local file not removed",
 }
 # config switches of the original and the points they arm
 SWITCHES = {"error_refresh_1": "refresh_1", "error_refresh_2": "refresh_2",

@@ -1,24 +1,48 @@
 """Partition files through their states: the only place that knows their names.
 
 In a storage, partition <min> has at most one file in each state:
-  <min>.incomplete   being written (refresh and move, step 2): recovery removes it
+  <min>.incomplete   being written (refresh and move, step 2; a download):
+                     recovery removes it
   <min>.complete     written and synced, not yet switched in: recovery puts it in
                      place of <min>
-  <min>              the partition file
+  <min>              the partition file (a local copy)
+and, when the storage has a cloud (the object is <min> in the storage's place
+there, cloud.Objects):
+  <min>.cloud.incomplete  an upload under way: the stub is written, the object
+                     may or may not be whole; recovery removes the object (it
+                     turns into .cloud.drop) and the stub
+  <min>.cloud        the stub of a partition whose object is whole in the cloud:
+                     the file's index and footer, so opening costs no request
+  <min>.cloud.drop   the object is being removed (a drop on cloud): recovery
+                     finishes the removal; while the cloud cannot be reached the
+                     marker stays, and the object is reported in the log
 Every change of state is one rename (atomic), followed by a sync of the
-directory when the storage syncs; removal likewise. Refresh, move, drop and
-recovery go through PartitionFiles; readers open <min> through it.
+directory when the storage syncs; removal likewise. Refresh, move, drop,
+upload, download and recovery go through PartitionFiles; readers open a
+partition through it (open: the local copy; open_cloud: the stub and object).
 """
 from __future__ import annotations
 
+import logging
 import re
 
+from . import faults
+from .cloud import CloudError, CloudFile, Objects
+from .errors import MonotoneError
+from .format import partition
+from .shm.partition_map import ON_CLOUD, ON_STORAGE
 from .store import ReadHandle, Store, WriteHandle
+
+log = logging.getLogger("monotone")
 
 INCOMPLETE = ".incomplete"
 COMPLETE = ".complete"
 STATES = (INCOMPLETE, COMPLETE)
-_NAME = re.compile(r"^(\d{1,20})(\.incomplete|\.complete)?$")
+CLOUD = ".cloud"
+CLOUD_INCOMPLETE = ".cloud.incomplete"
+CLOUD_DROP = ".cloud.drop"
+_NAME = re.compile(r"^(\d{1,20})(\.incomplete|\.complete|\.cloud|\.cloud\.incomplete|"
+                   r"\.cloud\.drop)?$")
 
 
 def file_name(min_: int, state: str = "") -> str:
@@ -34,9 +58,10 @@ def parse(name: str) -> tuple[int, str] | None:
 class PartitionFiles:
     """The partition files of one storage (sync: its `sync` option)."""
 
-    def __init__(self, store: Store, sync: bool = True) -> None:
+    def __init__(self, store: Store, sync: bool = True, objects: Objects | None = None) -> None:
         self.store = store
         self.sync = sync
+        self.objects = objects
 
     def where(self, min_: int, state: str = "") -> str:
         """The file's place, for messages."""
@@ -73,18 +98,104 @@ class PartitionFiles:
         for state in STATES:
             self.store.remove(file_name(min_, state), False)
 
-    def settle(self) -> list[int]:
+    def settle(self) -> dict[int, int]:
         """After a crash: finish or undo each half-done state; the partitions with a
-        file (recovery, before anyone reads)."""
+        copy, and where (ON_STORAGE | ON_CLOUD bits; recovery, before anyone reads)."""
         found: dict[int, set[str]] = {}
         for name in self.store.list():
             parsed = parse(name)
             if parsed:
                 found.setdefault(parsed[0], set()).add(parsed[1])
+        places = {}
         for min_, states in found.items():
             if INCOMPLETE in states:  # the old file and the WAL are intact
                 self.store.remove(file_name(min_, INCOMPLETE), self.sync)
             if COMPLETE in states:    # written whole: it replaces the old one
                 self.install(min_)
                 states.add("")
-        return sorted(m for m, states in found.items() if "" in states)
+            if CLOUD_INCOMPLETE in states:  # an upload cut short: its object goes
+                self.store.rename(file_name(min_, CLOUD_INCOMPLETE),
+                                  file_name(min_, CLOUD_DROP), self.sync)
+                states.add(CLOUD_DROP)
+            if CLOUD_DROP in states:
+                self.finish_drop(min_)
+            where = (ON_STORAGE if "" in states else 0) | (ON_CLOUD if CLOUD in states else 0)
+            if where:
+                places[min_] = where
+        return places
+
+    # the cloud copy
+    def _need_objects(self) -> Objects:
+        if self.objects is None:
+            raise MonotoneError(f"storage {self.store.location} has no cloud")
+        return self.objects
+
+    def open_cloud(self, min_: int) -> CloudFile:
+        """A partition whose file is in the cloud: index from the stub, regions by GET."""
+        return CloudFile(self.store.open(file_name(min_, CLOUD)), self._need_objects(),
+                         file_name(min_))
+
+    def upload(self, min_: int, switches=()) -> None:
+        """The local file's copy into the cloud: stub as .cloud.incomplete, the object,
+        then the stub renamed to .cloud."""
+        objects = self._need_objects()
+        self.store.remove(file_name(min_, CLOUD_INCOMPLETE), False)  # a failed attempt's
+        local = self.store.open(file_name(min_))
+        try:
+            footer = local.read(local.size - partition.FOOTER.size, partition.FOOTER.size)
+            offset, _, _, _ = partition.decode_footer(footer, local.name)
+            tail = local.read(offset, local.size - offset)
+        finally:
+            local.close()
+        stub = self.store.create(file_name(min_, CLOUD_INCOMPLETE), self.sync)
+        try:
+            stub.write(tail)
+            stub.finish(self.sync)
+        except BaseException:
+            stub.abort()
+            raise
+        # the object is about to be written whole again: an old removal is moot
+        self.store.remove(file_name(min_, CLOUD_DROP), self.sync)
+        faults.point("upload", switches)
+        objects.put(self.store.path(file_name(min_)), file_name(min_))
+        faults.point("upload.sent")
+        self.store.rename(file_name(min_, CLOUD_INCOMPLETE), file_name(min_, CLOUD), self.sync)
+
+    def download(self, min_: int, switches=()) -> None:
+        """The cloud object as the local file: <min>.incomplete, synced, renamed."""
+        objects = self._need_objects()
+        incomplete = file_name(min_, INCOMPLETE)
+        self.store.remove(incomplete, False)  # a failed attempt's
+        try:
+            objects.get(file_name(min_), self.store.path(incomplete))
+            if self.store.size(incomplete) != self.open_cloud(min_).size:
+                raise CloudError(f"{objects.where(file_name(min_))}: downloaded object "
+                                 "does not match its stub")
+            if self.sync:
+                self.store.fsync(incomplete)
+            faults.point("download", switches)
+        except BaseException:
+            self.store.remove(incomplete, False)
+            raise
+        self.store.rename(incomplete, file_name(min_), self.sync)
+
+    def drop_stub(self, min_: int) -> None:
+        """Step 1 of a drop on cloud (after readers stop choosing the cloud copy): the
+        stub becomes the .cloud.drop marker; finish_drop removes the object."""
+        self.store.rename(file_name(min_, CLOUD), file_name(min_, CLOUD_DROP), self.sync)
+
+    def finish_drop(self, min_: int) -> bool:
+        """Remove the object of a .cloud.drop marker, then the marker. False (the
+        object reported, the marker kept for next time) when the cloud fails."""
+        try:
+            self._need_objects().remove(file_name(min_))
+        except MonotoneError as e:
+            log.warning("partition %d: its object could not be removed from the cloud "
+                        "(%s); removal is retried at the next open", min_, e)
+            return False
+        self.store.remove(file_name(min_, CLOUD_DROP), self.sync)
+        return True
+
+    def drop_local(self, min_: int) -> None:
+        """The local copy goes (its cloud copy stays)."""
+        self.store.remove(file_name(min_), self.sync)

@@ -57,6 +57,14 @@ class Reader:
     def meta(self) -> dict:
         return self.index.meta
 
+    def prefetch(self, first: int, count: int) -> None:
+        """Start reading regions first.. first+count-1 when the file is remote (its
+        handle fetches them in the background; a local file needs nothing)."""
+        ahead = getattr(self.file, "prefetch", None)
+        if ahead is not None:
+            e = self.index.entries[first:first + count]
+            ahead(zip(e["offset"].tolist(), e["size"].tolist()))
+
     def read_stored(self, i: int) -> bytes:
         """Region i as stored (compressed, maybe encrypted), its crc checked."""
         e = self.index.entries[i]

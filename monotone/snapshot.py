@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
 from .boundary import ShmError, translate
+from .cloud import objects_of
 from .errors import CoordinatorError, MonotoneError
 from .format.crypto import Cipher, parse_key
 from .format.rows import Rows, sort_dedup
@@ -19,7 +20,7 @@ from .lifecycle import PartitionFiles
 from .region_reader import Reader
 from .shm.locks import PUBLISH, Held
 from .shm.memtable import Memtable
-from .shm.partition_map import Slot
+from .shm.partition_map import ON_STORAGE, Slot
 from .store import store_of
 
 EAGER = 256  # partitions a cursor opens when it takes its snapshot
@@ -130,6 +131,9 @@ class Snapshots:
         if current.tables() != row.tables():
             row = current.copy()
             pmap.visible(row.row)
+        elif current.places != row.places:  # a copy came or went: the same file
+            row = row.copy()
+            row.places = current.places
         return self._open(row, cfg)
 
     def _open(self, row: Slot, cfg: dict) -> Opened:
@@ -137,7 +141,9 @@ class Snapshots:
         reader = None
         if row.gen:
             files, cipher = self.storage(row.storage, cfg)
-            reader = Reader(files.open(row.min), cipher)
+            handle = files.open(row.min) if row.places & ON_STORAGE else \
+                files.open_cloud(row.min)
+            reader = Reader(handle, cipher)
         get = self.session.memtables.get
         return Opened(reader, [(get(seg), n) for seg, n in row.memtables()])
 
@@ -147,7 +153,8 @@ class Snapshots:
         if cached is None or cached[0] is not cfg:
             info = cfg["storages"][str(id_)]
             cipher = Cipher(parse_key(info["key"])) if info["key"] else None
-            cached = self.storages[id_] = (cfg, PartitionFiles(store_of(info)), cipher)
+            files = PartitionFiles(store_of(info), objects=objects_of(info))
+            cached = self.storages[id_] = (cfg, files, cipher)
         return cached[1], cached[2]
 
 

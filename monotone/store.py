@@ -73,6 +73,13 @@ class Store:
     def size(self, name: str) -> int:
         raise NotImplementedError
 
+    def path(self, name: str) -> str:
+        """A file's local path (what a cloud upload reads, a download writes)."""
+        raise NotImplementedError
+
+    def fsync(self, name: str) -> None:
+        raise NotImplementedError
+
     def same(self, other: "Store", name: str) -> bool:
         raise NotImplementedError
 
@@ -195,6 +202,13 @@ class LocalStore(Store):
     def size(self, name: str) -> int:
         return os.path.getsize(self.path(name))
 
+    def fsync(self, name: str) -> None:
+        fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def same(self, other: "LocalStore", name: str) -> bool:
         """Whether name here and in other is one file (two storages, one directory)."""
         try:
@@ -206,3 +220,4 @@ class LocalStore(Store):
 def store_of(spec: dict) -> LocalStore:
     """A store from its description (what a storage's config says; what a job carries)."""
     return LocalStore(spec["directory"])
+

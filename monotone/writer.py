@@ -97,7 +97,7 @@ class Writer:
             return [(int(live[at]), rows)]
         for _ in range(3):
             bounds = session.partitions()
-            which, inside = session.pmap.locate(bounds, ids)
+            which, inside = session.pmap.route(bounds, ids)
             if inside.all():
                 break
             # one id per gap: ids of one interval between the same neighbours share it

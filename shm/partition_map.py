@@ -31,6 +31,7 @@ HEADER_WORDS = 512
 SLOT_WORDS = 32
 FREE, LIVE = 0, 1
 APPENDED, LOGGED = 1, 2  # pending stages: rows written; and the WAL record too
+ON_STORAGE, ON_CLOUD = 1, 2  # where a partition's file is (places): bits
 U64 = np.uint64
 
 # header words
@@ -44,7 +45,9 @@ U64 = np.uint64
  # last, cleared first), the row counts before and after it, how far it got,
  # and where its WAL record starts (file: the first lsn in its name)
  _PENDING_LSN, _PENDING_START, _PENDING_END, _PENDING_STAGE, _PENDING_WAL,
- _PENDING_OFFSET) = range(28)
+ _PENDING_OFFSET,
+ # where the partition file is: ON_STORAGE (a local copy), ON_CLOUD (an object)
+ _PLACES) = range(29)
 
 
 def _field(column: int, doc: str) -> property:
@@ -94,6 +97,7 @@ class Slot:
     pending_stage = _field(_PENDING_STAGE, "APPENDED, or LOGGED once its WAL record is whole")
     pending_wal = _field(_PENDING_WAL, "its WAL file (the first lsn in the name; 0: none)")
     pending_offset = _field(_PENDING_OFFSET, "where its record starts in that file")
+    places = _field(_PLACES, "where the file is: ON_STORAGE and/or ON_CLOUD bits (0: no file)")
 
     @property
     def live(self) -> bool:
@@ -219,7 +223,7 @@ class PartitionMap:
         return live, self.table[live, _MIN].copy(), self.table[live, _MAX].copy()
 
     @staticmethod
-    def locate(bounds, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def route(bounds, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For sorted or unsorted ids: the position in bounds' live slots of the partition
         each falls in, and whether one does."""
         live, mins, maxs = bounds
@@ -276,10 +280,12 @@ class PartitionMap:
         s[_HINTED] = 0
         s[_ACTIVE] = segno
 
-    def set_file(self, i: int, stats: FileStats, storage: int | None = None) -> None:
-        """Point a partition at a (new) file."""
+    def set_file(self, i: int, stats: FileStats, storage: int | None = None,
+                 places: int = ON_STORAGE) -> None:
+        """Point a partition at a (new) file, a local one unless places says."""
         s = self.table[i]
         s[_GEN] += 1
+        s[_PLACES] = places
         s[_FILE_LSN], s[_FILE_EVENTS], s[_FILE_SIZE] = stats.lsn, stats.events, stats.size
         s[_FILE_SIZE_ORIGIN], s[_REGIONS] = stats.size_origin, stats.regions
         s[_REFRESHED], s[_REFRESHES] = stats.refreshed, stats.refreshes
@@ -297,6 +303,11 @@ class PartitionMap:
         s[_FROZEN] = 0
         self.bump("map_version")  # clients unmap the frozen memtable
         return segno
+
+    def set_places(self, i: int, places: int) -> None:
+        """The file got or lost a copy (an upload, a download, a drop of one copy)."""
+        self.table[i, _PLACES] = places
+        self.bump("map_version")
 
     # batches being published
     def pending_in(self, slots: list[int]) -> list[int]:

@@ -11,6 +11,7 @@ import uuid as uuidlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from monotone import cloud as cloud_module
 from monotone.errors import MonotoneError
 from monotone.format.codec import CODECS
 from monotone.format.crypto import new_key, parse_key
@@ -48,18 +49,34 @@ class Storage:
         return out
 
 
-@dataclass
+@dataclass(repr=False)
 class Cloud:
+    """A place for partition files: type 's3', 'mock', or any fsspec protocol by name.
+
+    options: what a protocol other than s3 and mock takes besides url (passed
+    to its filesystem). Secrets (password, and options that look like one)
+    never leave in SHOW, logs or reprs."""
     name: str
     type: str = ""
     login: str = ""
     password: str = ""
     url: str = ""
     debug: bool = False
+    options: dict = field(default_factory=dict)
 
     def show(self) -> dict:
-        return {"name": self.name, "type": self.type, "login": self.login,
-                "password": "(secret)", "url": self.url, "debug": self.debug}
+        out = {"name": self.name, "type": self.type, "login": self.login,
+               "password": "(secret)", "url": self.url, "debug": self.debug}
+        for name, value in self.options.items():
+            out[name] = "(secret)" if cloud_module.secret_option(name) else value
+        return out
+
+    def __repr__(self) -> str:
+        return f"Cloud({self.name!r}, type={self.type!r}, url={self.url!r})"
+
+    def spec(self) -> dict:
+        """What a process needs to reach it (secrets included: for its own processes)."""
+        return asdict(self)
 
 
 @dataclass
@@ -74,7 +91,6 @@ class Tier:
         return asdict(self)
 
 
-CLOUD_TYPES = ("s3",)
 LEVELS = {"lz4": (0, 16), "zstd": (0, 22), "none": (0, 0)}  # 0: the codec's default
 _STORAGE_TYPES = {f.name: f.type for f in fields(Storage)}
 _ALIASES = {"access_key": "login", "secret_key": "password"}
@@ -161,17 +177,25 @@ def check_level(compression: str, level: int) -> None:
 
 
 def apply_cloud_options(cloud: Cloud, options, usage: str, creating: bool) -> None:
+    """Set options on cloud, checked (a protocol whose package is missing: an error
+    naming the package)."""
     for name, value in options:
         name = _ALIASES.get(name, name)
-        if name not in ("type", "login", "password", "url", "debug"):
+        if name in ("name", "options"):
             raise MonotoneError(f"{usage}: unknown option '{name}'")
+        if name not in ("type", "login", "password", "url", "debug"):
+            if not creating and cloud.type in ("s3", "mock") or \
+                    creating and dict(options).get("type") in ("s3", "mock"):
+                raise MonotoneError(f"{usage}: unknown option '{name}'")
+            if not isinstance(value, (str, int)):
+                raise MonotoneError(f"{usage}: {name} 'string, integer or boolean' expected")
+            cloud.options[name] = value
+            continue
         value = _typed(usage, name, value, "bool" if name == "debug" else "str")
         if name == "type" and not creating and value != cloud.type:
             raise MonotoneError("cloud type cannot be changed")
         setattr(cloud, name, value)
-    if cloud.type not in CLOUD_TYPES:
-        raise MonotoneError(f"cloud '{cloud.name}': unknown cloud type "
-                            f"(type is one of: {', '.join(CLOUD_TYPES)})")
+    cloud_module.check(cloud.spec())
 
 
 def make_tier(name: str, options) -> Tier:
@@ -262,8 +286,14 @@ class Catalog:
 
     def for_clients(self, base: str) -> dict:
         """What readers need: storage id -> directory, key."""
-        return {str(s.id): {"directory": s.directory(base), "key": s.encryption_key,
-                            "refresh_wm": s.refresh_wm} for s in self.storages}
+        return {str(s.id): self.store_spec(s, base) for s in self.storages}
+
+    def store_spec(self, storage: Storage, base: str) -> dict:
+        """Where a storage's files are: its directory, and its cloud's spec (or None)."""
+        cloud = self.cloud(storage.cloud) if storage.cloud else None
+        return {"directory": storage.directory(base), "uuid": storage.uuid,
+                "key": storage.encryption_key, "refresh_wm": storage.refresh_wm,
+                "sync": storage.sync, "cloud": cloud.spec() if cloud else None}
 
     def copy(self) -> "Catalog":
         return copy.deepcopy(self)

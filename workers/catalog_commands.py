@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 
+from monotone.cloud import objects_of
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
 
 from .catalog import MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options, make_tier
 from .engine import Engine
-
-CLOUD_LATER = ("cloud-backed storages are not available yet: clouds can be defined, but "
-               "attaching one to a storage, UPLOAD and DOWNLOAD come in a later version")
 
 
 # config
@@ -30,11 +28,18 @@ def _storage_empty(engine: Engine, storage: Storage) -> bool:
     return not engine.slots_in(storage)
 
 
-def _check_cloud(engine: Engine, storage: Storage) -> None:
+def _attach_cloud(engine: Engine, storage: Storage) -> None:
+    """The storage's place in its cloud (bucket) is made when the cloud is attached."""
     if storage.cloud:
         if engine.catalog.cloud(storage.cloud) is None:
             raise MonotoneError(f"storage '{storage.name}': cloud '{storage.cloud}' not exists")
-        raise MonotoneError(f"storage '{storage.name}': {CLOUD_LATER}")
+        objects_of(engine.catalog.store_spec(storage, engine.layout.base)).attach()
+
+
+def _detach_cloud(engine: Engine, storage: Storage) -> None:
+    """The storage's place in its cloud goes, if empty (best effort, as the original)."""
+    if storage.cloud and engine.catalog.cloud(storage.cloud) is not None:
+        objects_of(engine.catalog.store_spec(storage, engine.layout.base)).detach()
 
 
 def _existing(found, kind: str, c):
@@ -55,9 +60,9 @@ def create_storage(engine: Engine, c: cmd.CreateStorage) -> None:
     storage.compression = engine.config.compression
     storage.compression_level = engine.config.compression_level
     apply_storage_options(storage, c.options, "CREATE STORAGE", creating=True)
-    _check_cloud(engine, storage)
     if any(s.uuid == storage.uuid for s in catalog.storages):
         raise MonotoneError(f"storage '{c.name}': uuid '{storage.uuid}' is used by another storage")
+    _attach_cloud(engine, storage)
     with engine.changing():
         engine.catalog.storages.append(storage)
 
@@ -81,14 +86,18 @@ def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
     updated = storage.__class__(**vars(storage))
     changed = apply_storage_options(updated, c.options, "ALTER STORAGE", creating=False)
     fixed = changed & {"crc", "path", "encryption", "encryption_key"}
+    if updated.cloud != storage.cloud:
+        fixed.add("cloud")
     if fixed and not _storage_empty(engine, storage):
         raise MonotoneError(f"storage '{storage.name}': storage is not empty "
                             f"({', '.join(sorted(fixed))} can change only while it is)")
-    if "cloud" in changed:
-        _check_cloud(engine, updated)
+    if updated.cloud != storage.cloud:
+        _attach_cloud(engine, updated)
     old_directory = engine.directory(storage)
     with engine.changing():
         vars(engine.catalog.need_storage(storage.name)).update(vars(updated))
+    if updated.cloud != storage.cloud:
+        _detach_cloud(engine, storage)
     if engine.directory(updated) != old_directory:
         _remove_dir(old_directory)
 
@@ -106,6 +115,8 @@ def drop_storage(engine: Engine, c: cmd.DropStorage) -> None:
         raise MonotoneError(f"storage '{storage.name}': has partitions")
     with engine.changing():
         engine.catalog.storages = [s for s in engine.catalog.storages if s.name != storage.name]
+    _detach_cloud(engine, storage)
+    _remove_dir(os.path.join(engine.directory(storage), "mock"))
     _remove_dir(engine.directory(storage))
 
 
@@ -143,7 +154,7 @@ def alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
                     storage.cloud = c.rename
             engine.catalog.cloud(cloud.name).name = c.rename
         return
-    updated = Cloud(**vars(cloud))
+    updated = Cloud(**{**vars(cloud), "options": dict(cloud.options)})
     apply_cloud_options(updated, c.options, "ALTER CLOUD", creating=False)
     with engine.changing():
         vars(engine.catalog.cloud(cloud.name)).update(vars(updated))

@@ -25,7 +25,7 @@ from monotone.boundary import ShmError, translate
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
 
-from . import commands
+from . import cloud_tier, commands
 from . import partition_commands as partitions
 from . import refresh as refresher
 from .engine import Engine
@@ -50,8 +50,11 @@ class Server:
         self.stopping = False
         workers = engine.config.workers
         self.pool = Pool(engine.layout.base, workers, self.sel) if workers else None
-        engine.pool = self.pool
-        self.scheduler = Scheduler(engine, self.pool)
+        uploads = engine.config.workers_upload
+        self.uploads = Pool(engine.layout.base, uploads, self.sel, eager=False) \
+            if uploads else None
+        engine.pool, engine.uploads = self.pool, self.uploads
+        self.scheduler = Scheduler(engine, self.pool, self.uploads)
         self.rebalancing = False
         self.checkpointing = False
         self.memory_waiters: list = []
@@ -66,8 +69,8 @@ class Server:
             for key, _ in events:
                 if key.fileobj is self.listener:
                     self._accept()
-                elif key.data is not None:
-                    self.pool.readable(key.data[1])
+                elif key.data is not None:  # (pool, worker): a worker answered
+                    key.data[0].readable(key.data[1])
                 else:
                     self._serve(key.fileobj)
             self._background()
@@ -155,6 +158,17 @@ class Server:
                 self.refresh_in_background(slot, "checkpoint")
             done(None, None)
             return
+        if isinstance(command, (cmd.Upload, cmd.Download)) and self.uploads is not None:
+            # with upload workers, UPLOAD and DOWNLOAD check, schedule and return
+            try:
+                slots = partitions.transfer_targets(engine, command)
+            except MonotoneError as e:
+                done(None, e)
+                return
+            for slot in slots:
+                self.transfer_in_background(slot, isinstance(command, cmd.Upload))
+            done(None, None)
+            return
         self.scheduler.submit(lambda: entry.handler(engine, command), done,
                               type(command).__name__, entry.lock)
 
@@ -164,6 +178,37 @@ class Server:
             return
         self.scheduler.submit(lambda: refresher.refresh(self.engine, slot),
                               self._background_done, name, PARTITIONS)
+
+    def transfer_in_background(self, slot: int, upload: bool) -> None:
+        engine = self.engine
+        min_ = engine.pmap.slot(slot).min
+
+        def start():
+            s = engine.pmap.slot(slot)
+            if not s.live or s.min != min_:
+                return None  # dropped meanwhile
+            return partitions.transfer_one(engine, slot, upload)
+
+        self.scheduler.submit(start, self._background_done,
+                              "upload" if upload else "download", PARTITIONS)
+
+    def resume_uploads(self) -> None:
+        """Files of cloud storages without their cloud copy (an upload that failed or
+        was cut short) go up in the background, as a refresh would have sent them."""
+        if self.uploads is None:
+            return
+        engine = self.engine
+        for slot in cloud_tier.waiting_upload(engine):
+            min_ = engine.pmap.slot(slot).min
+
+            def start(slot=slot, min_=min_):
+                s = engine.pmap.slot(slot)
+                if not s.live or s.min != min_:
+                    return None
+                return partitions._claimed(engine, slot,
+                                           lambda: cloud_tier.offload(engine, slot))
+
+            self.scheduler.submit(start, self._background_done, "upload", PARTITIONS)
 
     def free_memory(self) -> None:
         """Answer writers waiting on mm_limit, refreshing memtables to make room."""
@@ -223,9 +268,10 @@ class Server:
     def shutdown(self) -> None:
         engine = self.engine
         try:
-            if self.pool is not None:
-                self.pool.close()
-            self.scheduler.pool = None  # what is left runs here, now
+            for pool in (self.pool, self.uploads):
+                if pool is not None:
+                    pool.close()
+            self.scheduler.pool = self.scheduler.uploads = None  # what is left runs here
             # every client is gone: a batch still pending is a dead writer's
             engine.shared.finish_all()
             if not engine.config.wal:
@@ -292,6 +338,7 @@ def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
         return 1
     log.info("coordinator started for %s (pid %d)", engine.layout.base, os.getpid())
     server = Server(engine, listener, embedded)
+    server.resume_uploads()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if not _say(announce, "ready") and embedded:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from monotone.append import Shared, append
+from monotone.cloud import objects_of
 from monotone.config import Config
 from monotone.errors import MonotoneError
 from monotone.format.crypto import Cipher, parse_key
@@ -54,7 +55,8 @@ class Engine:
         self.locks: LockFile | None = None
         self.owner = False             # holds COORDINATOR: the repository's segments are ours
         self.busy: set[int] = set()  # partitions a task is working on
-        self.pool = None               # the worker pool, set by the server
+        self.pool = None               # the worker pools (merges, uploads), set by the server
+        self.uploads = None
         try:
             self._start(settings)
         except BaseException:
@@ -201,12 +203,14 @@ class Engine:
         return self.catalog.storage_by_id(self.pmap.slot(slot).storage)
 
     def store(self, storage: Storage) -> dict:
-        """Where a storage's files are, as a worker's job carries it (store.store_of)."""
-        return {"directory": self.directory(storage)}
+        """Where a storage's files are (its directory, its cloud), as a worker's job
+        carries it (store.store_of, store.objects_of)."""
+        return self.catalog.store_spec(storage, self.layout.base)
 
     def files(self, storage: Storage) -> PartitionFiles:
         """A storage's partition files."""
-        return PartitionFiles(store_of(self.store(storage)), storage.sync)
+        spec = self.store(storage)
+        return PartitionFiles(store_of(spec), storage.sync, objects_of(spec))
 
     @staticmethod
     def cipher(storage: Storage) -> Cipher | None:
@@ -232,7 +236,7 @@ class Engine:
     def ensure_partitions(self, ids) -> None:
         """Create the partitions that ids fall in but no partition covers yet."""
         ids = np.unique(np.asarray(ids, np.uint64))
-        _, inside = self.pmap.locate(self.pmap.bounds(), ids)
+        _, inside = self.pmap.route(self.pmap.bounds(), ids)
         missing = ids[~inside]
         interval = self.config.interval
         created = -1
@@ -291,7 +295,7 @@ class Engine:
         rows = sort_dedup(rows)
         self.ensure_partitions(rows.ids)
         bounds = self.pmap.bounds()
-        which, _ = self.pmap.locate(bounds, rows.ids)
+        which, _ = self.pmap.route(bounds, rows.ids)
         cuts = np.flatnonzero(np.diff(which)) + 1
         starts, ends = [0] + cuts.tolist(), cuts.tolist() + [len(rows)]
         parts = []

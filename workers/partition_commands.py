@@ -14,11 +14,12 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.format import wal as walfmt
 from monotone.shm.locks import SEQUENCE, Held
+from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
+from . import cloud_tier, wal_files
 from . import refresh as refresher
-from . import wal_files
-from .catalog_commands import CLOUD_LATER
 from .engine import Engine
+from .transfer import DROP, TransferJob
 
 
 # partitions
@@ -61,27 +62,62 @@ def drop_partitions(engine: Engine, c: cmd.Drop):
     for slot in _targets(engine, c, "drop"):
         if c.on is None:
             yield from drop_partition(engine, slot)
-        elif c.single:  # nothing is on a cloud yet: either copy would be the only one
-            where = "cloud" if c.on == "cloud" else "storage (its only copy)"
-            raise MonotoneError(f"drop: partition '{c.min}' has no copy on cloud: "
-                                f"cannot drop it on {where}")
+        else:
+            yield from _claimed(engine, slot, lambda: drop_copy(engine, slot, c))
     collect_wal(engine)
+
+
+def _claimed(engine: Engine, slot: int, step):
+    """Run step() (a task) with the partition claimed."""
+    if not (yield from refresher.claim(engine, slot)):
+        return
+    try:
+        yield from step()
+    finally:
+        engine.busy.discard(slot)
+
+
+def drop_copy(engine: Engine, slot: int, c: cmd.Drop):
+    """DROP ... ON STORAGE | ON CLOUD: one copy of the partition's file goes. The
+    only copy is never dropped this way (that would lose the partition's events
+    with the partition still there): a single partition says so, a range skips it."""
+    s = engine.pmap.slot(slot)
+    this, other = (ON_CLOUD, ON_STORAGE) if c.on == "cloud" else (ON_STORAGE, ON_CLOUD)
+    if s.places & this and not s.places & other:
+        if c.single:
+            where = "on cloud" if c.on == "cloud" else "on storage"
+            missing = "storage" if c.on == "cloud" else "cloud"
+            raise MonotoneError(f"drop: partition '{s.min}' has no copy on {missing}: "
+                                f"cannot drop its only copy {where} (DROP PARTITION drops "
+                                "the partition)")
+        return
+    if c.on == "cloud":
+        yield from cloud_tier.drop_cloud_copy(engine, slot)
+    elif s.places & ON_STORAGE:
+        cloud_tier.drop_local_copy(engine, slot)
 
 
 def drop_partition(engine: Engine, slot: int):
     """Drop a partition: a WAL record first (so recovery does not bring it back),
-    then the slot, the memtables and the files."""
+    then the slot, the memtables and the files (a cloud copy last: its object
+    is removed by an upload worker)."""
     if not (yield from refresher.claim(engine, slot)):
         return
     try:
-        _drop_claimed(engine, slot)
+        s = engine.pmap.slot(slot)
+        storage, min_, places = engine.storage_of(slot), s.min, s.places
+        _drop_claimed(engine, slot)  # the slot is free from here
+        if places & ON_CLOUD:
+            engine.files(storage).drop_stub(min_)
+            faults.point("cloud.dropping")
+            yield TransferJob(DROP, min_, engine.store(storage), storage.sync)
     finally:
         engine.busy.discard(slot)
 
 
 def _drop_claimed(engine: Engine, slot: int) -> None:
     s = engine.pmap.slot(slot)
-    lo, hi = s.min, s.max
+    lo, hi, places = s.min, s.max, s.places
     with engine.shared.locked([slot]):
         if engine.config.wal:
             with Held(engine.locks, SEQUENCE):
@@ -91,21 +127,41 @@ def _drop_claimed(engine: Engine, slot: int) -> None:
                                      sync=True, rotate_wm=cfg.wal_rotate_wm,
                                      sync_on_rotate=cfg.wal_sync_on_rotate)
         faults.point("drop.logged")
-        files = engine.files(engine.storage_of(slot)) if s.gen else None
+        files = engine.files(engine.storage_of(slot))
         with engine.shared.publishing():
             engine.forget_partition(slot)
-    if files is not None:
+    if places & ON_STORAGE:
         files.remove(lo)
     for storage in engine.catalog.storages:  # and what a refresh left half done
         engine.files(storage).discard(lo)
 
 
-def transfer(engine: Engine, c) -> None:
+def transfer_targets(engine: Engine, c) -> list[int]:
+    """The partitions an UPLOAD or DOWNLOAD acts on, checked (errors before any work)."""
     verb = "upload" if isinstance(c, cmd.Upload) else "download"
+    out = []
     for slot in _targets(engine, c, verb):
-        if not c.if_cloud:
-            raise MonotoneError(f"{verb}: partition '{engine.pmap.slot(slot).min}' "
-                                f"storage has no associated cloud ({CLOUD_LATER})")
+        s = engine.pmap.slot(slot)
+        if not engine.storage_of(slot).cloud:
+            if c.if_cloud:
+                continue
+            raise MonotoneError(f"{verb}: partition '{s.min}' storage has no associated cloud")
+        if verb == "upload" and not s.places:
+            raise MonotoneError(f"upload: partition '{s.min}' file does not exist locally")
+        out.append(slot)
+    return out
+
+
+def transfer_one(engine: Engine, slot: int, upload: bool):
+    step = cloud_tier.upload if upload else cloud_tier.download
+    yield from _claimed(engine, slot, lambda: step(engine, slot))
+
+
+def transfer(engine: Engine, c):
+    """UPLOAD / DOWNLOAD, run here (with upload workers the coordinator schedules
+    transfer_one per partition instead and answers at once)."""
+    for slot in transfer_targets(engine, c):
+        yield from transfer_one(engine, slot, isinstance(c, cmd.Upload))
 
 
 def rebalance_now(engine: Engine, c: cmd.Rebalance):

@@ -1,7 +1,8 @@
 """The coordinator's pool of worker processes.
 
 Workers are separate processes (real parallelism past the GIL), each with a
-socket pair to the coordinator. One starts with the coordinator; more start
+socket pair to the coordinator. The coordinator keeps two pools of the same
+program: `workers` for merges, `workers_upload` for cloud transfers. One starts with the coordinator; more start
 on demand, up to `workers`, when jobs wait behind the busy ones (a job waits
 for a worker that is busy; a second waiting job starts a new one). Starting a
 worker costs about 0.15 s of CPU (imports), which a machine busy writing
@@ -21,6 +22,9 @@ from typing import Callable
 from monotone import process, protocol
 
 from .merger import MergeJob
+from .transfer import TransferJob
+
+Job = MergeJob | TransferJob
 
 log = logging.getLogger("monotone")
 
@@ -35,7 +39,7 @@ class Worker:
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=process.environment())
         theirs.close()
         self.conn = ours
-        self.job: tuple[MergeJob, Done] | None = None
+        self.job: tuple[Job, Done] | None = None
 
     def stop(self) -> None:
         self.conn.close()  # the worker sees EOF and exits
@@ -47,26 +51,27 @@ class Worker:
 
 
 class Pool:
-    def __init__(self, base: str, size: int, selector) -> None:
+    def __init__(self, base: str, size: int, selector, eager: bool = True) -> None:
         self.base = base
         self.selector = selector
         self.size = size
-        self.workers: list[Worker] = [self._start()] if size else []
-        self.queue: deque[tuple[MergeJob, Done]] = deque()
+        self.workers: list[Worker] = [self._start()] if size and eager else []
+        self.queue: deque[tuple[Job, Done]] = deque()
         self.done = 0
 
     def _start(self) -> Worker:
         worker = Worker(self.base)
-        self.selector.register(worker.conn, 1, ("worker", worker))
+        self.selector.register(worker.conn, 1, (self, worker))
         return worker
 
-    def submit(self, job: MergeJob, done: Done) -> None:
+    def submit(self, job: Job, done: Done) -> None:
         self.queue.append((job, done))
         self._dispatch()
 
     def _dispatch(self) -> None:
         waiting = len(self.queue) - sum(w.job is None for w in self.workers)
-        for _ in range(min(waiting - 1, self.size - len(self.workers))):
+        more = waiting - 1 if self.workers else waiting
+        for _ in range(min(more, self.size - len(self.workers))):
             self.workers.append(self._start())
         for worker in self.workers:
             if not self.queue:
@@ -75,7 +80,8 @@ class Pool:
                 job, done = self.queue.popleft()
                 worker.job = (job, done)
                 try:
-                    protocol.send(worker.conn, {"job": job.to_json()})
+                    protocol.send(worker.conn, {"job": job.to_json(),
+                                                "kind": type(job).__name__})
                 except OSError:
                     pass  # it died: its EOF comes through the selector
 

@@ -1,7 +1,8 @@
 """Open-time recovery: partition files first, then the WAL over them.
 
-Partition files may be left in any state a refresh or move can crash in;
-lifecycle.PartitionFiles.settle() finishes or undoes each. A move writes into
+Partition files may be left in any state a refresh, move, upload, download
+or drop can crash in; lifecycle.PartitionFiles.settle() finishes or undoes
+each, and says where each partition's copies are (local file, cloud stub). A move writes into
 another storage; if a crash left <min> in two storages,
 the newer one (more refreshes) wins and the other is removed.
 Then every intact WAL record is replayed in lsn order into memtables, except
@@ -14,6 +15,7 @@ import logging
 
 from monotone import faults
 from monotone.region_reader import Reader
+from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
 from . import wal_files as wal
 from .engine import Engine, file_stats
@@ -33,25 +35,29 @@ def recover(engine: Engine) -> None:
 
 
 def recover_files(engine: Engine) -> tuple[int, int]:
-    found: dict[int, list[tuple[dict, object]]] = {}
+    found: dict[int, list[tuple[dict, object, int]]] = {}
     for storage in engine.catalog.storages:
         files = engine.files(storage)
-        for min_ in files.settle():
-            with Reader(files.open(min_), engine.cipher(storage)) as reader:
+        for min_, places in files.settle().items():
+            handle = files.open(min_) if places & ON_STORAGE else files.open_cloud(min_)
+            with Reader(handle, engine.cipher(storage)) as reader:
                 meta = dict(reader.meta, file_size=reader.file_size)
-            found.setdefault(min_, []).append((meta, storage))
+            found.setdefault(min_, []).append((meta, storage, places))
     lsn = ssn = 0
     for min_ in sorted(found):
         copies = sorted(found[min_], key=lambda c: (c[0].get("refreshes", 0), c[0].get("lsn", 0)))
-        meta, storage = copies[-1]
+        meta, storage, places = copies[-1]
         keep = engine.files(storage)
-        for _, older in copies[:-1]:  # a move that crashed before removing its source
+        for _, older, where in copies[:-1]:  # a move that crashed before removing its source
             files = engine.files(older)
-            if not files.same(keep, min_):
+            if where & ON_STORAGE and not files.same(keep, min_):
                 files.remove(min_)
+            if where & ON_CLOUD:
+                files.drop_stub(min_)
+                files.finish_drop(min_)
         slot = engine.new_slot(int(meta["min"]), int(meta["max"]), storage,
                                int(meta.get("created", 0)))
-        engine.pmap.set_file(slot, file_stats(meta))
+        engine.pmap.set_file(slot, file_stats(meta), places=places)
         lsn = max(lsn, int(meta.get("lsn", 0)))
         ssn = max(ssn, int(meta.get("ssn", 0)))
     return lsn, ssn
@@ -105,6 +111,11 @@ def replay_drop(engine: Engine, min_: int, lsn: int) -> None:
     s = engine.pmap.slot(slot)
     if s.gen and s.file_lsn > lsn:
         return
-    if s.gen:
-        engine.files(engine.storage_of(slot)).remove(min_)
+    files = engine.files(engine.storage_of(slot))
+    places = s.places
     engine.forget_partition(slot)
+    if places & ON_STORAGE:
+        files.remove(min_)
+    if places & ON_CLOUD:
+        files.drop_stub(min_)
+        files.finish_drop(min_)

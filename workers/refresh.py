@@ -13,6 +13,10 @@ Move is the same, with the new file written into another storage.
           -- crash point error_refresh_3
           point the slot at the new file; on a move, remove the source file
   step 5. drop the frozen memtable
+With a cloud (cloud_tier.py), in the original's order: a partition whose file
+is in the cloud is downloaded and its cloud copy dropped first; after the
+switch, a target storage with a cloud gets the new file uploaded, and its
+local copy dropped when the storage says cloud_drop_local.
 Steps 2 and 3 are a MergeJob (merger.py), run by a worker process; the
 coordinator does the short steps around it. The files' states and their
 renames are lifecycle.PartitionFiles'; recovery (recovery.py) finishes or
@@ -27,7 +31,9 @@ from monotone import faults
 from monotone.shm import segment
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.memtable import Memtable
+from monotone.shm.partition_map import ON_CLOUD
 
+from . import cloud_tier
 from .catalog import Storage
 from .engine import Engine, file_stats
 from .merger import MergeJob
@@ -55,10 +61,14 @@ def refresh(engine: Engine, slot: int, target: Storage | None = None):
     try:
         s = engine.pmap.slot(slot)
         target = target or engine.storage_of(slot)
+        if s.places & ON_CLOUD:
+            yield from cloud_tier.download(engine, slot)
+            yield from cloud_tier.drop_cloud_copy(engine, slot)
         resumed = bool(s.frozen)  # left by a refresh that failed
         yield from _refresh_once(engine, slot, target)
         if resumed and s.rows:
             yield from _refresh_once(engine, slot, target)
+        yield from cloud_tier.offload(engine, slot)
     finally:
         engine.busy.discard(slot)
 

@@ -6,6 +6,7 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.region_reader import Reader
+from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
 from .catalog import Storage
 from .engine import Engine
@@ -76,7 +77,7 @@ def heap_bytes(engine: Engine, slot: int) -> int:
 
 def partition_json(engine: Engine, slot: int, debug: bool = False) -> dict:
     s = engine.pmap.slot(slot)
-    on_storage = bool(s.gen)
+    on_storage, on_cloud = bool(s.places & ON_STORAGE), bool(s.places & ON_CLOUD)
     out = {
         "min": s.min, "max": s.max,
         "events": s.file_events, "events_heap": s.rows + s.frozen_rows,
@@ -85,18 +86,20 @@ def partition_json(engine: Engine, slot: int, debug: bool = False) -> dict:
         "created": "(filtered)" if debug else s.created,
         "refreshed": "(filtered)" if debug else s.refreshed,
         "refreshes": s.refreshes,
-        "on_storage": on_storage, "on_cloud": False,
+        "on_storage": on_storage, "on_cloud": on_cloud,
         "storage": engine.storage_of(slot).name,
     }
     if debug:
-        out["index"] = index_json(engine, slot) if on_storage else None
+        out["index"] = index_json(engine, slot) if s.places else None
     return out
 
 
 def index_json(engine: Engine, slot: int) -> dict:
     storage = engine.storage_of(slot)
     files = engine.files(storage)
-    with Reader(files.open(engine.pmap.slot(slot).min), engine.cipher(storage)) as r:
+    s = engine.pmap.slot(slot)
+    handle = files.open(s.min) if s.places & ON_STORAGE else files.open_cloud(s.min)
+    with Reader(handle, engine.cipher(storage)) as r:  # the index: no cloud request
         meta = r.meta
         regions = int(meta["size"])
         return {"size": r.file_size - regions, "size_regions": regions,
@@ -114,8 +117,8 @@ def storage_json(engine: Engine, storage: Storage, debug: bool = False) -> dict:
         "min": min((p.min for p in parts), default=0),
         "max": max((p.max for p in parts), default=0),
         "partitions": len(parts),
-        "partitions_local": sum(1 for p in parts if p.gen),
-        "partitions_cloud": 0,
+        "partitions_local": sum(1 for p in parts if p.places & ON_STORAGE),
+        "partitions_cloud": sum(1 for p in parts if p.places & ON_CLOUD),
         "regions": sum(p.regions for p in parts),
         "events": sum(p.file_events for p in parts),
         "events_heap": sum(p.rows + p.frozen_rows for p in parts),
@@ -137,14 +140,16 @@ def wal_json(engine: Engine) -> dict:
 def workers_json(engine: Engine) -> dict:
     """The worker pool: its size, processes started so far (on demand), jobs
     running, queued and done."""
-    pool = engine.pool
-    if pool is None:
-        return {"workers": 0, "workers_upload": 0, "started": 0, "busy": 0, "queue": 0,
-                "done": 0, "partitions_busy": len(engine.busy)}
-    stats = pool.stats()
-    return {"workers": stats["workers"], "workers_upload": engine.config.workers_upload,
-            "started": stats["started"], "busy": stats["busy"], "queue": stats["queue"],
-            "done": stats["done"], "partitions_busy": len(engine.busy)}
+    out = {"workers": 0, "workers_upload": 0, "started": 0, "busy": 0, "queue": 0, "done": 0}
+    for pool in (engine.pool, engine.uploads):
+        if pool is not None:
+            stats = pool.stats()
+            for name in ("started", "busy", "queue", "done"):
+                out[name] += stats[name]
+    out["workers"] = engine.pool.size if engine.pool else 0
+    out["workers_upload"] = engine.uploads.size if engine.uploads else 0
+    out["partitions_busy"] = len(engine.busy)
+    return out
 
 
 def memory_json(engine: Engine) -> dict:

@@ -1,7 +1,8 @@
 """Commands as tasks: handlers are generators that yield what they wait for.
 
 A handler that needs a merge yields a MergeJob and is resumed with the new
-file's meta (or the error thrown into it); one that needs a partition no other
+file's meta (or the error thrown into it), likewise a cloud transfer
+(TransferJob, run by the upload workers); one that needs a partition no other
 task is working on yields WaitSlot. The scheduler runs a job in the worker
 pool, or inline when there is none (workers = 0: everything is synchronous
 and deterministic). The coordinator's event loop stays free meanwhile, so
@@ -27,8 +28,9 @@ from typing import Any, Callable
 from monotone import errors
 from monotone.errors import MonotoneError
 
-from . import merger
+from . import merger, transfer
 from .merger import MergeJob
+from .transfer import TransferJob
 
 log = logging.getLogger("monotone")
 Finish = Callable[[Any, BaseException | None], None]
@@ -46,9 +48,10 @@ class Task:
 
 
 class Scheduler:
-    def __init__(self, engine, pool=None) -> None:
+    def __init__(self, engine, pool=None, uploads=None) -> None:
         self.engine = engine
-        self.pool = pool
+        self.pool = pool          # merges (None: run inline)
+        self.uploads = uploads    # cloud transfers (None: run inline)
         self.tasks: set[Task] = set()
         self.waiting: list[tuple[Task, int]] = []
         self.queue: deque = deque()   # commands waiting for their lock
@@ -114,14 +117,18 @@ class Scheduler:
                     continue
                 self.waiting.append((task, item.slot))
                 return
-            if not isinstance(item, MergeJob):
+            if not isinstance(item, (MergeJob, TransferJob)):
                 error = MonotoneError(f"internal error: a task waited for {item!r}")
                 continue
-            if self.pool is not None:
-                self.pool.submit(item, lambda reply, task=task: self._resume(task, reply))
+            pool = self.pool if isinstance(item, MergeJob) else self.uploads
+            if pool is not None:
+                pool.submit(item, lambda reply, task=task: self._resume(task, reply))
                 return
             try:
-                value = merger.run(item, self.engine.memtables)
+                if isinstance(item, MergeJob):
+                    value = merger.run(item, self.engine.memtables)
+                else:
+                    value = transfer.run(item)
             except Exception as e:
                 error = e
 

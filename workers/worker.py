@@ -1,4 +1,5 @@
-"""A worker process: runs merge jobs the coordinator hands it, one at a time.
+"""A worker process: runs the jobs the coordinator hands it (merges, cloud
+transfers), one at a time.
 
 It talks to the coordinator over one end of a socket pair (length-prefixed
 JSON, as clients do) and exits when the coordinator closes it or dies.
@@ -17,7 +18,7 @@ from monotone.repository import Layout
 from monotone.shm.locks import ATTACHED, LockFile
 from monotone.shm.memtable import MemtableCache
 
-from .merger import MergeJob, run
+from . import merger, transfer
 
 # Merges are background work: they take the CPU writers leave over, so a busy
 # machine keeps ingesting at full speed and memtables absorb the backlog
@@ -39,9 +40,12 @@ def main() -> int:
             message = protocol.recv(conn)
             if message is None:
                 return 0
-            job = MergeJob(**message["job"])
+            merge = message.get("kind") == "MergeJob"
+            job = merger.MergeJob(**message["job"]) if merge else \
+                transfer.TransferJob(**message["job"])
             try:
-                reply = {"ok": True, "meta": run(job, memtables)}
+                meta = merger.run(job, memtables) if merge else transfer.run(job)
+                reply = {"ok": True, "meta": meta}
             except (MonotoneError, ShmError) as e:
                 e = translate(e) if isinstance(e, ShmError) else e
                 reply = {"ok": False, "error": str(e), "type": type(e).__name__}
@@ -49,7 +53,8 @@ def main() -> int:
                 reply = {"ok": False, "error": f"{e.strerror or e}: {e.filename or ''}",
                          "type": "MonotoneError"}
             finally:
-                memtables.forget(job.frozen)
+                if merge:
+                    memtables.forget(job.frozen)
             protocol.send(conn, reply)
     except (OSError, KeyboardInterrupt):
         return 0

@@ -1,0 +1,102 @@
+"""The cloud tier: a partition's copies on its storage and in the storage's cloud.
+
+A partition file has a local copy, a cloud copy (object and local stub), or
+both; the slot's `places` says which, and readers choose by it (the local
+copy first). Each step here is a task step on a claimed partition:
+
+  upload           TransferJob (stub, object, stub renamed), then ON_CLOUD is set
+  download         TransferJob (object to <min>.incomplete, renamed), then
+                   ON_STORAGE is set
+  drop cloud copy  ON_CLOUD cleared under PUBLISH (no new reader chooses it),
+                   the stub renamed to .cloud.drop, then a TransferJob removes
+                   the object and the marker
+  drop local copy  ON_STORAGE cleared under PUBLISH, the file removed (readers
+                   that opened it keep reading it)
+A crash between any two steps leaves files that recovery reads back into one
+of the states before or after (lifecycle.py says how). The network parts run
+in upload workers; the coordinator only renames, unlinks and flips bits.
+"""
+from __future__ import annotations
+
+from monotone import faults
+from monotone.errors import MonotoneError
+from monotone.lifecycle import CLOUD_DROP, file_name
+from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
+
+from .engine import Engine
+from .transfer import DOWNLOAD, DROP, UPLOAD, TransferJob
+
+
+def _job(engine: Engine, slot: int, kind: str) -> TransferJob:
+    storage = engine.storage_of(slot)
+    return TransferJob(kind, engine.pmap.slot(slot).min, engine.store(storage), storage.sync,
+                       sorted(faults.switched(engine.config.values)))
+
+
+def _places(engine: Engine, slot: int, add: int = 0, remove: int = 0) -> None:
+    with engine.shared.publishing():
+        s = engine.pmap.slot(slot)
+        engine.pmap.set_places(slot, (s.places | add) & ~remove)
+
+
+def upload(engine: Engine, slot: int):
+    """Copy the partition's local file into its storage's cloud (if not there yet)."""
+    s = engine.pmap.slot(slot)
+    if s.places & ON_CLOUD:
+        return
+    if not s.places & ON_STORAGE:
+        raise MonotoneError(f"upload: partition '{s.min}' file does not exist locally")
+    yield _job(engine, slot, UPLOAD)
+    faults.point("upload.done")
+    _places(engine, slot, add=ON_CLOUD)
+
+
+def download(engine: Engine, slot: int):
+    """Copy the partition's cloud object back as its local file (if not there)."""
+    s = engine.pmap.slot(slot)
+    if s.places & ON_STORAGE or not s.places & ON_CLOUD:
+        return
+    yield _job(engine, slot, DOWNLOAD)
+    faults.point("download.done")
+    _places(engine, slot, add=ON_STORAGE)
+
+
+def drop_cloud_copy(engine: Engine, slot: int):
+    """Remove the partition's cloud copy (and an object an earlier drop left)."""
+    s = engine.pmap.slot(slot)
+    files = engine.files(engine.storage_of(slot))
+    if s.places & ON_CLOUD:
+        _places(engine, slot, remove=ON_CLOUD)
+        files.drop_stub(s.min)
+        faults.point("cloud.dropping")
+    if files.objects is not None and file_name(s.min, CLOUD_DROP) in files.store.list():
+        yield _job(engine, slot, DROP)
+
+
+def drop_local_copy(engine: Engine, slot: int) -> None:
+    s = engine.pmap.slot(slot)
+    _places(engine, slot, remove=ON_STORAGE)
+    faults.point("local.dropping")
+    engine.files(engine.storage_of(slot)).drop_local(s.min)
+
+
+def offload(engine: Engine, slot: int):
+    """After a new file: into the storage's cloud, and the local copy goes when the
+    storage says cloud_drop_local (the end of a refresh, or a resumed upload)."""
+    storage = engine.storage_of(slot)
+    if not storage.cloud or not engine.pmap.slot(slot).places & ON_STORAGE:
+        return
+    yield from upload(engine, slot)
+    if storage.cloud_drop_local:
+        drop_local_copy(engine, slot)
+
+
+def waiting_upload(engine: Engine) -> list[int]:
+    """Partitions of storages with a cloud whose file has no cloud copy yet (an
+    upload that failed or was cut short: resumed in the background)."""
+    out = []
+    for slot in engine.live_slots().tolist():
+        s = engine.pmap.slot(slot)
+        if s.places == ON_STORAGE and engine.storage_of(slot).cloud:
+            out.append(slot)
+    return out

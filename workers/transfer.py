@@ -1,0 +1,46 @@
+"""Transfers between a storage and its cloud: the network part of upload,
+download and drop on cloud, run by an upload worker (or inline when
+workers_upload = 0), never in the coordinator's request loop.
+
+A job carries everything by value; the steps and their order (what a crash
+between two of them leaves, what recovery makes of it) are
+lifecycle.PartitionFiles'. The coordinator does the short steps around a job:
+marking where the partition's copies are, under PUBLISH.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from monotone.cloud import CloudError, objects_of
+from monotone.lifecycle import PartitionFiles
+from monotone.store import store_of
+
+UPLOAD, DOWNLOAD, DROP = "upload", "download", "drop"
+
+
+@dataclass
+class TransferJob:
+    kind: str                # UPLOAD, DOWNLOAD, or DROP (the object of a .cloud.drop)
+    min: int                 # the partition
+    store: dict              # its storage: directory, uuid, cloud
+    sync: bool
+    switches: list = field(default_factory=list)  # fault points armed by error_* switches
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def run(job: TransferJob) -> dict:
+    files = PartitionFiles(store_of(job.store), job.sync, objects_of(job.store))
+    if job.kind == UPLOAD:
+        files.upload(job.min, job.switches)
+    elif job.kind == DOWNLOAD:
+        files.download(job.min, job.switches)
+    elif job.kind == DROP:
+        if not files.finish_drop(job.min):
+            raise CloudError(f"partition '{job.min}': its object could not be removed from "
+                             f"{files.objects.where()}; it is removed at the next open "
+                             "(see the log)")
+    else:
+        raise ValueError(f"unknown transfer {job.kind!r}")
+    return {}
