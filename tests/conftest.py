@@ -6,13 +6,16 @@ import subprocess
 import sys
 
 import pytest
+from readback import read_all
 
 import monotone
+from monotone import Event
 from monotone.protocol import repo_id
 from monotone.shm.segment import list_segments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL = "REFRESH PARTITIONS BETWEEN 0 AND 18446744073709551615"
+BEFORE = [(1, b"", b"one"), (2, b"k", b"two"), (10, b"", b"ten")]
 
 
 def open_db(path, **settings):
@@ -73,6 +76,17 @@ def db(repo):
     env.open(repo)
     yield env
     env.close()
+
+
+@pytest.fixture
+def filled(db):
+    """The db fixture holding BEFORE; after the test it must still take a write."""
+    db.write([Event(id=i, key=k, value=v) for i, k, v in BEFORE])
+    assert read_all(db) == BEFORE
+    yield db
+    # the instance is still usable after every failure, and nothing leaked in
+    db.write([Event(id=11, value=b"after")])
+    assert (11, b"", b"after") in read_all(db)
 
 
 def run_python(code: str, *args: str, **kw) -> subprocess.Popen:
