@@ -156,9 +156,17 @@ class PartitionFiles:
             raise
         # the object is about to be written whole again: an old removal is moot
         self.store.remove(file_name(min_, CLOUD_DROP), self.sync)
-        faults.point("upload", switches)
-        objects.put(self.store.path(file_name(min_)), file_name(min_))
-        faults.point("upload.sent")
+        try:
+            faults.point("upload", switches)
+            objects.put(self.store.path(file_name(min_)), file_name(min_))
+            faults.point("upload.sent")
+        except BaseException:
+            # the object may be there in part or whole (a PUT cut short on our side
+            # may still complete): it goes, as recovery would remove it
+            self.store.rename(file_name(min_, CLOUD_INCOMPLETE), file_name(min_, CLOUD_DROP),
+                              self.sync)
+            self.finish_drop(min_)
+            raise
         self.store.rename(file_name(min_, CLOUD_INCOMPLETE), file_name(min_, CLOUD), self.sync)
 
     def download(self, min_: int, switches=()) -> None:

@@ -1,0 +1,211 @@
+"""Crashes and failures at every step of the cloud tier: by fault point (an
+error, as error_upload / error_download; a kill -9 of the process running the
+step: the coordinator, or the upload worker) and by the S3 server going away.
+After each, a reopen must read every acknowledged event, hold no half-done
+file, and leave no object in the cloud that no partition owns."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+from readback import read_all
+
+from cloud.clouds import ACCESS, SECRET, Backend
+from cloud.test_conformance import STEP, events, open_db, places, setup_cloud
+from monotone.errors import CoordinatorError, MonotoneError
+
+
+def settled(repo, backend, uuid, db) -> None:
+    """No half-done state left, and the cloud holds exactly the partitions'
+    cloud copies; every local stub has its object."""
+    names = sorted(os.listdir(os.path.join(repo, uuid)))
+    assert not [n for n in names if n.endswith((".incomplete", ".complete", ".drop"))], names
+    on_cloud = sorted(f"{m:020d}" for m, (_, c) in places(db).items() if c)
+    assert backend.objects(repo, uuid) == on_cloud
+    assert sorted(n[:-len(".cloud")] for n in names if n.endswith(".cloud")) == on_cloud
+    local = sorted(f"{m:020d}" for m, (s, _) in places(db).items() if s)
+    assert sorted(n for n in names if n.isdigit()) == local
+
+
+def want(evs) -> list[tuple]:
+    return [(e.id, e.key, e.value) for e in evs]
+
+
+# (fault point, what sets the stage, the command that reaches the point)
+STEPS = [
+    ("upload", "", "REFRESH PARTITION 0"),
+    ("upload.sent", "", "REFRESH PARTITION 0"),
+    ("upload.done", "", "REFRESH PARTITION 0"),
+    ("local.dropping", "", "REFRESH PARTITION 0"),
+    ("download", "REFRESH PARTITION 0", "DOWNLOAD PARTITION 0"),
+    ("download.done", "REFRESH PARTITION 0", "DOWNLOAD PARTITION 0"),
+    ("download.done", "REFRESH PARTITION 0", "REFRESH PARTITION 0"),
+    ("cloud.dropping", "REFRESH PARTITION 0", "REFRESH PARTITION 0"),
+    ("cloud.dropping", "REFRESH PARTITION 0", "DROP PARTITION 0"),
+    ("refresh_2", "REFRESH PARTITION 0", "REFRESH PARTITION 0"),
+]
+# the steps an upload worker runs (the others run in the coordinator)
+IN_WORKER = {"upload", "upload.sent", "download"}
+CASES = [(*step, False) for step in STEPS] + \
+    [(*step, True) for step in STEPS if step[0] in IN_WORKER]
+
+
+@pytest.mark.parametrize("point,stage,command,worker", CASES)
+def test_kill_at_every_step(repo, backend, monkeypatch, point, stage, command, worker):
+    """kill -9 of the process running the step (worker: an upload worker)."""
+    if backend.kind == "file":
+        pytest.skip("file behaves as mock here (both local directories)")
+    db = open_db(repo)
+    uuid = setup_cloud(db, backend)
+    acked = events(0, 100)
+    db.write(acked)
+    if stage:
+        db.execute(stage)
+        more = events(100, 150, b"late")
+        db.write(more)  # the cloud partition gets new writes: a refresh goes through it
+        acked += more
+    db.close()
+    monkeypatch.setenv("MONOTONE_FAULTS", f"{point}:kill@1")
+    db = open_db(repo, workers_upload=1 if worker else 0)
+    monkeypatch.delenv("MONOTONE_FAULTS")
+    if worker and command.startswith(("UPLOAD", "DOWNLOAD")):
+        db.execute(command)  # scheduled: the worker dies in the background
+        db.close()
+        with open(os.path.join(repo, "log")) as f:
+            assert "died during a job" in f.read()
+    else:
+        with pytest.raises(MonotoneError) as failed:
+            db.execute(command)
+        if not worker:
+            assert isinstance(failed.value, CoordinatorError)
+        db.close()
+    db = open_db(repo)
+    if command != "DROP PARTITION 0":
+        assert read_all(db) == want(acked)
+    settled(repo, backend, uuid, db)
+    db.execute("REFRESH PARTITION IF EXISTS 0")  # and it works on
+    settled(repo, backend, uuid, db)
+    if command != "DROP PARTITION 0":
+        assert read_all(db) == want(acked)
+        assert places(db) == {0: (False, True)}
+    db.close()
+
+
+@pytest.mark.parametrize("switch", ["error_upload", "error_download"])
+def test_failed_transfer_loses_nothing_and_retries(repo, backend, switch):
+    db = open_db(repo)
+    uuid = setup_cloud(db, backend)
+    db.write(events(0, 100))
+    if switch == "error_download":
+        db.execute("REFRESH PARTITION 0")
+    db.execute(f"SET {switch} TO true")
+    command = "REFRESH PARTITION 0" if switch == "error_upload" else "DOWNLOAD PARTITION 0"
+    with pytest.raises(MonotoneError, match=f"{switch} is set"):
+        db.execute(command)
+    expected_places = {0: (True, False)} if switch == "error_upload" else {0: (False, True)}
+    assert places(db) == expected_places
+    settled(repo, backend, uuid, db)
+    assert read_all(db) == want(events(0, 100))
+    db.execute(f"SET {switch} TO false")
+    db.execute(command if switch == "error_download" else "UPLOAD PARTITION 0")
+    assert places(db) == {0: (True, True)}
+    settled(repo, backend, uuid, db)
+    db.close()
+
+
+def _closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_s3_server_down(repo, s3):
+    """Uploads and cold reads fail with a clear error while the server is away;
+    nothing is lost, and the same commands work once it is back."""
+    backend = Backend("s3", f"type 's3', url '{s3.url}', access_key 'k', secret_key "
+                            "'hidden-secret'", s3)
+    db = open_db(repo)
+    uuid = setup_cloud(db, backend)
+    db.write(events(0, 2 * STEP))
+    db.execute(f"REFRESH PARTITION {STEP}")
+    db.execute(f"ALTER CLOUD c SET (url 'http://127.0.0.1:{_closed_port()}')")
+    with pytest.raises(MonotoneError, match="cloud 'c'") as failed:
+        db.execute("REFRESH PARTITION 0")
+    assert "hidden-secret" not in str(failed.value)
+    with pytest.raises(MonotoneError, match="cloud 'c'"):
+        read_all(db)  # partition STEP lives in the cloud only
+    assert places(db) == {0: (True, False), STEP: (False, True)}
+    db.execute(f"ALTER CLOUD c SET (url '{s3.url}')")
+    db.execute("UPLOAD PARTITION 0")
+    assert read_all(db) == want(events(0, 2 * STEP))
+    settled(repo, backend, uuid, db)
+    db.close()
+
+
+def test_one_get_per_region_and_none_outside_the_range(repo, s3):
+    backend = Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
+                            f"secret_key '{SECRET}'", s3)
+    db = open_db(repo)
+    uuid = setup_cloud(db, backend, "region_size 2048, compression 'none'")
+    db.write(events(0, 2 * STEP))
+    db.execute(f"REFRESH PARTITIONS BETWEEN 0 AND {2 * STEP}")
+    regions = {p["min"]: p["regions"] for p in json.loads(db.execute("SHOW PARTITIONS"))}
+    assert regions[0] > 10 and regions[STEP] > 10
+    db.close()
+    db = open_db(repo)
+    others = s3.count("HEAD", f"/{uuid}"), s3.count("GET", f"/{uuid}?")
+    first = s3.count("GET", f"/{uuid}/")
+    assert read_all(db) == want(events(0, 2 * STEP))
+    assert s3.count("GET", f"/{uuid}/") - first == regions[0] + regions[STEP]
+    second = s3.count("GET", f"/{uuid}/")
+    assert read_all(db, id=STEP) == want(events(STEP, 2 * STEP))
+    assert s3.count("GET", f"/{uuid}/") - second == regions[STEP]
+    # opening and reading cost no HEAD and no listing: the stubs say everything
+    assert (s3.count("HEAD", f"/{uuid}"), s3.count("GET", f"/{uuid}?")) == others
+    db.close()
+
+
+def test_drop_on_cloud_while_the_cloud_is_away_is_finished_at_open(repo, s3):
+    backend = Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
+                            f"secret_key '{SECRET}'", s3)
+    db = open_db(repo)
+    uuid = setup_cloud(db, backend, "cloud_drop_local false")
+    db.write(events(0, 10))
+    db.execute("REFRESH PARTITION 0")
+    db.execute(f"ALTER CLOUD c SET (url 'http://127.0.0.1:{_closed_port()}')")
+    with pytest.raises(MonotoneError, match="removed at the next open"):
+        db.execute("DROP PARTITION 0 ON CLOUD")
+    assert places(db) == {0: (True, False)}
+    assert backend.objects(repo, uuid) == ["00000000000000000000"]  # reported, kept
+    db.execute(f"ALTER CLOUD c SET (url '{s3.url}')")
+    db.close()
+    db = open_db(repo)
+    settled(repo, backend, uuid, db)
+    assert read_all(db) == want(events(0, 10))
+    db.close()
+
+
+def test_clean_close_with_background_uploads(repo, backend):
+    """With upload workers the commands return at once; a close after them
+    leaves every partition whole, on cloud or still local (and uploaded at the
+    next open)."""
+    db = open_db(repo, workers=1, workers_upload=1)
+    uuid = setup_cloud(db, backend, "cloud_drop_local false")
+    db.execute("ALTER PIPELINE RESET")
+    db.write(events(0, 3 * STEP))
+    db.execute(f"REFRESH PARTITIONS BETWEEN 0 AND {3 * STEP}")
+    db.execute("ALTER PIPELINE SET t")
+    db.close()
+    db = open_db(repo, workers=1, workers_upload=1)
+    db.execute(f"MOVE PARTITIONS BETWEEN 0 AND {3 * STEP} INTO t")
+    db.execute(f"UPLOAD PARTITIONS BETWEEN 0 AND {3 * STEP}")
+    assert read_all(db) == want(events(0, 3 * STEP))
+    db.close()
+    db = open_db(repo)
+    assert read_all(db) == want(events(0, 3 * STEP))
+    settled(repo, backend, uuid, db)
+    db.close()
