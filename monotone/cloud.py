@@ -45,6 +45,10 @@ class CloudError(MonotoneError):
     """A cloud request failed (server down, refused, timeout, object missing)."""
 
 
+class ObjectMissing(CloudError):
+    """The object asked for is not in the cloud (dropped, or never uploaded)."""
+
+
 def secret_option(name: str) -> bool:
     """Whether a filesystem option looks like a secret (shown as "(secret)")."""
     return any(word in name.lower() for word in _SECRET_WORDS)
@@ -168,7 +172,7 @@ class Objects:
             result = fn(*args, **kwargs)
         except FileNotFoundError:
             self._log(op, name, start, "not found")
-            raise CloudError(f"{self.where(name)}: {op}: no such object") from None
+            raise ObjectMissing(f"{self.where(name)}: {op}: no such object") from None
         except MonotoneError:
             raise
         except Exception as e:  # noqa: BLE001 - every failure of a cloud library
@@ -287,17 +291,38 @@ class CloudFile(ReadHandle):
         self.object = name
         self.name = objects.where(name)
         self.ahead: dict = {}  # (offset, size) -> Future of its GET
+        # when the object goes while this file is read (its partition's cloud
+        # copy dropped): a local copy of the same file, or None (set by readers)
+        self.fallback = None
+        self.current = None  # whether the partition is still this file (set by readers)
+        self.local: ReadHandle | None = None
 
     def read(self, offset: int, size: int) -> bytes:
         if offset >= self.start:
             return self.tail[offset - self.start:offset - self.start + size]
+        if self.local is not None:
+            return self.local.read(offset, size)
         future = self.ahead.pop((offset, size), None)
-        if future is not None:
-            return future.result()
-        return self.objects.read(self.object, offset, size)
+        try:
+            if future is not None:
+                return future.result()
+            return self.objects.read(self.object, offset, size)
+        except ObjectMissing:
+            self.local = self.fallback() if self.fallback is not None else None
+            if self.local is None:
+                raise ObjectMissing(f"{self.name}: the partition was rewritten while this "
+                                    "cursor read it from the cloud: open a new cursor") from None
+            return self.local.read(offset, size)
+
+    def rewritten(self) -> bool:
+        """After a region failed its check: whether the partition was rewritten
+        meanwhile (its object replaced under the same name), not damaged."""
+        return self.current is not None and not self.current()
 
     def prefetch(self, ranges) -> None:
         """Start reading these (offset, size) ranges; read() takes them when asked."""
+        if self.local is not None:
+            return
         pool = _threads()
         for offset, size in ranges:
             if offset < self.start and (offset, size) not in self.ahead:
@@ -308,3 +333,5 @@ class CloudFile(ReadHandle):
         for future in self.ahead.values():
             future.cancel()
         self.ahead.clear()
+        if self.local is not None:
+            self.local.close()

@@ -73,6 +73,10 @@ class Reader:
         if len(data) != size:
             raise CorruptionError(f"partition file {self.path}: region {i} is truncated")
         if self.verify and zlib.crc32(data) != int(e["crc"]):
+            rewritten = getattr(self.file, "rewritten", None)
+            if rewritten is not None and rewritten():
+                raise MonotoneError(f"partition file {self.path} was rewritten while this "
+                                    "cursor read it from the cloud: open a new cursor")
             raise CorruptionError(f"partition file {self.path}: region {i} checksum mismatch")
         return data
 

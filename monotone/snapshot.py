@@ -98,7 +98,7 @@ class Snapshots:
                 row = Slot(row)
                 if row.max < start_id:
                     continue  # partition exclusion
-                opened = self._open(row, cfg) if len(views) < EAGER else None
+                opened = self._open(slot, row, cfg) if len(views) < EAGER else None
                 views.append(View(slot, row, opened))
         except BaseException:
             for view in views:
@@ -134,18 +134,44 @@ class Snapshots:
         elif current.places != row.places:  # a copy came or went: the same file
             row = row.copy()
             row.places = current.places
-        return self._open(row, cfg)
+        return self._open(view.slot, row, cfg)
 
-    def _open(self, row: Slot, cfg: dict) -> Opened:
+    def _open(self, slot: int, row: Slot, cfg: dict) -> Opened:
         """File reader and memtables of a slot row (PUBLISH held)."""
         reader = None
         if row.gen:
             files, cipher = self.storage(row.storage, cfg)
-            handle = files.open(row.min) if row.places & ON_STORAGE else \
-                files.open_cloud(row.min)
+            if row.places & ON_STORAGE:
+                handle = files.open(row.min)
+            else:
+                handle = files.open_cloud(row.min)
+                handle.fallback = lambda: self._local_copy(slot, row.min, row.gen, files)
+                handle.current = lambda: self._local_copy(slot, row.min, row.gen, None)
             reader = Reader(handle, cipher)
         get = self.session.memtables.get
         return Opened(reader, [(get(seg), n) for seg, n in row.memtables()])
+
+    def _local_copy(self, slot: int, min_: int, gen: int, files: PartitionFiles | None):
+        """The local copy of a partition file being read from the cloud, when its
+        object went (a drop on cloud, as a refresh of it begins): the same file
+        while the partition's generation is the same, else None. Without files:
+        whether the generation is still the partition's."""
+        session = self.session
+
+        def local(cfg):
+            s = session.pmap.slot(slot)
+            if not (s.live and s.min == min_ and s.gen == gen):
+                return None
+            if files is None:
+                return True
+            return files.open(min_) if s.places & ON_STORAGE else None
+
+        with session.lock:
+            session.live()
+            try:
+                return self._under_publish(local)
+            except ShmError as e:
+                raise translate(e) from None
 
     def storage(self, id_: int, cfg: dict) -> tuple[PartitionFiles, Cipher | None]:
         """Partition files and cipher of a storage, by its id (kept per config)."""

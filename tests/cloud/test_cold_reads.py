@@ -1,0 +1,50 @@
+"""A cursor reading a partition from the cloud while the partition changes:
+its cloud copy dropped (the cursor goes on from the local copy of the same
+file), or the partition rewritten (a clear error, never another file's data)."""
+from __future__ import annotations
+
+import pytest
+
+from cloud.test_conformance import events, open_db, places, setup_cloud
+from monotone.errors import MonotoneError
+
+N = 600  # events of partition 0: dozens of 2 KiB regions
+
+
+def _cold(repo, backend, **options):
+    db = open_db(repo)
+    setup_cloud(db, backend, "region_size 2048, compression 'none'" +
+                "".join(f", {k} {v}" for k, v in options.items()))
+    db.write(events(0, N))
+    db.execute("REFRESH PARTITION 0")
+    db.close()
+    return open_db(repo)
+
+
+def test_cursor_goes_on_when_the_cloud_copy_is_dropped(repo, backend):
+    db = _cold(repo, backend)
+    cursor = db.cursor()
+    got = [next(iter(cursor)).id]
+    db.execute("DOWNLOAD PARTITION 0")
+    db.execute("DROP PARTITION 0 ON CLOUD")
+    assert places(db) == {0: (True, False)}
+    got += [e.id for e in cursor]
+    assert got == list(range(N))
+    cursor.close()
+    db.close()
+
+
+def test_cursor_over_a_rewritten_partition_says_so(repo, backend):
+    db = _cold(repo, backend)
+    cursor = db.cursor()
+    next(iter(cursor))
+    db.write(events(0, 10, b"new"))
+    db.execute("REFRESH PARTITION 0")  # download, drop on cloud, merge, upload, drop local
+    assert places(db) == {0: (False, True)}
+    with pytest.raises(MonotoneError, match="open a new cursor"):
+        for _ in cursor:
+            pass
+    cursor.close()
+    with db.cursor() as fresh:
+        assert [e.value for e in fresh][:10] == [e.value for e in events(0, 10, b"new")]
+    db.close()
