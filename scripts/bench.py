@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", action="store_true",
                     help="run the workload on monotone, lmdb, sqlite3 and a raw numpy file, and "
                          "print a table of figures and ratios (peers: pip install '.[bench]')")
+    ap.add_argument("--cloud", action="store_true",
+                    help="the cloud tier against an S3 server (moto's on loopback, or --url): "
+                         "upload and cold scan next to bare s3fs, GETs per region")
+    ap.add_argument("--url", help="with --cloud: an S3 endpoint to use instead of moto's")
+    ap.add_argument("--region-size", type=int, default=128 * 1024,
+                    help="with --cloud: region_size of the cloud storage (default 128 KiB)")
     ap.add_argument("--n", type=int, help="events to write (default 1,000,000; 2,000,000 "
                                           "with --compare)")
     ap.add_argument("--batch", type=int, default=1000, help="events per write_batch")
@@ -95,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
                          "(default 3)")
     args = ap.parse_args(argv)
     root = args.path or tempfile.mkdtemp(prefix="monotone-bench-")
+    if args.cloud:
+        from monotone.scripts.cloud_bench import cloud_bench
+        try:
+            cloud_bench(root, args.n or 1_000_000, args.batch, args.value_size, args.url,
+                        region_size=args.region_size, repeat=args.repeat)
+        finally:
+            if not args.path:
+                shutil.rmtree(root, ignore_errors=True)
+        return 0
     if args.compare:
         from monotone.scripts.compare import compare
         try:

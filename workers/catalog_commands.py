@@ -10,6 +10,7 @@ import os
 from monotone.cloud import objects_of
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
+from monotone.shm.partition_map import ON_CLOUD
 
 from .catalog import MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options, make_tier
 from .engine import Engine
@@ -86,8 +87,10 @@ def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
     updated = storage.__class__(**vars(storage))
     changed = apply_storage_options(updated, c.options, "ALTER STORAGE", creating=False)
     fixed = changed & {"crc", "path", "encryption", "encryption_key"}
-    if updated.cloud != storage.cloud:
-        fixed.add("cloud")
+    if updated.cloud != storage.cloud and any(
+            engine.pmap.slot(s).places & ON_CLOUD for s in engine.slots_in(storage)):
+        raise MonotoneError(f"storage '{storage.name}': some partitions are still on the "
+                            "cloud (DROP PARTITIONS ... ON CLOUD first)")
     if fixed and not _storage_empty(engine, storage):
         raise MonotoneError(f"storage '{storage.name}': storage is not empty "
                             f"({', '.join(sorted(fixed))} can change only while it is)")

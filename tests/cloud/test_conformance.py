@@ -212,3 +212,23 @@ def test_secrets_never_shown(repo, backend, caplog):
     assert "PUT" in log or backend.kind != "s3"  # debug: requests are logged
     for text in (shown, log):
         assert "test-secret-5a1f" not in text
+
+
+def test_cloud_of_a_storage_changes_only_with_nothing_on_it(repo, backend):
+    db = open_db(repo)
+    setup_cloud(db, backend)
+    db.write(events(0, 10))
+    db.execute("REFRESH PARTITION 0")
+    with pytest.raises(monotone.MonotoneError, match="still on the cloud"):
+        db.execute("ALTER STORAGE t SET (cloud '')")
+    db.execute("DOWNLOAD PARTITION 0")
+    db.execute("DROP PARTITION 0 ON CLOUD")
+    db.execute("ALTER STORAGE t SET (cloud '')")
+    assert places(db) == {0: (True, False)}
+    with pytest.raises(monotone.MonotoneError, match="no associated cloud"):
+        db.execute("UPLOAD PARTITION 0")
+    db.execute("ALTER STORAGE t SET (cloud 'c')")  # local partitions may stay
+    db.execute("UPLOAD PARTITION 0")
+    assert places(db) == {0: (True, True)}
+    assert read_all(db) == [(e.id, e.key, e.value) for e in events(0, 10)]
+    db.close()
