@@ -7,6 +7,7 @@ JSON, as clients do) and exits when the coordinator closes it or dies.
 from __future__ import annotations
 
 import faulthandler
+import logging
 import os
 import socket
 import sys
@@ -28,6 +29,10 @@ NICE = 19
 
 def main() -> int:
     faulthandler.enable()  # a crash leaves its traceback in the repository log (stderr)
+    handler = logging.StreamHandler(sys.stderr)  # stderr is the repository log
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    logging.getLogger("monotone").addHandler(handler)
+    logging.getLogger("monotone").setLevel(logging.INFO)
     base, fd = sys.argv[1], int(sys.argv[2])
     conn = socket.socket(fileno=fd)
     layout = Layout(base)
