@@ -14,51 +14,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
 
 import monotone
 from monotone.scripts.measure import MiB
+from monotone.scripts.s3_server import S3Server
 
 BUCKET = "monotone-bench-bare"
-
-
-class Moto:
-    """moto's S3 server as a subprocess; counts the GETs in its request log."""
-
-    def __init__(self) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.gets = 0
-        self.ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1)
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(60):
-            self.stop()
-            raise SystemExit("bench: moto's S3 server did not start (pip install 'moto[server]')")
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            if "Running on" in line:
-                self.ready.set()
-            elif '"GET /' in line or "GET /" in line:
-                self.gets += 1
-        self.ready.set()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def _rate(label: str, nbytes: int, seconds: float, extra: str = "") -> dict:
@@ -81,7 +46,7 @@ def cloud_bench(root: str, n: int, batch: int, value_size: int, url: str | None 
                 interval: int = 100_000, region_size: int = 128 * 1024,
                 repeat: int = 3) -> dict:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    moto = Moto() if url is None else None
+    moto = S3Server() if url is None else None
     endpoint = url or moto.url
     try:
         return _run(root, n, batch, value_size, endpoint, moto, interval, region_size, repeat)
@@ -166,7 +131,7 @@ def _run(root, n, batch, value_size, endpoint, moto, interval, region_size, repe
                     fs.cat_file(f"{BUCKET}/{min_:020d}", start=offset,
                                 end=min(size, offset + step))
         bare_ranged = _rate("bare s3fs cat_file, region by region", total, best(ranged, repeat))
-        gets = moto.gets if moto else 0
+        gets = moto.count("GET") if moto else 0
 
         def scan():
             events = 0
@@ -182,8 +147,7 @@ def _run(root, n, batch, value_size, endpoint, moto, interval, region_size, repe
         results["cold_scan"] = {**cold, "bare_get_mib_s": bare_get["mib_s"],
                                 "bare_ranged_mib_s": bare_ranged["mib_s"]}
         if moto is not None:
-            time.sleep(0.5)  # the server's log thread catches up; only for the count
-            per_region = (moto.gets - gets) / regions / repeat
+            per_region = (moto.count("GET") - gets) / regions / repeat
             print(f"  GET requests per region read: {per_region:.2f}", flush=True)
             results["gets_per_region"] = per_region
     finally:

@@ -10,9 +10,9 @@ from cloud.clouds import ACCESS, SECRET, Backend, S3Server
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
+def s3_server():
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    server = S3Server(str(tmp_path_factory.mktemp("moto")))
+    server = S3Server()
     yield server
     server.stop()
 

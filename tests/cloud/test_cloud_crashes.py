@@ -146,9 +146,14 @@ def test_s3_server_down(repo, s3):
     db.close()
 
 
-def test_one_get_per_region_and_none_outside_the_range(repo, s3):
-    backend = Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
-                            f"secret_key '{SECRET}'", s3)
+@pytest.fixture
+def s3_backend(s3):
+    return Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
+                         f"secret_key '{SECRET}'", s3)
+
+
+def test_one_get_per_region_and_none_outside_the_range(repo, s3, s3_backend):
+    backend = s3_backend
     db = open_db(repo)
     uuid = setup_cloud(db, backend, "region_size 2048, compression 'none'")
     db.write(events(0, 2 * STEP))
@@ -169,9 +174,8 @@ def test_one_get_per_region_and_none_outside_the_range(repo, s3):
     db.close()
 
 
-def test_drop_on_cloud_while_the_cloud_is_away_is_finished_at_open(repo, s3):
-    backend = Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
-                            f"secret_key '{SECRET}'", s3)
+def test_drop_on_cloud_while_the_cloud_is_away_is_finished_at_open(repo, s3, s3_backend):
+    backend = s3_backend
     db = open_db(repo)
     uuid = setup_cloud(db, backend, "cloud_drop_local false")
     db.write(events(0, 10))
