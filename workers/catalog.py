@@ -179,8 +179,8 @@ def check_level(compression: str, level: int) -> None:
 def apply_cloud_options(cloud: Cloud, options, usage: str, creating: bool) -> None:
     """Set options on cloud, checked (a protocol whose package is missing: an error
     naming the package)."""
-    for name, value in options:
-        name = _ALIASES.get(name, name)
+    for given, value in options:
+        name = _ALIASES.get(given, given)
         if name in ("name", "options"):
             raise MonotoneError(f"{usage}: unknown option '{name}'")
         if name not in ("type", "login", "password", "url", "debug"):
@@ -191,7 +191,7 @@ def apply_cloud_options(cloud: Cloud, options, usage: str, creating: bool) -> No
                 raise MonotoneError(f"{usage}: {name} 'string, integer or boolean' expected")
             cloud.options[name] = value
             continue
-        value = _typed(usage, name, value, "bool" if name == "debug" else "str")
+        value = _typed(usage, given, value, "bool" if name == "debug" else "str")
         if name == "type" and not creating and value != cloud.type:
             raise MonotoneError("cloud type cannot be changed")
         setattr(cloud, name, value)

@@ -145,7 +145,8 @@ def transfer_targets(engine: Engine, c) -> list[int]:
         if not engine.storage_of(slot).cloud:
             if c.if_cloud:
                 continue
-            raise MonotoneError(f"{verb}: partition '{s.min}' storage has no associated cloud")
+            what = "storage has" if verb == "upload" else "has"  # the original's words
+            raise MonotoneError(f"{verb}: partition '{s.min}' {what} no associated cloud")
         if verb == "upload" and not s.places:
             raise MonotoneError(f"upload: partition '{s.min}' file does not exist locally")
         out.append(slot)
