@@ -36,7 +36,7 @@ log = logging.getLogger("monotone")
 
 _SECRET_WORDS = ("secret", "password", "token", "key", "credential", "auth", "sas", "conn")
 TIMEOUT = 20   # seconds to connect or to wait for a reply, per request
-RETRIES = 2    # attempts after the first, on errors worth retrying
+RETRIES = 3    # attempts in all, on errors worth retrying
 AHEAD = 4      # regions a cold read fetches ahead of the one it stands on
 _THREADS = 8
 
@@ -120,12 +120,17 @@ def _make(spec: dict):
         # it is given through client_kwargs instead); listings are never cached,
         # other processes change the bucket
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        return s3fs.S3FileSystem(
+        fs = s3fs.S3FileSystem(
             key=spec["login"] or None, secret=spec["password"] or None,
             endpoint_url=_endpoint(spec["url"]), use_listings_cache=False,
             skip_instance_cache=True,
             config_kwargs={"connect_timeout": TIMEOUT, "read_timeout": TIMEOUT,
-                           "retries": {"max_attempts": RETRIES + 1}})
+                           "retries": {"max_attempts": 2}})
+        # botocore retries a 5xx or a refused connection once; s3fs retries
+        # connection errors too, with its shorter backoff (more of botocore's
+        # would add seconds to every request made while the server is away)
+        fs.retries = RETRIES
+        return fs
     options = dict(spec["options"])
     return fsspec.filesystem(kind, skip_instance_cache=True, **options)
 
@@ -151,9 +156,11 @@ class Objects:
         else:
             self.root = f"{spec['url'].rstrip('/')}/{uuid}"
         self.debug = bool(spec.get("debug"))
-        self._secrets = [s for s in (spec["password"], spec["login"],
+        # secrets to scrub from messages (a very short one would mangle the text
+        # instead; the access key is no secret: SHOW prints it)
+        self._secrets = [s for s in (spec["password"],
                                      *(str(v) for k, v in spec["options"].items()
-                                       if secret_option(k))) if s]
+                                       if secret_option(k))) if len(s) >= 4]
 
     @property
     def fs(self):

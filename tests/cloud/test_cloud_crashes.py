@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 from readback import read_all
@@ -115,37 +114,6 @@ def test_failed_transfer_loses_nothing_and_retries(repo, backend, switch):
     db.close()
 
 
-def _closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
-def test_s3_server_down(repo, s3):
-    """Uploads and cold reads fail with a clear error while the server is away;
-    nothing is lost, and the same commands work once it is back."""
-    backend = Backend("s3", f"type 's3', url '{s3.url}', access_key 'k', secret_key "
-                            "'hidden-secret'", s3)
-    db = open_db(repo)
-    uuid = setup_cloud(db, backend)
-    db.write(events(0, 2 * STEP))
-    db.execute(f"REFRESH PARTITION {STEP}")
-    db.execute(f"ALTER CLOUD c SET (url 'http://127.0.0.1:{_closed_port()}')")
-    with pytest.raises(MonotoneError, match="cloud 'c'") as failed:
-        db.execute("REFRESH PARTITION 0")
-    assert "hidden-secret" not in str(failed.value)
-    with pytest.raises(MonotoneError, match="cloud 'c'"):
-        read_all(db)  # partition STEP lives in the cloud only
-    assert places(db) == {0: (True, False), STEP: (False, True)}
-    db.execute(f"ALTER CLOUD c SET (url '{s3.url}')")
-    db.execute("UPLOAD PARTITION 0")
-    assert read_all(db) == want(events(0, 2 * STEP))
-    settled(repo, backend, uuid, db)
-    db.close()
-
-
 @pytest.fixture
 def s3_backend(s3):
     return Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
@@ -171,25 +139,6 @@ def test_one_get_per_region_and_none_outside_the_range(repo, s3, s3_backend):
     assert s3.count("GET", f"/{uuid}/") - second == regions[STEP]
     # opening and reading cost no HEAD and no listing: the stubs say everything
     assert (s3.count("HEAD", f"/{uuid}"), s3.count("GET", f"/{uuid}?")) == others
-    db.close()
-
-
-def test_drop_on_cloud_while_the_cloud_is_away_is_finished_at_open(repo, s3, s3_backend):
-    backend = s3_backend
-    db = open_db(repo)
-    uuid = setup_cloud(db, backend, "cloud_drop_local false")
-    db.write(events(0, 10))
-    db.execute("REFRESH PARTITION 0")
-    db.execute(f"ALTER CLOUD c SET (url 'http://127.0.0.1:{_closed_port()}')")
-    with pytest.raises(MonotoneError, match="removed at the next open"):
-        db.execute("DROP PARTITION 0 ON CLOUD")
-    assert places(db) == {0: (True, False)}
-    assert backend.objects(repo, uuid) == ["00000000000000000000"]  # reported, kept
-    db.execute(f"ALTER CLOUD c SET (url '{s3.url}')")
-    db.close()
-    db = open_db(repo)
-    settled(repo, backend, uuid, db)
-    assert read_all(db) == want(events(0, 10))
     db.close()
 
 
