@@ -162,3 +162,25 @@ def test_clean_close_with_background_uploads(repo, backend):
     assert read_all(db) == want(events(0, 3 * STEP))
     settled(repo, backend, uuid, db)
     db.close()
+
+
+def test_upload_cut_short_is_resumed_by_upload_workers(repo, backend, monkeypatch):
+    """A partition of a cloud storage left local by a crash goes up when a
+    coordinator with upload workers next opens the repository."""
+    db = open_db(repo)
+    uuid = setup_cloud(db, backend)
+    db.write(events(0, 100))
+    db.close()
+    monkeypatch.setenv("MONOTONE_FAULTS", "upload.sent:kill@1")
+    db = open_db(repo)
+    monkeypatch.delenv("MONOTONE_FAULTS")
+    with pytest.raises(MonotoneError):
+        db.execute("REFRESH PARTITION 0")
+    db.close()
+    db = open_db(repo, workers_upload=1)  # the upload resumes in the background
+    db.close()                            # a clean close lets it finish
+    db = open_db(repo)
+    assert places(db) == {0: (False, True)}
+    settled(repo, backend, uuid, db)
+    assert read_all(db) == want(events(0, 100))
+    db.close()
