@@ -241,6 +241,19 @@ class Objects:
             return False
         return True
 
+    def write(self, name: str, data: bytes) -> None:
+        """A small object written whole (each object appears at once)."""
+        self._call("PUT", name, self.fs.pipe_file, self.path(name), data)
+
+    def url(self, name: str) -> str:
+        """An fsspec URL of an object, for readers elsewhere (with the cloud's options)."""
+        kind = self.spec["type"]
+        if kind == "mock":
+            return self.path(name)
+        if kind == "s3":
+            return f"s3://{self.path(name)}"
+        return self.fs.unstrip_protocol(self.path(name))
+
     def exists(self, name: str) -> bool:
         return bool(self._call("HEAD", name, self.fs.exists, self.path(name)))
 

@@ -12,6 +12,7 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
 from monotone.shm.partition_map import ON_CLOUD
 
+from . import cloud_tier
 from .catalog import MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options, make_tier
 from .engine import Engine
 
@@ -34,7 +35,9 @@ def _attach_cloud(engine: Engine, storage: Storage) -> None:
     if storage.cloud:
         if engine.catalog.cloud(storage.cloud) is None:
             raise MonotoneError(f"storage '{storage.name}': cloud '{storage.cloud}' not exists")
-        objects_of(engine.catalog.store_spec(storage, engine.layout.base)).attach()
+        objects = objects_of(engine.catalog.store_spec(storage, engine.layout.base))
+        objects.attach()
+        cloud_tier.publish_manifest(engine, storage, objects)
 
 
 def _detach_cloud(engine: Engine, storage: Storage) -> None:

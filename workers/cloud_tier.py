@@ -15,16 +15,32 @@ copy first). Each step here is a task step on a claimed partition:
 A crash between any two steps leaves files that recovery reads back into one
 of the states before or after (lifecycle.py says how). The network parts run
 in upload workers; the coordinator only renames, unlinks and flips bits.
+
+Each cloud storage keeps a manifest in its cloud (manifest.json: its
+partitions, their objects, sizes, codec, whether encrypted; never a key), for
+readers with no coordinator (monotone.dask, other machines). It is rewritten
+after an upload and before an object is removed, so it never names an object
+that is not there; writes of one storage's manifest never overlap, and each
+says what the partition map says at that moment. Recovery may leave it
+behind by one step; the coordinator rewrites it when it starts.
 """
 from __future__ import annotations
 
+import json
+
 from monotone import faults
+from monotone.cloud import objects_of
 from monotone.errors import MonotoneError
 from monotone.lifecycle import CLOUD_DROP, file_name
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
+from .catalog import Storage
 from .engine import Engine
-from .transfer import DOWNLOAD, DROP, UPLOAD, TransferJob
+from .tasks import WaitSlot
+from .transfer import DOWNLOAD, DROP, MANIFEST, MANIFEST_NAME, UPLOAD, TransferJob
+
+FORMAT = "monotone-manifest"
+VERSION = 1
 
 
 def _job(engine: Engine, slot: int, kind: str) -> TransferJob:
@@ -49,6 +65,7 @@ def upload(engine: Engine, slot: int):
     yield _job(engine, slot, UPLOAD)
     faults.point("upload.done")
     _places(engine, slot, add=ON_CLOUD)
+    yield from write_manifest(engine, engine.storage_of(slot))
 
 
 def download(engine: Engine, slot: int):
@@ -69,6 +86,7 @@ def drop_cloud_copy(engine: Engine, slot: int):
         _places(engine, slot, remove=ON_CLOUD)
         files.drop_stub(s.min)
         faults.point("cloud.dropping")
+        yield from write_manifest(engine, engine.storage_of(slot))
     if files.objects is not None and file_name(s.min, CLOUD_DROP) in files.store.list():
         yield _job(engine, slot, DROP)
 
@@ -100,3 +118,44 @@ def waiting_upload(engine: Engine) -> list[int]:
         if s.places == ON_STORAGE and engine.storage_of(slot).cloud:
             out.append(slot)
     return out
+
+
+def manifest(engine: Engine, storage: Storage) -> dict:
+    """The manifest of a cloud storage as the partition map says it now."""
+    parts = []
+    for slot in engine.slots_in(storage):
+        s = engine.pmap.slot(slot)
+        if s.places & ON_CLOUD:
+            parts.append({"min": s.min, "max": s.max, "object": file_name(s.min),
+                          "size": s.file_size, "events": s.file_events, "regions": s.regions,
+                          "lsn": s.file_lsn, "created": s.created, "refreshes": s.refreshes})
+    return {"format": FORMAT, "version": VERSION, "storage": storage.name,
+            "uuid": storage.uuid, "compression": storage.compression,
+            "encrypted": bool(storage.encryption), "crc": storage.crc, "partitions": parts}
+
+
+def publish_manifest(engine: Engine, storage: Storage, objects) -> None:
+    """Write a storage's manifest here and now (a cloud just attached: in the
+    catalog command, before the storage holds anything)."""
+    objects.write(MANIFEST_NAME, json.dumps(manifest(engine, storage), indent=1).encode())
+
+
+def write_manifest(engine: Engine, storage: Storage):
+    """Rewrite a cloud storage's manifest (one write at a time per storage)."""
+    if not storage.cloud:
+        return
+    key = -(storage.id + 1)  # a pseudo-partition in engine.busy: this storage's manifest
+    while key in engine.busy:
+        yield WaitSlot(key)
+    engine.busy.add(key)
+    try:
+        content = json.dumps(manifest(engine, storage), indent=1)
+        yield TransferJob(MANIFEST, 0, engine.store(storage), storage.sync, content=content)
+    finally:
+        engine.busy.discard(key)
+
+
+def manifest_url(engine: Engine, storage: Storage) -> str | None:
+    """Where a cloud storage's manifest is, as an fsspec URL."""
+    objects = objects_of(engine.store(storage))
+    return objects.url(MANIFEST_NAME) if objects is not None else None

@@ -194,10 +194,15 @@ class Server:
 
     def resume_uploads(self) -> None:
         """Files of cloud storages without their cloud copy (an upload that failed or
-        was cut short) go up in the background, as a refresh would have sent them."""
+        was cut short) go up in the background, as a refresh would have sent them;
+        the manifests are rewritten (a crash may have left one a step behind)."""
+        engine = self.engine
+        for storage in engine.catalog.storages:
+            if storage.cloud:
+                self.scheduler.submit(lambda s=storage: cloud_tier.write_manifest(engine, s),
+                                      self._background_done, "manifest", PARTITIONS)
         if self.uploads is None:
             return
-        engine = self.engine
         for slot in cloud_tier.waiting_upload(engine):
             min_ = engine.pmap.slot(slot).min
 

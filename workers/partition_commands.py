@@ -110,6 +110,7 @@ def drop_partition(engine: Engine, slot: int):
         if places & ON_CLOUD:
             engine.files(storage).drop_stub(min_)
             faults.point("cloud.dropping")
+            yield from cloud_tier.write_manifest(engine, storage)
             yield TransferJob(DROP, min_, engine.store(storage), storage.sync)
     finally:
         engine.busy.discard(slot)

@@ -8,6 +8,7 @@ from monotone.jsonout import pretty
 from monotone.region_reader import Reader
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
+from . import cloud_tier
 from .catalog import Storage
 from .engine import Engine
 from .wal_files import wal_files
@@ -126,7 +127,10 @@ def storage_json(engine: Engine, storage: Storage, debug: bool = False) -> dict:
         "size_uncompressed": sum(p.file_size_origin for p in parts),
         "size_heap": sum(heap_bytes(engine, s) for s in slots),
     }
-    return {"config": storage.show(debug), "stats": stats}
+    out = {"config": storage.show(debug), "stats": stats}
+    if storage.cloud:
+        out["manifest"] = cloud_tier.manifest_url(engine, storage)
+    return out
 
 
 def wal_json(engine: Engine) -> dict:

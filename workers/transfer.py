@@ -15,16 +15,18 @@ from monotone.cloud import CloudError, objects_of
 from monotone.lifecycle import PartitionFiles
 from monotone.store import store_of
 
-UPLOAD, DOWNLOAD, DROP = "upload", "download", "drop"
+UPLOAD, DOWNLOAD, DROP, MANIFEST = "upload", "download", "drop", "manifest"
+MANIFEST_NAME = "manifest.json"
 
 
 @dataclass
 class TransferJob:
-    kind: str                # UPLOAD, DOWNLOAD, or DROP (the object of a .cloud.drop)
+    kind: str                # UPLOAD, DOWNLOAD, DROP (the object of a .cloud.drop), MANIFEST
     min: int                 # the partition
     store: dict              # its storage: directory, uuid, cloud
     sync: bool
     switches: list = field(default_factory=list)  # fault points armed by error_* switches
+    content: str = ""        # MANIFEST: the manifest to write
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -41,6 +43,8 @@ def run(job: TransferJob) -> dict:
             raise CloudError(f"partition '{job.min}': its object could not be removed from "
                              f"{files.objects.where()}; it is removed at the next open "
                              "(see the log)")
+    elif job.kind == MANIFEST:
+        files.objects.write(MANIFEST_NAME, job.content.encode())
     else:
         raise ValueError(f"unknown transfer {job.kind!r}")
     return {}

@@ -6,6 +6,7 @@ reset before each test that uses it.
 """
 from __future__ import annotations
 
+import json
 import os
 
 from monotone.scripts.s3_server import S3Server
@@ -25,19 +26,38 @@ class Backend:
     def create(self, db, name: str = "c") -> None:
         db.execute(f"CREATE CLOUD {name} ({self.options})")
 
-    def objects(self, base: str, storage_uuid: str) -> list[str]:
-        """Names of the objects of a storage, listed with the backend's own tools."""
+    def _s3(self):
+        import boto3
+        return boto3.client("s3", endpoint_url=self.server.url, aws_access_key_id=ACCESS,
+                            aws_secret_access_key=SECRET, region_name="us-east-1")
+
+    def _where(self, base: str, storage_uuid: str) -> str:
+        if self.kind == "mock":
+            return os.path.join(base, storage_uuid, "mock")
+        return os.path.join(self.root, storage_uuid)
+
+    def all_objects(self, base: str, storage_uuid: str) -> list[str]:
+        """Names of every object of a storage, listed with the backend's own tools."""
         if self.kind == "s3":
-            import boto3
-            s3 = boto3.client("s3", endpoint_url=self.server.url, aws_access_key_id=ACCESS,
-                              aws_secret_access_key=SECRET, region_name="us-east-1")
+            s3 = self._s3()
             try:
                 found = s3.list_objects_v2(Bucket=storage_uuid).get("Contents", [])
             except s3.exceptions.NoSuchBucket:
                 return []
             return sorted(o["Key"] for o in found)
-        if self.kind == "mock":
-            where = os.path.join(base, storage_uuid, "mock")
-        else:
-            where = os.path.join(self.root, storage_uuid)
+        where = self._where(base, storage_uuid)
         return sorted(os.listdir(where)) if os.path.isdir(where) else []
+
+    def objects(self, base: str, storage_uuid: str) -> list[str]:
+        """Names of the partition objects of a storage (the manifest left out)."""
+        return [n for n in self.all_objects(base, storage_uuid) if n != "manifest.json"]
+
+    def manifest(self, base: str, storage_uuid: str) -> dict | None:
+        """The storage's manifest as the backend holds it (None: there is none)."""
+        if "manifest.json" not in self.all_objects(base, storage_uuid):
+            return None
+        if self.kind == "s3":
+            body = self._s3().get_object(Bucket=storage_uuid, Key="manifest.json")["Body"]
+            return json.loads(body.read())
+        with open(os.path.join(self._where(base, storage_uuid), "manifest.json")) as f:
+            return json.load(f)

@@ -233,3 +233,24 @@ def test_cloud_of_a_storage_changes_only_with_nothing_on_it(repo, backend):
     assert places(db) == {0: (True, True)}
     assert read_all(db) == [(e.id, e.key, e.value) for e in events(0, 10)]
     db.close()
+
+
+def test_manifest_names_what_is_in_the_cloud_and_no_key(repo, backend):
+    db = open_db(repo)
+    uuid = setup_cloud(db, backend, "encryption 'aes'")
+    shown = json.loads(db.execute("SHOW STORAGE t"))
+    assert backend.manifest(repo, uuid)["partitions"] == []  # written when attached
+    db.write(events(0, 3 * STEP))
+    db.execute(f"REFRESH PARTITIONS BETWEEN 0 AND {3 * STEP}")
+    db.execute(f"DROP PARTITION {STEP}")
+    manifest = backend.manifest(repo, uuid)
+    parts = json.loads(db.execute("SHOW PARTITIONS"))
+    assert [(p["min"], p["max"], p["events"], p["size"]) for p in manifest["partitions"]] == \
+        [(p["min"], p["max"], p["events"], p["size"]) for p in parts]
+    assert manifest["encrypted"] is True and manifest["uuid"] == uuid
+    key = json.loads(open(os.path.join(repo, "config.json")).read())
+    key = next(s["encryption_key"] for s in key["storages"] if s["name"] == "t")
+    assert key and key not in json.dumps(manifest)
+    url = json.loads(db.execute("SHOW STORAGE t"))["manifest"]
+    assert url.endswith("/manifest.json") and uuid in url and "manifest" not in shown["config"]
+    db.close()
