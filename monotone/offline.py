@@ -50,7 +50,12 @@ class Part:
 
 
 class _Remote(ReadHandle):
-    """An object read by ranges through fsspec; a small one is fetched whole."""
+    """An object read through fsspec in as few requests as a part needs: the
+    whole object in one GET when the part is the whole partition; else its
+    tail (footer and index) in one GET, then its span of regions in one more
+    (load)."""
+
+    TAIL = 256 * 1024
 
     def __init__(self, part: Part) -> None:
         self.name = part.path
@@ -61,17 +66,28 @@ class _Remote(ReadHandle):
             import fsspec
             self.fs, self.path = fsspec.core.url_to_fs(part.path, **part.storage_options)
         self.size = part.size or int(self.fs.size(self.path))
-        self.whole = None
         if part.first == 0 and part.last is None:
-            self.whole = self.fs.cat_file(self.path)  # the whole file: one GET
+            self.start, self.data = 0, self.fs.cat_file(self.path)  # the whole file: one GET
+        else:
+            self.start = max(0, self.size - self.TAIL)
+            self.data = self.fs.cat_file(self.path, start=self.start, end=self.size)
+        self.span = (0, b"")
+
+    def load(self, offset: int, size: int) -> None:
+        """Fetch bytes [offset, offset + size) at once (a part's regions)."""
+        if offset < self.start:
+            self.span = (offset, self.fs.cat_file(self.path, start=offset, end=offset + size))
 
     def read(self, offset: int, size: int) -> bytes:
-        if self.whole is not None:
-            return self.whole[offset:offset + size]
+        if offset >= self.start:
+            return self.data[offset - self.start:offset - self.start + size]
+        at, span = self.span
+        if at <= offset and offset + size <= at + len(span):
+            return span[offset - at:offset - at + size]
         return self.fs.cat_file(self.path, start=offset, end=offset + size)
 
     def close(self) -> None:
-        self.whole = None
+        self.data, self.span = b"", (0, b"")
 
 
 def _open(part: Part) -> Reader:
@@ -87,10 +103,14 @@ def read_part(part: Part | dict, min_id: int = 0, max_id: int = 2**64 - 1) -> Ro
     with _open(part) as reader:
         entries = reader.index.entries
         last = reader.index.regions if part.last is None else min(part.last, reader.index.regions)
+        wanted = [i for i in range(part.first, last)
+                  if int(entries["max_id"][i]) >= min_id and int(entries["min_id"][i]) <= max_id]
+        load = getattr(reader.file, "load", None)
+        if wanted and load is not None:  # the regions it reads lie side by side: one GET
+            start = int(entries["offset"][wanted[0]])
+            load(start, int(entries["offset"][wanted[-1]] + entries["size"][wanted[-1]]) - start)
         out = []
-        for i in range(part.first, last):
-            if int(entries["max_id"][i]) < min_id or int(entries["min_id"][i]) > max_id:
-                continue
+        for i in wanted:
             rows = reader.read_region(i)
             if int(rows.ids[0]) < min_id or int(rows.ids[-1]) > max_id:
                 keep = np.flatnonzero((rows.ids >= np.uint64(min_id)) &
