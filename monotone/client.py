@@ -139,15 +139,40 @@ class Monotone:
         return session.writer.write(rows, ids == U64(SERIAL))
 
     # reading
-    def cursor(self, id: int | None = None, key: bytes | None = None) -> Cursor:
-        """A cursor at the first event >= (id, key)."""
+    def cursor(self, id: int | None = None, key: bytes | None = None, *,
+               max_id: int | None = None, reverse: bool = False, follow: bool = False,
+               timeout: float | None = None) -> Cursor:
+        """A cursor at the first event >= (id, key), in ascending (id, key) order.
+
+        reverse: at the last event <= (id, key) instead (id None: the last event,
+        key None: any key of id), walking down. max_id: no id above it is read, in
+        either direction. follow: at the end, wait for new events rather than stop,
+        until close() or timeout seconds pass without one (forward only).
+        """
         session = self._open
-        if id is not None and (not isinstance(id, (int, np.integer)) or isinstance(id, bool)
-                               or not 0 <= id < 2**64):
-            raise MonotoneError(f"cursor id must be None or an int in [0, 2**64-1], got {id!r}")
+        for name, value in (("id", id), ("max_id", max_id)):
+            if value is not None and (not isinstance(value, (int, np.integer))
+                                      or isinstance(value, bool) or not 0 <= value < 2**64):
+                raise MonotoneError(f"cursor {name} must be None or an int in [0, 2**64-1], "
+                                    f"got {value!r}")
         if key is not None:
             key = _as_bytes(key, "key")
-        return Cursor(session, id, key)
+        if id is not None and max_id is not None and id > max_id:
+            raise MonotoneError(f"cursor max_id {max_id} is below its id {id}: the range is "
+                                "empty (max_id is an inclusive upper bound on ids)")
+        if reverse and follow:
+            raise MonotoneError("a cursor cannot follow in reverse: new events come at the "
+                                "end, so follow only forward")
+        if timeout is not None:
+            if not follow:
+                raise MonotoneError("cursor timeout is for follow=True (how long to wait for "
+                                    "new events); other cursors never wait")
+            if not isinstance(timeout, (int, float, np.integer, np.floating)) or \
+                    isinstance(timeout, bool) or not timeout >= 0:
+                raise MonotoneError(f"cursor timeout must be a number of seconds >= 0, "
+                                    f"got {timeout!r}")
+        return Cursor(session, id, key, max_id=max_id, reverse=bool(reverse),
+                      follow=bool(follow), timeout=None if timeout is None else float(timeout))
 
 
 def _as_bytes(x, what: str) -> bytes:

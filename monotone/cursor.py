@@ -2,36 +2,70 @@
 
 A cursor takes one snapshot of the partition map when it opens, so a batch
 written across two partitions is seen whole or not at all. It then walks the
-partitions at or after its position, skipping the others, and merges each
-partition's file (one region at a time) with its memtables.
+partitions at or after its position up to its max_id, skipping the others,
+and merges each partition's file (one region at a time) with its memtables;
+a reverse cursor walks them down from its position (reverse.py).
+
+A following cursor, at the end, waits for the partitions at or after its
+position to change, then takes a new snapshot from just after the last event
+it read. Writers send no notice, so it polls the partition map's counters and
+row counts (a few words of shared memory, no data), from every millisecond
+while events come to every POLL_MAX seconds while none do.
 """
 from __future__ import annotations
 
+import threading
+import time
 from itertools import chain
 from operator import length_hint
-from typing import Iterator
+from typing import Callable, Iterator
+
+import numpy as np
 
 from .cloud import AHEAD
+from .errors import MonotoneError
 from .event import Batch, Event
 from .format.rows import Ordered, drop_deletes, merge
+from .reverse import TOP, descending, regions_upto, upto
 from .snapshot import Opened, sorted_rows
 
 CHUNK = 1 << 16  # rows per batch taken from memtables
 EVENTS = 2048    # Event objects made at a time for per-event reads
+POLL_MIN, POLL_MAX = 0.001, 0.05  # seconds between checks of a following cursor
 
 
 class Cursor:
-    """Positioned at the first event >= (id, key); iterate, or read()/next()."""
+    """Positioned at the first event >= (id, key), or with reverse at the last event
+    <= (id, key) (id None: the end; key None: any key of id); iterate, or read()/next().
 
-    def __init__(self, session, id: int | None = None, key: bytes | None = None) -> None:
+    max_id: no event above it is read, nor a partition or region past it opened.
+    follow: at the end, wait for new events instead of stopping, until close() (from
+    any thread) or timeout seconds (None: no limit) without one. It starts at its
+    first use rather than when made; events written later below its position (by
+    explicit ids, or by writers publishing their serial ids out of order) are not seen.
+    """
+
+    def __init__(self, session, id: int | None = None, key: bytes | None = None, *,
+                 max_id: int | None = None, reverse: bool = False, follow: bool = False,
+                 timeout: float | None = None) -> None:
         self._session = session
-        self._start = (int(id or 0), bytes(key or b""))
-        self._source = self._batches()
+        self._max_id = TOP if max_id is None else int(max_id)
+        self._timeout = timeout
+        self._stop = threading.Event()
+        if reverse:
+            top = self._max_id if id is None else int(id)
+            self._source = self._walk(0, top, True, lambda opened, first: descending(
+                opened, *((top, key) if first else (TOP, None))))
+        else:
+            start = (int(id or 0), bytes(key or b""))
+            self._source = self._follow(start) if follow else self._ascend(start)
         self._batch: Batch | None = None
         self._events: tuple[int, list[Event]] | None = None
         self._pos = 0
         self._iter = None  # the list iterator of a for loop over the cursor
-        self._advance()
+        self._lazy = follow  # a following cursor takes its first snapshot when first used
+        if not follow:
+            self._advance()
 
     # the C-like interface
     def read(self) -> Event | None:
@@ -39,7 +73,7 @@ class Cursor:
         self._sync()
         if self._batch is None:
             return None
-        start, events = self._window()
+        start, events = self._window(self._batch)
         return events[self._pos - start]
 
     def next(self) -> bool:
@@ -60,29 +94,35 @@ class Cursor:
     def _windows(self) -> Iterator[Iterator[Event]]:
         """List iterators over the events, a window at a time: chain runs them in C,
         and the one in use tells where a loop that stopped early left the cursor."""
-        while self._batch is not None:
-            start, events = self._window()
+        # the batch is read once a step: close() may come from another thread
+        while (batch := self._batch) is not None:
+            start, events = self._window(batch)
             self._iter = it = iter(events[self._pos - start:] if self._pos > start else events)
             self._iter_end = end = start + len(events)
             yield it
             self._iter = None  # chain went through all of it
             self._pos = end
-            if end >= len(self._batch):
+            if end >= len(batch):
                 self._advance()
 
     def batches(self) -> Iterator[Batch]:
         """The rest of the events as numpy Batch chunks, in order."""
         self._sync()
-        while self._batch is not None:
-            batch = self._batch
+        while (batch := self._batch) is not None:
             if self._pos:
                 batch = Batch.of(batch.slice(self._pos, len(batch)))
             self._advance()
             yield batch
 
     def close(self) -> None:
-        self._source.close()
+        """Let go of the snapshot; a following cursor waiting in another thread stops."""
+        self._stop.set()
+        try:
+            self._source.close()
+        except ValueError:
+            return  # running in another thread, waiting: it ends now by itself
         self._batch = self._events = None
+        self._lazy = False
 
     def __enter__(self) -> "Cursor":
         return self
@@ -91,17 +131,20 @@ class Cursor:
         self.close()
 
     # internals
-    def _window(self) -> tuple[int, list[Event]]:
+    def _window(self, batch: Batch) -> tuple[int, list[Event]]:
         """(first row, events) of the stretch of the batch the cursor stands in:
         events are made EVENTS at a time, so they stay in the CPU caches."""
         window = self._events
         if window is None or not window[0] <= self._pos < window[0] + len(window[1]):
-            end = min(len(self._batch), self._pos + EVENTS)
-            window = self._events = (self._pos, self._batch.events(self._pos, end))
+            end = min(len(batch), self._pos + EVENTS)
+            window = self._events = (self._pos, batch.events(self._pos, end))
         return window
 
     def _sync(self) -> None:
         """Stand on the first event a for loop over the cursor has not yielded."""
+        if self._lazy:
+            self._lazy = False
+            self._advance()
         it = self._iter
         if it is not None:
             self._iter = None
@@ -112,17 +155,22 @@ class Cursor:
     def _advance(self) -> None:
         self._batch, self._events, self._pos = next(self._source, None), None, 0
 
-    def _batches(self) -> Iterator[Batch]:
-        start_id, start_key = self._start
+    def _ascend(self, start: tuple[int, bytes]) -> Iterator[Batch]:
+        start_id, start_key = start
+        return self._walk(start_id, self._max_id, False, lambda opened, first: self._partition(
+            opened, *((start_id, start_key) if first else (0, b""))))
+
+    def _walk(self, start_id: int, max_id: int, reverse: bool,
+              read: Callable[[Opened, bool], Iterator[Batch]]) -> Iterator[Batch]:
+        """read(partition, whether it is the first) over one snapshot's partitions."""
         snapshots = self._session.snapshots
-        snapshot = snapshots.take(start_id)
+        snapshot = snapshots.take(start_id, max_id, reverse)
         views = snapshot.views
         try:
             for i, view in enumerate(views):
                 views[i] = None  # let go of what was read
                 opened = view.opened or snapshots.open(snapshot, view)
-                yield from self._partition(opened, start_id, start_key)
-                start_id, start_key = 0, b""  # only the first partition starts inside
+                yield from read(opened, i == 0)  # only the first partition starts inside
         finally:  # a cursor closed early: close the files it opened ahead
             for view in views:
                 if view is not None and view.opened is not None:
@@ -130,35 +178,84 @@ class Cursor:
 
     def _partition(self, opened: Opened, start_id: int, start_key: bytes) -> Iterator[Batch]:
         reader = opened.reader
+        max_id = self._max_id
         try:
             mems = [Ordered(sorted_rows(mt, n)) for mt, n in opened.memtables]
-            pos = [m.bound(start_id, start_key) for m in mems]
+            hi = [upto(m, max_id, None) for m in mems]
+            pos = [min(m.bound(start_id, start_key), h) for m, h in zip(mems, hi)]
             if reader is not None:
                 index = reader.index
                 first = index.first_region(start_id, start_key)
-                for i in range(first, index.regions):
-                    reader.prefetch(i, AHEAD + 1)  # a cloud file: the next GETs start now
+                end = regions_upto(index, max_id, None)  # the regions past it are not read
+                for i in range(first, end):
+                    reader.prefetch(i, min(AHEAD + 1, end - i))  # a cloud file: GETs start now
                     region = reader.read_region(i)
-                    if i == first:
-                        region = region.slice(Ordered(region).bound(start_id, start_key), len(region))
+                    if i == first or i == end - 1:
+                        ordered = Ordered(region)
+                        a = ordered.bound(start_id, start_key) if i == first else 0
+                        b = upto(ordered, max_id, None) if i == end - 1 else len(region)
+                        region = region.slice(a, max(a, b))
                     if not mems:  # files hold no deletes: nothing to merge or drop
                         if len(region):
                             yield Batch.of(region)
                         continue
                     parts = [region]
-                    max_id, max_key = int(index.entries["max_id"][i]), index.max_key(i)
+                    top_id, top_key = int(index.entries["max_id"][i]), index.max_key(i)
                     for j, m in enumerate(mems):
-                        upper = m.bound(max_id, max_key, "right")
+                        upper = max(pos[j], min(m.bound(top_id, top_key, "right"), hi[j]))
                         parts.append(m.rows.slice(pos[j], upper))
                         pos[j] = upper
                     out = drop_deletes(merge(parts))
                     if len(out):
                         yield Batch.of(out)
-            rest = drop_deletes(merge([m.rows.slice(p, len(m)) for m, p in zip(mems, pos)]))
+            rest = drop_deletes(merge([m.rows.slice(p, h) for m, p, h in zip(mems, pos, hi)]))
             for a in range(0, len(rest), CHUNK):
                 yield Batch.of(rest.slice(a, min(a + CHUNK, len(rest))))
         finally:
             if reader is not None:
                 reader.close()
 
+    # following
+    def _follow(self, start: tuple[int, bytes]) -> Iterator[Batch]:
+        """To the end, then again from just after the last event each time the
+        partitions at or after it change; until close() or the timeout."""
+        since = time.monotonic()
+        while not self._stop.is_set():
+            seen = self._state(start[0])  # before the snapshot: a change after it is seen
+            for batch in self._ascend(start):
+                n = len(batch) - 1
+                start = (int(batch.ids[n]), batch.key(n) + b"\0")  # the next (id, key)
+                since = time.monotonic()
+                yield batch
+            if not self._wait(seen, start[0], since):
+                return
 
+    def _wait(self, seen: tuple, start_id: int, since: float) -> bool:
+        """Wait for the partitions at or after start_id to change: False on close()
+        or once timeout seconds passed since the last event."""
+        delay = POLL_MIN
+        while True:
+            if self._state(start_id) != seen:
+                return True
+            left = None if self._timeout is None else since + self._timeout - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if self._stop.wait(delay if left is None else min(delay, left)):
+                return False
+            delay = min(delay * 2, POLL_MAX)
+
+    def _state(self, start_id: int) -> tuple:
+        """What changes when events at or after start_id are published: the map's
+        counters and the slots of those partitions (read without locks: they are
+        only compared, the next snapshot reads them properly)."""
+        session = self._session
+        with session.lock:
+            if session.conn.closing:
+                raise MonotoneError("the repository was closed while a cursor followed it: "
+                                    "close the cursor first")
+            session.live()
+            pmap = session.pmap
+            slots, mins, maxs = session.partitions()
+            mine = slots[(maxs >= np.uint64(start_id)) & (mins <= np.uint64(self._max_id))]
+            return (session.generation, pmap.map_version, pmap.publishing,
+                    pmap.table[mine].tobytes())

@@ -4,7 +4,10 @@ A snapshot is taken under PUBLISH shared, so no batch is half published in
 it and no refresh switches a file meanwhile. The first EAGER partitions are
 opened right away (file descriptors and memtable mappings stay valid however
 the partition changes later); the rest are opened when the cursor gets there,
-and if a refresh switched one meanwhile it is read as it is then.
+and if a refresh switched one meanwhile it is read as it is then. A reverse
+cursor opens only the partition it starts in at once: it is mostly asked for
+the last events, and the tail of a repository should cost one partition
+however many there are.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from .shm.partition_map import ON_STORAGE, Slot
 from .store import store_of
 
 EAGER = 256  # partitions a cursor opens when it takes its snapshot
+EAGER_REVERSE = 1  # the same, walking down
+TOP = 2**64 - 1
 
 
 @dataclass
@@ -57,15 +62,17 @@ class Snapshots:
         self.session = session
         self.storages: dict[int, tuple] = {}
 
-    def take(self, start_id: int = 0) -> Snapshot:
-        """Every partition holding ids >= start_id, as of now."""
+    def take(self, start_id: int = 0, max_id: int = TOP, reverse: bool = False) -> Snapshot:
+        """Every partition holding ids in start_id..max_id, as of now, in the order
+        a cursor walks them: by min, or from the last one down with reverse."""
         session = self.session
         # the session lock too: OFD locks do not exclude threads sharing a descriptor
         with session.lock:
             session.live()
             session.partitions()  # unmaps memtables that refreshes retired
             try:
-                views = self._under_publish(lambda cfg: self._views(start_id, cfg))
+                views = self._under_publish(
+                    lambda cfg: self._views(start_id, max_id, reverse, cfg))
             except ShmError as e:
                 raise translate(e) from None
             return Snapshot(session.generation, views)
@@ -90,15 +97,17 @@ class Snapshots:
                                            "reading: open a new cursor") from None
                 raise
 
-    def _views(self, start_id: int, cfg: dict) -> list[View]:
+    def _views(self, start_id: int, max_id: int, reverse: bool, cfg: dict) -> list[View]:
         views: list[View] = []
+        eager = EAGER_REVERSE if reverse else EAGER
         try:
             slots, rows = self.session.pmap.snapshot()
-            for slot, row in zip(slots.tolist(), rows):
+            step = -1 if reverse else 1
+            for slot, row in zip(slots.tolist()[::step], rows[::step]):
                 row = Slot(row)
-                if row.max < start_id:
+                if row.max < start_id or row.min > max_id:
                     continue  # partition exclusion
-                opened = self._open(slot, row, cfg) if len(views) < EAGER else None
+                opened = self._open(slot, row, cfg) if len(views) < eager else None
                 views.append(View(slot, row, opened))
         except BaseException:
             for view in views:
