@@ -66,6 +66,19 @@ class Batch(Rows):
         flags = flags.tolist() if flags.any() else repeat(0, n)
         return list(map(_make, repeat(Event, n), zip(self.ids[a:b].tolist(), keys, values, flags)))
 
+    def to_arrow(self):
+        """The batch as a pyarrow.RecordBatch: id (uint64), key and value (large_binary).
+
+        Zero-copy where the batch's memory is its own (events decoded from a
+        partition file's region, or merged): Arrow takes the numpy buffers as
+        they are. Copied where they view a memtable's shared memory, which a
+        refresh retires and this process then unmaps while the RecordBatch may
+        still be in use. Cursors never yield deletes, so there is no delete column.
+        Needs pyarrow (pip install 'monotone-py[arrow]').
+        """
+        from .frames import batch_to_arrow  # pyarrow only when asked for
+        return batch_to_arrow(self)
+
     def __repr__(self) -> str:
         return f"Batch({len(self)} events)"
 
