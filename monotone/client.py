@@ -110,6 +110,13 @@ class Monotone:
         rows = _rows(np.array(ids, np.uint64), pack_bytes(keys), pack_bytes(values), flags)
         return session.writer.write(rows, rows.ids == U64(SERIAL)).tolist()
 
+    def write_table(self, table) -> np.ndarray:
+        """Write a pyarrow Table/RecordBatch or a pandas (or polars) DataFrame as one
+        atomic batch: columns value, and optionally id (serial ids when absent; the ids
+        are returned as by write_batch), key, delete (boolean)."""
+        from .frames import write_table
+        return write_table(self, table)
+
     def write_batch(self, ids=None, values=None, keys=None, deletes=None) -> np.ndarray:
         """Vectorized write of one atomic batch; return the ids as a uint64 array.
 

@@ -114,6 +114,25 @@ class Cursor:
             self._advance()
             yield batch
 
+    # data frames (monotone/frames.py; pyarrow, pandas, polars: the [arrow] extra)
+    def to_arrow(self):
+        """The rest of the cursor's range as a pyarrow.Table (id, key, value)."""
+        from .frames import cursor_to_arrow
+        return cursor_to_arrow(self)
+
+    def to_reader(self):
+        """The rest as a pyarrow.RecordBatchReader that streams, a batch at a time."""
+        from .frames import cursor_to_reader
+        return cursor_to_reader(self)
+
+    def to_pandas(self):
+        from .frames import cursor_to_pandas
+        return cursor_to_pandas(self)
+
+    def to_polars(self):
+        from .frames import cursor_to_polars
+        return cursor_to_polars(self)
+
     def close(self) -> None:
         """Let go of the snapshot; a following cursor waiting in another thread stops."""
         self._stop.set()

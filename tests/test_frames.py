@@ -286,3 +286,19 @@ def test_import_monotone_imports_no_frame_library():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_methods_users_call(db):
+    """Cursor.to_arrow/to_reader/to_pandas/to_polars and Monotone.write_table."""
+    import pyarrow as pa
+    ids = db.write_table(pa.table({"value": pa.array([b"a", b"", b"c\0"], pa.binary())}))
+    assert len(ids) == 3
+    with db.cursor() as cur:
+        table = cur.to_arrow()
+    assert table.column("value").to_pylist() == [b"a", b"", b"c\0"]
+    with db.cursor(id=int(ids[1])) as cur:
+        assert cur.to_pandas()["id"].tolist() == [int(i) for i in ids[1:]]
+    with db.cursor() as cur:
+        assert cur.to_polars()["value"].to_list() == [b"a", b"", b"c\0"]
+    with db.cursor() as cur:
+        assert sum(len(b) for b in cur.to_reader()) == 3
