@@ -45,8 +45,8 @@ VERSION = 1
 
 def _job(engine: Engine, slot: int, kind: str) -> TransferJob:
     storage = engine.storage_of(slot)
-    return TransferJob(kind, engine.pmap.slot(slot).min, engine.store(storage), storage.sync,
-                       sorted(faults.switched(engine.config.values)))
+    return TransferJob(kind, engine.pmap.slot(slot).min, engine.store(storage),
+                       engine.syncs(storage), sorted(faults.switched(engine.config.values)))
 
 
 def _places(engine: Engine, slot: int, add: int = 0, remove: int = 0) -> None:
@@ -150,7 +150,8 @@ def write_manifest(engine: Engine, storage: Storage):
     engine.busy.add(key)
     try:
         content = json.dumps(manifest(engine, storage), indent=1)
-        yield TransferJob(MANIFEST, 0, engine.store(storage), storage.sync, content=content)
+        yield TransferJob(MANIFEST, 0, engine.store(storage), engine.syncs(storage),
+                          content=content)
     finally:
         engine.busy.discard(key)
 

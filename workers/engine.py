@@ -106,8 +106,10 @@ class Engine:
         cfg.ensure_uuid()
         cfg.values["directory"] = self.layout.base
         if not exists:
+            # the storage's own sync stays true, as the original's: the global
+            # `sync` switches syncing off for every storage (syncs())
             main = Storage(MAIN, id=0, uuid=cfg.uuid, compression=cfg.compression,
-                           compression_level=cfg.compression_level, sync=cfg.sync)
+                           compression_level=cfg.compression_level)
             self.catalog.storages.insert(0, main)
         elif self.catalog.need_storage(MAIN).uuid != cfg.uuid:
             raise MonotoneError(f"cannot read {self.layout.config}: the repository uuid and "
@@ -210,7 +212,11 @@ class Engine:
     def files(self, storage: Storage) -> PartitionFiles:
         """A storage's partition files."""
         spec = self.store(storage)
-        return PartitionFiles(store_of(spec), storage.sync, objects_of(spec))
+        return PartitionFiles(store_of(spec), self.syncs(storage), objects_of(spec))
+
+    def syncs(self, storage: Storage) -> bool:
+        """Whether a storage's files are synced: its `sync`, unless the global one is off."""
+        return storage.sync and self.config.sync
 
     @staticmethod
     def cipher(storage: Storage) -> Cipher | None:

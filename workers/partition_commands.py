@@ -111,7 +111,7 @@ def drop_partition(engine: Engine, slot: int):
             engine.files(storage).drop_stub(min_)
             faults.point("cloud.dropping")
             yield from cloud_tier.write_manifest(engine, storage)
-            yield TransferJob(DROP, min_, engine.store(storage), storage.sync)
+            yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
     finally:
         engine.busy.discard(slot)
 

@@ -109,12 +109,12 @@ def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
         compression=target.compression, compression_level=target.compression_level,
         region_size=target.region_size,
         key=target.encryption_key if target.encryption else "",
-        crc=target.crc, sync=target.sync,
+        crc=target.crc, sync=engine.syncs(target),
         meta={"min": s.min, "max": s.max, "lsn": s.file_lsn, "ssn": engine.pmap.ssn,
               "created": s.created, "refreshed": int(time.time() * 1e6),
               "refreshes": s.refreshes + 1},
         switches=sorted(faults.switched(cfg)),
-        wal_dir=engine.layout.wal if target.sync and cfg["wal"] and
+        wal_dir=engine.layout.wal if engine.syncs(target) and cfg["wal"] and
         not cfg["wal_sync_on_write"] else "")
 
 
