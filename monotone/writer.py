@@ -119,9 +119,8 @@ class Writer:
         return self._switched[1]
 
     def _hint(self, cfg: dict, parts) -> None:
-        """Ask for a background refresh of memtables past their storage's refresh_wm."""
-        if not cfg["workers"]:
-            return
+        """Ask for a background refresh of memtables past their storage's refresh_wm
+        (with workers = 0 it waits for SERVICE)."""
         session = self.session
         for slot, _ in parts:
             view = session.pmap.slot(slot)

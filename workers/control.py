@@ -63,7 +63,10 @@ def get_config(server, conn, message: msg.GetConfig, reply) -> None:
 
 
 def ensure_partitions(server, conn, message: msg.EnsurePartitions, reply) -> None:
+    before = server.engine.pmap.map_version
     server.engine.ensure_partitions(message.ids)
+    if server.engine.pmap.map_version != before:
+        server.service.created()
     reply({}, None)
 
 

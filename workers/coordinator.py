@@ -8,7 +8,6 @@ control requests. Data never passes through it.
 """
 from __future__ import annotations
 
-import errno
 import faulthandler
 import json
 import logging
@@ -16,7 +15,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 
@@ -29,8 +27,10 @@ from . import cloud_tier, commands
 from . import partition_commands as partitions
 from . import refresh as refresher
 from .engine import Engine
+from .listener import bind, peer_uid
 from .pool import Pool
 from .recovery import recover
+from .service import ServiceQueue
 from .tasks import PARTITIONS, Scheduler
 
 log = logging.getLogger("monotone")
@@ -55,6 +55,7 @@ class Server:
             if uploads else None
         engine.pool, engine.uploads = self.pool, self.uploads
         self.scheduler = Scheduler(engine, self.pool, self.uploads)
+        self.service = ServiceQueue(engine, self.scheduler)  # workers = 0: SERVICE runs it
         self.rebalancing = False
         self.checkpointing = False
         self.memory_waiters: list = []
@@ -146,11 +147,19 @@ class Server:
     def run_command(self, command, reply) -> None:
         """A command of the management language, under the lock it needs."""
         engine = self.engine
-        entry = commands.DDL[type(command)]
 
         def done(value, error) -> None:
             reply({"result": value, "lsn_needed": engine.lsn_needed()}, error)
 
+        if isinstance(command, cmd.Service):
+            self.service.run_next(done)
+            return
+        if isinstance(command, cmd.Checkpoint) and self.pool is None:
+            self.service.checkpoint()  # as the original: SERVICE runs them, one by one
+            done(None, None)
+            return
+        if isinstance(command, cmd.CreatePartition):
+            self.service.created()
         if isinstance(command, cmd.Checkpoint) and self.pool is not None:
             # with workers, CHECKPOINT schedules the refreshes (all at once,
             # spread over the pool) and returns
@@ -169,12 +178,16 @@ class Server:
                 self.transfer_in_background(slot, isinstance(command, cmd.Upload))
             done(None, None)
             return
+        entry = commands.DDL[type(command)]
         self.scheduler.submit(lambda: entry.handler(engine, command), done,
                               type(command).__name__, entry.lock)
 
     # background work
     def refresh_in_background(self, slot: int, name: str = "refresh") -> None:
-        if self.pool is None or (slot in self.engine.busy and name == "refresh"):
+        if self.pool is None:
+            self.service.refresh(slot)
+            return
+        if slot in self.engine.busy and name == "refresh":
             return
         self.scheduler.submit(lambda: refresher.refresh(self.engine, slot),
                               self._background_done, name, PARTITIONS)
@@ -294,12 +307,6 @@ class Server:
             self.listener.close()
 
 
-def peer_uid(conn: socket.socket) -> int:
-    """The uid of the process at the other end of a local socket (SO_PEERCRED)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
-
-
 def setup_logging(engine: Engine) -> None:
     cfg = engine.config
     log.setLevel(logging.INFO)
@@ -309,19 +316,6 @@ def setup_logging(engine: Engine) -> None:
         log.addHandler(handler)
     if cfg.log and cfg.log_to_stdout:
         log.addHandler(logging.StreamHandler(sys.stderr))
-
-
-def bind(base: str) -> socket.socket | None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(protocol.address(base))
-    except OSError as e:
-        sock.close()
-        if e.errno == errno.EADDRINUSE:
-            return None
-        raise
-    sock.listen(128)
-    return sock
 
 
 def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:

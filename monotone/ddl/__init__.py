@@ -55,6 +55,8 @@ def parse(text: str):
         command = cmd.Rebalance()
     elif word == "CHECKPOINT":
         command = cmd.Checkpoint()
+    elif word == "SERVICE":
+        command = cmd.Service()
     elif first.kind == END:
         raise ParseError("empty command")
     else:

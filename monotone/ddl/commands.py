@@ -130,3 +130,9 @@ class Rebalance:
 @dataclass(frozen=True)
 class Checkpoint:
     pass
+
+
+@dataclass(frozen=True)
+class Service:
+    """Run the next step of background work now (refresh, rebalance): with
+    workers = 0 nothing else runs it."""
