@@ -240,20 +240,23 @@ class Engine:
             raise MonotoneError(f"too many partitions: {e}") from None
 
     def ensure_partitions(self, ids) -> None:
-        """Create the partitions that ids fall in but no partition covers yet."""
+        """Create the partitions that ids fall in but no partition covers yet: as the
+        original, every gap of the interval an id falls in ([id - id % interval,
+        + interval - 1]) becomes a partition, not only the one holding the id."""
         ids = np.unique(np.asarray(ids, np.uint64))
         _, inside = self.pmap.route(self.pmap.bounds(), ids)
         missing = ids[~inside]
         interval = self.config.interval
-        created = -1
-        for id_ in missing.tolist():  # sorted: skip ids the last new partition covers
-            if id_ <= created:
+        done = -1
+        for id_ in missing.tolist():  # sorted: skip ids of an interval already filled
+            if id_ <= done:
                 continue
             lo = id_ - id_ % interval
-            created = self.fill(lo, min(lo + interval - 1, 2**64 - 1), id_)
+            done = min(lo + interval - 1, 2**64 - 1)
+            self.fill(lo, done)
 
-    def fill(self, lo: int, hi: int, within: int | None = None) -> int:
-        """Create partitions over the gaps of [lo, hi] (the one holding `within` only)."""
+    def fill(self, lo: int, hi: int) -> int:
+        """Create partitions over the gaps of [lo, hi]; the last one's max (-1: none)."""
         last = -1
         while lo <= hi:
             live, mins, maxs = self.pmap.bounds()
@@ -264,11 +267,8 @@ class Engine:
                     break                    # wrapped past 2**64-1
                 continue
             gap_hi = min(hi, int(mins[i]) - 1) if i < len(live) else hi
-            if within is None or lo <= within <= gap_hi:
-                self.new_slot(lo, gap_hi)
-                last = gap_hi
-                if within is not None:
-                    break
+            self.new_slot(lo, gap_hi)
+            last = gap_hi
             lo = gap_hi + 1
             if lo == 0:
                 break
