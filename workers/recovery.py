@@ -1,8 +1,11 @@
 """Open-time recovery: partition files first, then the WAL over them.
 
 Partition files may be left in any state a refresh, move, upload, download
-or drop can crash in; lifecycle.PartitionFiles.settle() finishes or undoes
-each, and says where each partition's copies are (local file, cloud stub). A move writes into
+or drop can crash in. A refresh that wrote its new file whole (<min>.complete)
+but crashed before it replaced the old <min> is undone, as the original's: the
+old file stays (the WAL still holds what the new one added), in the same
+storage or another (a move). lifecycle.PartitionFiles.settle() then finishes or undoes
+the other states, and says where each partition's copies are (local file, cloud stub). A move writes into
 another storage; if a crash left <min> in two storages,
 the newer one (more refreshes) wins and the other is removed.
 Then every intact WAL record is replayed in lsn order into memtables, except
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from monotone import faults
+from monotone.lifecycle import COMPLETE, file_name, parse
 from monotone.region_reader import Reader
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
@@ -34,7 +38,22 @@ def recover(engine: Engine) -> None:
     engine.save_config()
 
 
+def drop_unswitched(engine: Engine) -> None:
+    """Every <min>.complete whose old <min> is still there, in any storage, goes."""
+    names = {storage.name: [p for p in map(parse, engine.files(storage).store.list()) if p]
+             for storage in engine.catalog.storages}
+    old = {min_ for parsed in names.values() for min_, state in parsed if state == ""}
+    for storage in engine.catalog.storages:
+        files = engine.files(storage)
+        for min_, state in names[storage.name]:
+            if state == COMPLETE and min_ in old:
+                log.info("partition %d: refresh cut short before its switch, %s removed",
+                         min_, files.where(min_, COMPLETE))
+                files.store.remove(file_name(min_, COMPLETE), files.sync)
+
+
 def recover_files(engine: Engine) -> tuple[int, int]:
+    drop_unswitched(engine)
     found: dict[int, list[tuple[dict, object, int]]] = {}
     for storage in engine.catalog.storages:
         files = engine.files(storage)

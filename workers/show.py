@@ -7,6 +7,7 @@ from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.region_reader import Reader
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
+from monotone.snapshot import sorted_rows
 
 from . import cloud_tier
 from .catalog import Storage
@@ -76,12 +77,20 @@ def heap_bytes(engine: Engine, slot: int) -> int:
                for seg, n in engine.pmap.slot(slot).memtables())
 
 
+def heap_events(engine: Engine, slot: int) -> int:
+    """Events in a partition's memtables, as the original counts them: one per
+    (id, key) in each memtable (a replaced event once, a delete too)."""
+    return sum(len(sorted_rows(engine.memtables.get(seg), n))
+               for seg, n in engine.pmap.slot(slot).memtables())
+
+
 def partition_json(engine: Engine, slot: int, debug: bool = False) -> dict:
     s = engine.pmap.slot(slot)
     on_storage, on_cloud = bool(s.places & ON_STORAGE), bool(s.places & ON_CLOUD)
+    heap = heap_events(engine, slot)
     out = {
         "min": s.min, "max": s.max,
-        "events": s.file_events, "events_heap": s.rows + s.frozen_rows,
+        "events": s.file_events + heap, "events_heap": heap,
         "regions": s.regions, "size": s.file_size,
         "size_uncompressed": s.file_size_origin, "size_heap": heap_bytes(engine, slot),
         "created": "(filtered)" if debug else s.created,
@@ -114,6 +123,7 @@ def index_json(engine: Engine, slot: int) -> dict:
 def storage_json(engine: Engine, storage: Storage, debug: bool = False) -> dict:
     slots = engine.slots_in(storage)
     parts = [engine.pmap.slot(s) for s in slots]
+    heap = sum(heap_events(engine, s) for s in slots)
     stats = {
         "min": min((p.min for p in parts), default=0),
         "max": max((p.max for p in parts), default=0),
@@ -121,8 +131,8 @@ def storage_json(engine: Engine, storage: Storage, debug: bool = False) -> dict:
         "partitions_local": sum(1 for p in parts if p.places & ON_STORAGE),
         "partitions_cloud": sum(1 for p in parts if p.places & ON_CLOUD),
         "regions": sum(p.regions for p in parts),
-        "events": sum(p.file_events for p in parts),
-        "events_heap": sum(p.rows + p.frozen_rows for p in parts),
+        "events": sum(p.file_events for p in parts) + heap,
+        "events_heap": heap,
         "size": sum(p.file_size for p in parts),
         "size_uncompressed": sum(p.file_size_origin for p in parts),
         "size_heap": sum(heap_bytes(engine, s) for s in slots),
