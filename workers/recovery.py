@@ -39,7 +39,11 @@ def recover(engine: Engine) -> None:
 
 
 def drop_unswitched(engine: Engine) -> None:
-    """Every <min>.complete whose old <min> is still there, in any storage, goes."""
+    """Every <min>.complete whose old <min> is still there, in any storage, goes, as
+    the original (its refreshes stay as they were): the WAL holds what it merged.
+    Without a WAL it is the only copy of those events, and is put in place instead."""
+    if not engine.config.wal:
+        return
     names = {storage.name: [p for p in map(parse, engine.files(storage).store.list()) if p]
              for storage in engine.catalog.storages}
     old = {min_ for parsed in names.values() for min_, state in parsed if state == ""}
