@@ -54,7 +54,7 @@ def test_bad_config_values(filled, text):
         closed.execute(text)
 
 
-@pytest.mark.parametrize("text", ["ALTER STORAGE main SET (region_size 10)",
+@pytest.mark.parametrize("text", ["ALTER STORAGE main SET (region_size 0)",
                                   "ALTER STORAGE main SET (region_size 'big')",
                                   "ALTER STORAGE main SET (compression 'rot13')",
                                   "ALTER STORAGE main SET (encryption 'rot13')",

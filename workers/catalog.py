@@ -105,14 +105,19 @@ def _unique(what: str, values: list) -> None:
 
 
 def _typed(kind: str, name: str, value: Any, want: str) -> Any:
+    """value checked against its type; kind prefixes the message (config.json checks),
+    commands pass "" and get the original's messages ("sync 'true|false' expected")."""
+    prefix = f"{kind}: " if kind else ""
     if want == "bool":
         if not isinstance(value, bool):
-            raise MonotoneError(f"{kind}: {name} 'true|false' expected")
+            raise MonotoneError(f"{prefix}{name} 'true|false' expected")
     elif want == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise MonotoneError(f"{kind}: {name} 'integer' expected")
+            raise MonotoneError(f"{prefix}{name} 'integer' expected")
     elif not isinstance(value, str):
-        raise MonotoneError(f"{kind}: {name} 'string' expected")
+        # the original's wording, its missing space included
+        raise MonotoneError(f"{prefix}{name} 'string'expected" if not kind else
+                            f"{prefix}{name} 'string' expected")
     return value
 
 
@@ -123,7 +128,7 @@ def apply_storage_options(storage: Storage, options, usage: str, creating: bool)
         want = _STORAGE_TYPES.get(name)
         if want is None or name in ("name", "id"):
             raise MonotoneError(f"{usage}: unknown option: '{name}'")
-        value = _typed(usage, name, value, want)
+        value = _typed("", name, value, want)
         if name == "uuid":
             if not creating:
                 raise MonotoneError("storage uuid cannot be changed this way")
@@ -134,24 +139,25 @@ def apply_storage_options(storage: Storage, options, usage: str, creating: bool)
         if name == "compression":
             value = value or "none"
             if value not in CODECS:
-                raise MonotoneError(f"unknown compression: '{value}' (expected lz4, zstd or none)")
+                raise MonotoneError(f"unknown compression: '{value}'")
         if name == "encryption":
             value = "" if value == "none" else value
             if value not in ("", "aes"):
-                raise MonotoneError(f"unknown encryption: '{value}' (expected aes or none)")
+                raise MonotoneError(f"unknown encryption: '{value}'")
         if name == "encryption_key" and value:
             parse_key(value)
         if name == "path":
             check_path(value, f"storage '{storage.name}'")
-        if name == "region_size" and value < 1024:
-            raise MonotoneError("invalid region_size value: at least 1KiB")
+        if name == "region_size" and value <= 0:
+            # the original refuses only 0 (a negative size would never cut a region)
+            raise MonotoneError("invalid region_size value")
         setattr(storage, name, value)
         changed.add(name)
     check_level(storage.compression, storage.compression_level)
     if storage.encryption == "aes" and not storage.encryption_key:
         storage.encryption_key = new_key()
-    if not storage.encryption:
-        storage.encryption_key = ""
+    # without encryption a key given stays (as the original's): encryption 'aes' set
+    # later uses it; nothing reads it meanwhile (store_spec gives it only when encrypted)
     return changed
 
 
@@ -170,7 +176,11 @@ def check_path(path: str, what: str) -> None:
 
 
 def check_level(compression: str, level: int) -> None:
-    low, high = LEVELS.get(compression, (0, 0))
+    """A level must suit its codec; without compression (none) any level is kept and
+    unused, as the original (which never checks it) does."""
+    if compression not in LEVELS or compression == "none":
+        return
+    low, high = LEVELS[compression]
     if not low <= level <= high:
         raise MonotoneError(f"compression_level {level} is out of range for {compression} "
                             f"({low}..{high})")
@@ -191,7 +201,7 @@ def apply_cloud_options(cloud: Cloud, options, usage: str, creating: bool) -> No
                 raise MonotoneError(f"{usage}: {name} 'string, integer or boolean' expected")
             cloud.options[name] = value
             continue
-        value = _typed(usage, given, value, "bool" if name == "debug" else "str")
+        value = _typed("", given, value, "bool" if name == "debug" else "str")
         if name == "type" and not creating and value != cloud.type:
             raise MonotoneError("cloud type cannot be changed")
         setattr(cloud, name, value)
@@ -203,8 +213,24 @@ def make_tier(name: str, options) -> Tier:
     for opt, value in options:
         if opt not in ("partitions", "size", "events", "duration"):
             raise MonotoneError(f"ALTER PIPELINE: unknown option '{opt}'")
-        setattr(tier, opt, _typed("ALTER PIPELINE", opt, value, "int"))
+        setattr(tier, opt, _typed("", opt, value, "int"))
     return tier
+
+
+def terminal(tier: Tier) -> bool:
+    """A tier without a condition: partitions never leave it."""
+    return tier.partitions == tier.size == tier.events == tier.duration == UNSET
+
+
+def check_pipeline(tiers: list[Tier]) -> None:
+    """As the original's: a storage once, and every tier but the last has a condition
+    (otherwise nothing would ever reach the next one)."""
+    for i, tier in enumerate(tiers[:-1]):
+        if any(t.name == tier.name for t in tiers[i + 1:]):
+            raise MonotoneError(f"pipeline: tier '{tier.name}' is duplicated")
+        if terminal(tier):
+            raise MonotoneError(f"pipeline: tier '{tier.name}' is terminal and has no "
+                                "conditions")
 
 
 @dataclass
@@ -275,7 +301,7 @@ class Catalog:
             if storage.compression not in CODECS or storage.encryption not in ("", "aes"):
                 raise MonotoneError(f"{what}: unknown compression or encryption")
             check_level(storage.compression, storage.compression_level)
-            if storage.encryption:
+            if storage.encryption or storage.encryption_key:
                 parse_key(storage.encryption_key)
             if storage.cloud and self.cloud(storage.cloud) is None:
                 raise MonotoneError(f"{what}: cloud '{storage.cloud}' not exists")
@@ -291,8 +317,9 @@ class Catalog:
     def store_spec(self, storage: Storage, base: str) -> dict:
         """Where a storage's files are: its directory, and its cloud's spec (or None)."""
         cloud = self.cloud(storage.cloud) if storage.cloud else None
+        key = storage.encryption_key if storage.encryption else ""
         return {"directory": storage.directory(base), "uuid": storage.uuid,
-                "key": storage.encryption_key, "refresh_wm": storage.refresh_wm,
+                "key": key, "refresh_wm": storage.refresh_wm,
                 "sync": storage.sync, "cloud": cloud.spec() if cloud else None}
 
     def copy(self) -> "Catalog":

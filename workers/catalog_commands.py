@@ -13,7 +13,15 @@ from monotone.errors import MonotoneError
 from monotone.shm.partition_map import ON_CLOUD
 
 from . import cloud_tier
-from .catalog import MAIN, Cloud, Storage, apply_cloud_options, apply_storage_options, make_tier
+from .catalog import (
+    MAIN,
+    Cloud,
+    Storage,
+    apply_cloud_options,
+    apply_storage_options,
+    check_pipeline,
+    make_tier,
+)
 from .engine import Engine
 
 
@@ -95,8 +103,8 @@ def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
         raise MonotoneError(f"storage '{storage.name}': some partitions are still on the "
                             "cloud (DROP PARTITIONS ... ON CLOUD first)")
     if fixed and not _storage_empty(engine, storage):
-        raise MonotoneError(f"storage '{storage.name}': storage is not empty "
-                            f"({', '.join(sorted(fixed))} can change only while it is)")
+        # crc, path, encryption and its key change only while the storage is empty
+        raise MonotoneError(f"storage '{storage.name}': storage is not empty")
     if updated.cloud != storage.cloud:
         _attach_cloud(engine, updated)
     old_directory = engine.directory(storage)
@@ -179,11 +187,9 @@ def drop_cloud(engine: Engine, c: cmd.DropCloud) -> None:
 
 # pipeline
 def alter_pipeline(engine: Engine, c: cmd.AlterPipeline) -> None:
-    tiers = []
-    for t in c.tiers:
-        engine.catalog.need_storage(t.storage)
-        if any(x.name == t.storage for x in tiers):
-            raise MonotoneError(f"ALTER PIPELINE: storage '{t.storage}' is named twice")
-        tiers.append(make_tier(t.storage, t.options))
+    tiers = [make_tier(t.storage, t.options) for t in c.tiers]
+    check_pipeline(tiers)  # before the storages are looked up, as the original
+    for tier in tiers:
+        engine.catalog.need_storage(tier.name)
     with engine.changing():
         engine.catalog.pipeline = tiers

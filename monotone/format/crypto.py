@@ -24,12 +24,18 @@ def new_key() -> str:
 
 
 def parse_key(text: str) -> bytes:
+    """The AES-256 key a storage's encryption_key names: 64 hex digits (how keys made
+    here are written), or 32 bytes taken as they are (how the original takes a key:
+    a 32-character string is its own key, its bytes in UTF-8)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) == KEY_SIZE:
+        return raw
     try:
-        key = bytes.fromhex(text)
+        key = bytes.fromhex(text) if len(text) == 2 * KEY_SIZE else b""
     except ValueError:
         key = b""
     if len(key) != KEY_SIZE:
-        raise MonotoneError("encryption_key must be 256 bits written as 64 hex digits")
+        raise MonotoneError("encryption key must be 256bit")
     return key
 
 
