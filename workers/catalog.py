@@ -46,6 +46,8 @@ class Storage:
         for name in ("name", "path", "cloud", "cloud_drop_local", "sync", "crc", "refresh_wm",
                      "region_size", "compression", "compression_level", "encryption"):
             out[name] = getattr(self, name)
+        if out["compression"] == "none":
+            out["compression"] = ""  # the original's spelling of no compression
         return out
 
 

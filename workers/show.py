@@ -72,8 +72,10 @@ def config_value(engine: Engine, name: str):
 
 
 def heap_bytes(engine: Engine, slot: int) -> int:
-    """Bytes of events in a partition's memtables."""
-    return sum(engine.memtables.get(seg).bytes_used(n)
+    """Memory a partition's memtables hold, as the original counts it: whole
+    mm_page_size pages per memtable with events (a page of 2 MiB for one event)."""
+    page = engine.config.mm_page_size
+    return sum(-(-engine.memtables.get(seg).bytes_used(n) // page) * page
                for seg, n in engine.pmap.slot(slot).memtables())
 
 
