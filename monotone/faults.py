@@ -59,13 +59,8 @@ POINTS = {
 SWITCHES = {"error_refresh_1": "refresh_1", "error_refresh_2": "refresh_2",
             "error_refresh_3": "refresh_3", "error_wal": "wal",
             "error_upload": "upload", "error_download": "download"}
-_MESSAGES = {
-    **{f"refresh_{n}": f"refresh failed at crash point {n} (error_refresh_{n} is set)"
-       for n in (1, 2, 3)},
-    "wal": "wal write failed (error_wal is set)",
-    "upload": "upload failed (error_upload is set)",
-    "download": "download failed (error_download is set)",
-}
+# the original's words when an error_* switch fires
+_MESSAGES = {point: f"error injection: {switch}" for switch, point in SWITCHES.items()}
 ENV = "MONOTONE_FAULTS"
 ONCE = "MONOTONE_FAULTS_ONCE"
 

@@ -97,7 +97,7 @@ class Parser:
             return ()
         while True:
             name = self.name(f"{usage} ('name' expected")
-            value = self.value(f"{usage} ({name} 'value' expected")
+            value = self.value(_missing(usage, name))
             out.append((name.lower(), value))
             if self.punct(","):
                 continue
@@ -108,3 +108,22 @@ class Parser:
     def end(self) -> None:
         if self.peek().kind != END:
             raise ParseError(f"unexpected clause at the end of command: '{self.peek().text}'")
+
+
+# the value an option takes, for the original's message when it is missing
+_BOOLS = {"sync", "crc", "cloud_drop_local", "debug"}
+_INTS = {"refresh_wm", "region_size", "compression_level", "partitions", "size", "events",
+         "duration"}
+_STRINGS = {"uuid", "path", "cloud", "compression", "encryption", "encryption_key", "type",
+            "url", "login", "password", "access_key", "secret_key"}
+
+
+def _missing(usage: str, name: str) -> str:
+    option = name.lower()
+    if option in _BOOLS:
+        return f"{name} 'true|false' expected"
+    if option in _INTS:
+        return f"{name} 'integer' expected"
+    if option in _STRINGS:
+        return f"{name} 'string'expected"  # sic: the original's message
+    return f"{usage} ({name} 'value' expected"

@@ -104,7 +104,7 @@ def test_failed_transfer_loses_nothing_and_retries(repo, backend, switch):
         db.execute("REFRESH PARTITION 0")
     db.execute(f"SET {switch} TO true")
     command = "REFRESH PARTITION 0" if switch == "error_upload" else "DOWNLOAD PARTITION 0"
-    with pytest.raises(MonotoneError, match=f"{switch} is set"):
+    with pytest.raises(MonotoneError, match=f"error injection: {switch}"):
         db.execute(command)
     expected_places = {0: (True, False)} if switch == "error_upload" else {0: (False, True)}
     assert places(db) == expected_places
