@@ -187,6 +187,10 @@ class PartitionFiles:
             raise
         self.store.rename(incomplete, file_name(min_), self.sync)
 
+    def dropping(self, min_: int) -> bool:
+        """Whether an object removal of the partition waits (its .cloud.drop marker)."""
+        return self.store.exists(file_name(min_, CLOUD_DROP))
+
     def drop_stub(self, min_: int) -> None:
         """Step 1 of a drop on cloud (after readers stop choosing the cloud copy): the
         stub becomes the .cloud.drop marker; finish_drop removes the object."""

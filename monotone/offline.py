@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .cloud import Objects
+from .cloud import CloudFile, Objects
 from .errors import MonotoneError
 from .format.crypto import Cipher, parse_key
 from .format.rows import Rows, concat
@@ -167,7 +167,6 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
 
 
 def _stub_handle(stub: str, objects: Objects | None, min_: int):
-    from .cloud import CloudFile
     if objects is None:
         raise MonotoneError(f"{stub}: a cloud stub in a storage without a cloud")
     return CloudFile(LocalFile(stub), objects, f"{min_:020d}")

@@ -80,16 +80,21 @@ class Store:
     def fsync(self, name: str) -> None:
         raise NotImplementedError
 
+    def exists(self, name: str) -> bool:
+        raise NotImplementedError
+
     def same(self, other: "Store", name: str) -> bool:
         raise NotImplementedError
 
 
-def sync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def sync_path(path: str) -> None:
+    """fsync a file or directory by its path (a directory: so renames in it last)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
 
 
 class LocalFile(ReadHandle):
@@ -182,7 +187,7 @@ class LocalStore(Store):
         """Atomically: dst is the old file or the new one, whatever happens."""
         os.replace(self.path(src), self.path(dst))
         if sync:
-            sync_dir(self.location)
+            sync_path(self.location)
 
     def remove(self, name: str, sync: bool) -> bool:
         try:
@@ -190,7 +195,7 @@ class LocalStore(Store):
         except FileNotFoundError:
             return False
         if sync:
-            sync_dir(self.location)
+            sync_path(self.location)
         return True
 
     def list(self) -> list[str]:
@@ -203,11 +208,10 @@ class LocalStore(Store):
         return os.path.getsize(self.path(name))
 
     def fsync(self, name: str) -> None:
-        fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_path(self.path(name))
+
+    def exists(self, name: str) -> bool:
+        return os.path.exists(self.path(name))
 
     def same(self, other: "LocalStore", name: str) -> bool:
         """Whether name here and in other is one file (two storages, one directory)."""

@@ -33,6 +33,7 @@ from .boundary import ShmError
 from .errors import MonotoneError, NoSpaceError
 from .format import wal as walfmt
 from .shm.locks import LockFile
+from .store import sync_path
 
 SUFFIX = ".wal"
 NEW = ".new"
@@ -40,14 +41,6 @@ NEW = ".new"
 
 def path_of(directory: str, file_id: int) -> str:
     return os.path.join(directory, f"{file_id:020d}{SUFFIX}")
-
-
-def sync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WalWriter:
@@ -114,7 +107,7 @@ class WalWriter:
             faults.point("wal.created")
             os.rename(path + NEW, path)
             if sync:
-                sync_dir(self.directory)
+                sync_path(self.directory)
         except BaseException:
             lock.close()
             raise

@@ -31,7 +31,7 @@ import json
 from monotone import faults
 from monotone.cloud import objects_of
 from monotone.errors import MonotoneError
-from monotone.lifecycle import CLOUD_DROP, file_name
+from monotone.lifecycle import file_name
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
 from .catalog import Storage
@@ -87,7 +87,7 @@ def drop_cloud_copy(engine: Engine, slot: int):
         files.drop_stub(s.min)
         faults.point("cloud.dropping")
         yield from write_manifest(engine, engine.storage_of(slot))
-    if files.objects is not None and file_name(s.min, CLOUD_DROP) in files.store.list():
+    if files.objects is not None and files.dropping(s.min):
         yield _job(engine, slot, DROP)
 
 

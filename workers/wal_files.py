@@ -21,7 +21,8 @@ from monotone.boundary import ShmError
 from monotone.errors import CorruptionError
 from monotone.format import wal as walfmt
 from monotone.shm.locks import LockFile
-from monotone.wal import NEW, SUFFIX, path_of, sync_dir
+from monotone.store import sync_path
+from monotone.wal import NEW, SUFFIX, path_of
 
 
 def wal_files(directory: str) -> list[str]:
@@ -145,7 +146,7 @@ def _replace(path: str, parts: list) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    sync_dir(os.path.dirname(path))
+    sync_path(os.path.dirname(path))
 
 
 def is_active(path: str) -> bool:
