@@ -167,7 +167,10 @@ class Config:
         self.values[var.name] = value
 
     def show(self, name: str) -> Any:
-        return self.values[lookup(name, "SHOW").name]
+        name = lookup(name, "SHOW").name
+        if name == "compression" and self.values[name] == "none":
+            return ""  # as SET takes it, and as a storage shows it
+        return self.values[name]
 
     def visible(self) -> dict:
         return {v.name: self.values[v.name] for v in VARS if not v.flags & HIDDEN}
@@ -180,7 +183,9 @@ class Config:
         damaged or hand-edited file), a name it lacks keeps its default."""
         for name, value in data.items():
             var = TABLE.get(name)
-            if var is not None and (var.flags & PERSIST or name == "lsn"):
+            if name == "lsn":
+                continue  # written by earlier versions; lsn now goes on from the files
+            if var is not None and var.flags & PERSIST:
                 value = convert(var, value)
                 validate(name, value)
                 self.values[name] = value

@@ -162,7 +162,6 @@ class Engine:
         data = self.config.persisted()
         if self.mapped:
             data["ssn"] = self.pmap.ssn
-            data["lsn"] = self.pmap.lsn
         data.update(self.catalog.to_json())
         write_json(self.layout.config, data, sync=self.config.sync)
 

@@ -29,7 +29,10 @@ log = logging.getLogger("monotone")
 
 def recover(engine: Engine) -> None:
     lsn, ssn = recover_files(engine)
-    lsn, ssn = max(lsn, engine.config.lsn), max(ssn, engine.config.ssn)
+    # lsn is not persisted (as the original): it goes on from what the files hold,
+    # past every WAL file's name, so a new WAL file never takes an existing name
+    lsn = max([lsn, *(wal.first_lsn(path) for path in wal.wal_files(engine.layout.wal))])
+    ssn = max(ssn, engine.config.ssn)
     engine.pmap.lsn = lsn
     engine.pmap.ssn = ssn
     faults.point("recovery.files")
