@@ -86,9 +86,11 @@ def _merge_into(writer: Writer, reader: Reader | None, mem: Rows, same_key: bool
     """Stream the old file's regions merged with the sorted memtable rows.
 
     A region no memtable row falls into is copied as it is stored (appends
-    after the file's last event, the common case, touch no old region), as
+    after the file's last event, the common case, touch no full region), as
     long as its stored form stays valid in the new file: the same codec, and
-    for an encrypted one the same key at the same offset.
+    for an encrypted one the same key at the same offset. A last region not
+    yet full is filled with the rows after it instead, so refreshes of a
+    growing partition do not leave a small region each.
     """
     ordered, pos = Ordered(mem), 0
     if reader is not None:
@@ -99,7 +101,9 @@ def _merge_into(writer: Writer, reader: Reader | None, mem: Rows, same_key: bool
             (reader.cipher is None or same_key)
         for i in range(index.regions):
             upper = ordered.bound(int(entries["max_id"][i]), index.max_key(i), "right")
-            if copy and upper == pos and (reader.cipher is None or
+            filling = i == index.regions - 1 and upper < len(mem) and \
+                int(entries["size_origin"][i]) < writer.region_size
+            if copy and upper == pos and not filling and (reader.cipher is None or
                                           int(entries["offset"][i]) == writer.offset
                                           and not writer.pending):
                 writer.add_stored(reader.read_stored(i), entries[i], index.min_key(i),
