@@ -1,6 +1,6 @@
 """Writing a partition file: sorted rows into regions, then the index and footer.
 
-The writer streams sorted Rows into regions of about region_size bytes,
+The writer streams sorted Rows into regions of at most region_size bytes,
 compresses each (a region compression does not shrink by an eighth is stored
 plain, so reading it skips the decompression), and finishes with the region
 index and footer. It writes through the storage I/O seam (a WriteHandle).
@@ -8,6 +8,8 @@ index and footer. It writes through the storage I/O seam (a WriteHandle).
 from __future__ import annotations
 
 import zlib
+
+import numpy as np
 
 from monotone.format import partition, region
 from monotone.format.codec import codec as make_codec
@@ -38,23 +40,32 @@ class Writer:
         self.max_id: int | None = None
 
     def add(self, rows: Rows) -> None:
-        """Append sorted rows (no deletes) after everything added before."""
-        if not len(rows):
+        """Append sorted rows (no deletes) after everything added before.
+
+        A region takes events while its encoding stays within region_size bytes
+        (before compression), and always at least one event."""
+        n = len(rows)
+        if not n:
             return
         if self.min_id is None:
             self.min_id = int(rows.ids[0])
         self.max_id = int(rows.ids[-1])
-        # cut into regions of about region_size bytes each
-        per_row = max(1, rows.nbytes // len(rows))
+        ends = np.cumsum(region.ROW_BYTES + np.diff(rows.key_offsets)
+                         + np.diff(rows.value_offsets), dtype=np.int64)  # encoded ends
         start = 0
-        while start < len(rows):
-            room = max(1, (self.region_size - self.pending_bytes) // per_row)
-            end = min(len(rows), start + room)
-            part = rows.slice(start, end)
-            self.pending.append(part)
-            self.pending_bytes += part.nbytes
+        while start < n:
+            before = int(ends[start - 1]) if start else 0
+            room = self.region_size - region.HEADER.size - self.pending_bytes
+            end = int(np.searchsorted(ends, before + room, "right"))
+            if end <= start:  # not one more event fits
+                if self.pending:
+                    self._flush()
+                    continue
+                end = start + 1
+            self.pending.append(rows.slice(start, end))
+            self.pending_bytes += int(ends[end - 1]) - before
             start = end
-            if self.pending_bytes >= self.region_size:
+            if start < n:
                 self._flush()
 
     def _flush(self) -> None:

@@ -22,11 +22,12 @@ from ..errors import CorruptionError
 from .rows import U64, Rows
 
 HEADER = struct.Struct("<QQQQ")
+ROW_BYTES = 14  # id, value length, key length, flags
 
 
 def encoded_size(rows: Rows) -> int:
     n = len(rows)
-    return HEADER.size + 14 * n + len(rows.key_data) + len(rows.value_data)
+    return HEADER.size + ROW_BYTES * n + len(rows.key_data) + len(rows.value_data)
 
 
 def encode_parts(rows: Rows) -> list:
