@@ -97,7 +97,10 @@ class Parser:
             return ()
         while True:
             name = self.name(f"{usage} ('name' expected")
-            value = self.value(_missing(usage, name))
+            expected = _missing(usage, name)
+            value = self.value(expected)
+            if not _typed(name.lower(), value):  # as the original: checked as it is read
+                raise ParseError(expected)
             out.append((name.lower(), value))
             if self.punct(","):
                 continue
@@ -116,6 +119,17 @@ _INTS = {"refresh_wm", "region_size", "compression_level", "partitions", "size",
          "duration"}
 _STRINGS = {"uuid", "path", "cloud", "compression", "encryption", "encryption_key", "type",
             "url", "login", "password", "access_key", "secret_key"}
+
+
+def _typed(option: str, value) -> bool:
+    """Whether value has the type a known option takes (others are checked later)."""
+    if option in _BOOLS:
+        return isinstance(value, bool)
+    if option in _INTS:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if option in _STRINGS:
+        return isinstance(value, str)
+    return True
 
 
 def _missing(usage: str, name: str) -> str:
