@@ -227,9 +227,7 @@ class Cursor:
                     out = drop_deletes(merge(parts))
                     if len(out):
                         yield Batch.of(out)
-            rest = drop_deletes(merge([m.rows.slice(p, h) for m, p, h in zip(mems, pos, hi)]))
-            for a in range(0, len(rest), CHUNK):
-                yield Batch.of(rest.slice(a, min(a + CHUNK, len(rest))))
+            yield from _merged_chunks(mems, pos, hi)
         finally:
             if reader is not None:
                 reader.close()
@@ -278,3 +276,25 @@ class Cursor:
             mine = slots[(maxs >= np.uint64(start_id)) & (mins <= np.uint64(self._max_id))]
             return (session.generation, pmap.map_version, pmap.publishing,
                     pmap.table[mine].tobytes())
+
+
+def _merged_chunks(mems: list[Ordered], pos: list[int], hi: list[int]) -> Iterator[Batch]:
+    """Memtable rows pos..hi merged, a window of at most CHUNK rows per memtable at a
+    time: the window ends at the smallest (id, key) CHUNK rows ahead in any of them,
+    so equal events meet in one window. Memtables that do not overlap (a frozen one
+    and the active one after it, while a refresh runs) give views, never a copy."""
+    while True:
+        live = [j for j in range(len(mems)) if pos[j] < hi[j]]
+        if not live:
+            return
+        ends = [min(pos[j] + CHUNK, hi[j]) - 1 for j in live]
+        rows = [mems[j].rows for j in live]
+        pivot = min((int(r.ids[e]), r.key(e)) for r, e in zip(rows, ends))
+        parts = []
+        for j in live:
+            upper = max(pos[j], min(mems[j].bound(*pivot, "right"), hi[j]))
+            parts.append(mems[j].rows.slice(pos[j], upper))
+            pos[j] = upper
+        out = drop_deletes(merge(parts))
+        if len(out):
+            yield Batch.of(out)
