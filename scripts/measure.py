@@ -60,16 +60,18 @@ db.open(path)
 values = np.random.default_rng(first).integers(0, 256, (batch, size), dtype=np.uint8)
 print("ready", flush=True)
 sys.stdin.readline()
+cpu = time.process_time()
 for start in range(first, first + n, batch):
     count = min(batch, first + n - start)
     db.write_batch(np.arange(start, start + count, dtype=np.uint64), values[:count])
-print("done", flush=True)
+print("done", time.process_time() - cpu, flush=True)
 db.close()
 """
 
 
 def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) -> dict:
-    """Aggregate write throughput of 1..writers processes, background refresh on."""
+    """Aggregate write throughput of 1..writers processes, background refresh on:
+    {k: (events/s, CPU-seconds the writer processes spent per million events)}."""
     env = dict(os.environ)
     env["PYTHONPATH"] = process.HOME + os.pathsep + env.get("PYTHONPATH", "")
     results = {}
@@ -89,16 +91,20 @@ def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) ->
         for p in procs:
             p.stdin.write("go\n")
             p.stdin.flush()
+        cpu = 0.0
         for p in procs:
-            assert p.stdout.readline().strip() == "done"
+            word, seconds = p.stdout.readline().split()
+            assert word == "done"
+            cpu += float(seconds)
         dt = time.perf_counter() - start
         for p in procs:
             p.wait()
         holder.close()
         shutil.rmtree(path, ignore_errors=True)
         total = per * k
-        results[k] = total / dt
+        results[k] = (total / dt, cpu / total * 1e6)
         print(f"{'write, ' + str(k) + ' writer' + ('s' if k > 1 else ''):<22} {total:>10,} events"
               f"  {total / dt:>12,.0f} events/s  {total * value_size / MiB / dt:>8.1f} MiB/s"
-              f"  x{results[k] / results[1]:.2f}", flush=True)
+              f"  x{results[k][0] / results[1][0]:.2f}"
+              f"  {results[k][1]:.2f} CPU-s per million events", flush=True)
     return results

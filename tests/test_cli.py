@@ -110,9 +110,12 @@ def test_bench_compare_prints_every_peer_it_has(tmp_path):
     assert ("left out: lmdb" in text) != have_lmdb
     rows = {line.split("  ")[0]: line for line in text.splitlines()}
     for row in ("write_batch", "durable: write + refresh", "scan, batches()", "scan, per event",
+                "scan after writes, worst", "scan after writes, best",
                 "range read of 10,000", "2 writer processes"):
         assert row in rows and ("M/s" in rows[row] or " ms" in rows[row]), row
+    assert "CPU-s per M events" in rows["writer CPU-s per M events"]
     if have_lmdb:  # ratios against lmdb, with the goal beside each
-        assert ">=1.00x" in rows["write_batch"] and "<=1.00x" in rows["range read of 10,000"]
+        assert ">=1.30x" in rows["write_batch"] and "<=1.00x" in rows["range read of 10,000"]
+        assert ">=3.00x" in rows["scan after writes, worst"]
     assert "monotone memory:" in text
     assert os.listdir(tmp_path) == []  # every repository and peer file removed
