@@ -6,8 +6,6 @@ file has them), decrypted and decompressed on its own.
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
 from .errors import CorruptionError, MonotoneError
@@ -72,7 +70,7 @@ class Reader:
         data = self.file.read(int(e["offset"]), size)
         if len(data) != size:
             raise CorruptionError(f"partition file {self.path}: region {i} is truncated")
-        if self.verify and zlib.crc32(data) != int(e["crc"]):
+        if self.verify and not partition.region_checksum_ok(data, int(e["crc"]), int(e["flags"])):
             rewritten = getattr(self.file, "rewritten", None)
             if rewritten is not None and rewritten():
                 raise MonotoneError(f"partition file {self.path} was rewritten while this "

@@ -80,7 +80,7 @@ def test_shm_imports_only_the_stdlib_numpy_posix_ipc_and_itself():
 
 
 def test_format_imports_only_numpy_codecs_and_errors():
-    allowed_third = {"numpy", "lz4", "zstandard", "cryptography"}
+    allowed_third = {"numpy", "lz4", "zstandard", "cryptography", "xxhash"}
     for name, path in MODULES.items():
         if not within(name, FORMAT):
             continue

@@ -247,3 +247,35 @@ def test_partition_file_damaged_index_or_footer_raises_with_path(tmp_path, where
             f.truncate(10)
     with pytest.raises(monotone.CorruptionError, match=str(path)):
         Reader(path)
+
+
+def test_region_checksums_xxh3_now_crc32_in_older_files(tmp_path):
+    """Regions are written with xxh3's checksum (flagged); a region carrying zlib's
+    crc32, as files written before, is still verified by it, and kept as it is
+    when a refresh copies it; damage is caught either way."""
+    new, old = str(tmp_path / "new"), str(tmp_path / "old")
+    write_small_file(new)
+    with Reader(new) as r:
+        entries = r.index.entries
+        assert (entries["flags"] & partition.REGION_XXH3).all()
+        stored = [r.read_stored(i) for i in range(r.index.regions)]
+        keys = [(r.index.min_key(i), r.index.max_key(i)) for i in range(r.index.regions)]
+    w = Writer(old, "lz4", 0, 1024)
+    for data, entry, (lo, hi) in zip(stored, entries.copy(), keys):
+        entry["crc"] = zlib.crc32(data)
+        entry["flags"] = int(entry["flags"]) & ~partition.REGION_XXH3
+        w.add_stored(data, entry, lo, hi)
+    w.finish({"min": 0, "max": 999}, sync=False)
+    with Reader(old) as r:
+        assert not (r.index.entries["flags"] & partition.REGION_XXH3).any()
+        assert (r.index.entries["crc"] == [zlib.crc32(d) for d in stored]).all()
+    assert as_list(read_all(old)) == as_list(read_all(new))
+    for path in (new, old):
+        with open(path, "r+b") as f:
+            f.seek(5)
+            b = f.read(1)
+            f.seek(5)
+            f.write(bytes([b[0] ^ 0x01]))
+        with Reader(path) as r:
+            with pytest.raises(monotone.CorruptionError, match="checksum mismatch"):
+                r.read_region(0)

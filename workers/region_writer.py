@@ -7,8 +7,6 @@ index and footer. It writes through the storage I/O seam (a WriteHandle).
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
 from monotone.format import partition, region
@@ -81,7 +79,10 @@ class Writer:
         if self.cipher is not None:
             data = self.cipher.seal(data, b"region %d" % self.offset)
         n = len(rows)
-        self._append(data, zlib.crc32(data) if self.crc else 0, flags, len(raw), n,
+        crc = 0
+        if self.crc:
+            crc, flags = partition.region_checksum(data), flags | partition.REGION_XXH3
+        self._append(data, crc, flags, len(raw), n,
                      int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1))
 
     def add_stored(self, data: bytes, entry, min_key: bytes, max_key: bytes) -> None:
@@ -92,10 +93,13 @@ class Writer:
         when encrypted, the same key at the same offset.
         """
         self._flush()
-        crc = 0
-        if self.crc:
-            crc = int(entry["crc"]) or zlib.crc32(data)
-        self._append(data, crc, int(entry["flags"]), int(entry["size_origin"]),
+        crc, flags = 0, int(entry["flags"]) & ~partition.REGION_XXH3
+        if self.crc:  # the region's own checksum, or a new one if it had none
+            if int(entry["crc"]):
+                crc, flags = int(entry["crc"]), int(entry["flags"])
+            else:
+                crc, flags = partition.region_checksum(data), flags | partition.REGION_XXH3
+        self._append(data, crc, flags, int(entry["size_origin"]),
                      int(entry["events"]), int(entry["min_id"]), min_key,
                      int(entry["max_id"]), max_key)
 
