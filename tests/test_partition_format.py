@@ -194,7 +194,8 @@ def test_partition_file_round_trip(tmp_path, compression):
 def test_regions_that_do_not_compress_are_stored_plain(tmp_path, compression):
     path = str(tmp_path / "part")
     rng = random.Random(5)
-    noise = [(i, b"", rng.randbytes(100), 0) for i in range(300)]
+    # fewer noise regions than PLAIN_STREAK: every region is tried
+    noise = [(i, b"", rng.randbytes(100), 0) for i in range(200)]
     text = [(i, b"", b"temperature=21.5 unit=C " * 4, 0) for i in range(300, 600)]
     w = Writer(path, compression, 0, 4096)
     w.add(make_rows(noise + text))
@@ -279,3 +280,24 @@ def test_region_checksums_xxh3_now_crc32_in_older_files(tmp_path):
         with Reader(path) as r:
             with pytest.raises(monotone.CorruptionError, match="checksum mismatch"):
                 r.read_region(0)
+
+
+def test_compression_is_probed_after_a_run_of_incompressible_regions(tmp_path):
+    """After regions in a row that did not compress, compression is tried only now
+    and then; once a region compresses again, every region is tried again."""
+    from monotone.workers import region_writer
+    path = str(tmp_path / "part")
+    rng = random.Random(7)
+    noise = [(i, b"", rng.randbytes(100), 0) for i in range(1000)]
+    text = [(i, b"", b"temperature=21.5 unit=C " * 4, 0) for i in range(1000, 3000)]
+    w = Writer(path, "lz4", 0, 1024)
+    w.add(make_rows(noise + text))
+    w.finish({"min": 0, "max": 9999}, sync=False)
+    with Reader(path) as r:
+        e = r.index.entries
+        plain = (e["flags"] & partition.REGION_PLAIN) != 0
+        text_regions = plain[e["min_id"] >= 1000]
+    assert plain[e["max_id"] < 1000].all()
+    first = int(np.argmin(text_regions))  # the first text region compressed
+    assert first < region_writer.PLAIN_PROBE and not text_regions[first:].any()
+    assert as_list(read_all(path)) == as_list(make_rows(noise + text))

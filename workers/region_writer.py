@@ -16,6 +16,9 @@ from monotone.format.rows import Rows, concat
 from monotone.store import LocalWriter, WriteHandle
 
 PLAIN_GAIN = 8  # a region is stored compressed when that saves at least 1/8 of it
+# after PLAIN_STREAK regions in a row that did not compress (random bytes, already
+# compressed payloads), compression is tried on every PLAIN_PROBE-th region only
+PLAIN_STREAK, PLAIN_PROBE = 8, 16
 
 
 class Writer:
@@ -31,6 +34,7 @@ class Writer:
         self.index = partition.IndexBuilder()
         self.pending: list[Rows] = []
         self.pending_bytes = 0
+        self.incompressible = 0  # regions in a row that did not compress
         self.offset = 0
         self.events = 0
         self.size_origin = 0
@@ -48,8 +52,14 @@ class Writer:
         if self.min_id is None:
             self.min_id = int(rows.ids[0])
         self.max_id = int(rows.ids[-1])
-        ends = np.cumsum(region.ROW_BYTES + np.diff(rows.key_offsets)
-                         + np.diff(rows.value_offsets), dtype=np.int64)  # encoded ends
+        # where each row's encoding ends, counted from the first row (offsets are
+        # cumulative already: no diff and sum over the rows)
+        ko, vo = rows.key_offsets.astype(np.int64), rows.value_offsets.astype(np.int64)
+        ends = np.arange(region.ROW_BYTES, region.ROW_BYTES * (n + 1), region.ROW_BYTES,
+                         dtype=np.int64)
+        ends += ko[1:]
+        ends += vo[1:]
+        ends -= int(ko[0]) + int(vo[0])
         start = 0
         while start < n:
             before = int(ends[start - 1]) if start else 0
@@ -72,10 +82,12 @@ class Writer:
         rows = concat(self.pending)
         self.pending, self.pending_bytes = [], 0
         raw = region.encode(rows)
-        data = self.codec.compress(raw)
-        flags = 0
-        if len(data) > len(raw) - len(raw) // PLAIN_GAIN:
-            data, flags = raw, partition.REGION_PLAIN  # reads skip the decompression
+        data, flags = raw, partition.REGION_PLAIN  # reads skip the decompression
+        if self.incompressible < PLAIN_STREAK or self.incompressible % PLAIN_PROBE == 0:
+            packed = self.codec.compress(raw)
+            if len(packed) <= len(raw) - len(raw) // PLAIN_GAIN:
+                data, flags, self.incompressible = packed, 0, -1
+        self.incompressible += 1
         if self.cipher is not None:
             data = self.cipher.seal(data, b"region %d" % self.offset)
         n = len(rows)
