@@ -25,7 +25,7 @@ import numpy as np
 from .cloud import AHEAD
 from .errors import MonotoneError
 from .event import Batch, Event
-from .format.rows import Ordered, drop_deletes, merge
+from .format.rows import Ordered, drop_deletes, merge, merged_windows
 from .reverse import TOP, descending, regions_upto, upto
 from .snapshot import Opened, sorted_rows
 
@@ -279,22 +279,7 @@ class Cursor:
 
 
 def _merged_chunks(mems: list[Ordered], pos: list[int], hi: list[int]) -> Iterator[Batch]:
-    """Memtable rows pos..hi merged, a window of at most CHUNK rows per memtable at a
-    time: the window ends at the smallest (id, key) CHUNK rows ahead in any of them,
-    so equal events meet in one window. Memtables that do not overlap (a frozen one
-    and the active one after it, while a refresh runs) give views, never a copy."""
-    while True:
-        live = [j for j in range(len(mems)) if pos[j] < hi[j]]
-        if not live:
-            return
-        ends = [min(pos[j] + CHUNK, hi[j]) - 1 for j in live]
-        rows = [mems[j].rows for j in live]
-        pivot = min((int(r.ids[e]), r.key(e)) for r, e in zip(rows, ends))
-        parts = []
-        for j in live:
-            upper = max(pos[j], min(mems[j].bound(*pivot, "right"), hi[j]))
-            parts.append(mems[j].rows.slice(pos[j], upper))
-            pos[j] = upper
-        out = drop_deletes(merge(parts))
-        if len(out):
-            yield Batch.of(out)
+    """Memtable rows pos..hi merged, in ascending batches of at most CHUNK rows per
+    memtable (a frozen memtable and the active one after it: views, no copy)."""
+    for out in merged_windows(mems, pos, hi, CHUNK):
+        yield Batch.of(out)

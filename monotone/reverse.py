@@ -21,7 +21,7 @@ import numpy as np
 from .cloud import AHEAD
 from .event import Batch
 from .format.partition import Index
-from .format.rows import Ordered, Rows, drop_deletes, merge
+from .format.rows import Ordered, Rows, drop_deletes, merge, merged_windows
 from .snapshot import Opened, sorted_rows
 
 TOP = 2**64 - 1  # the highest id: (TOP, None) bounds nothing
@@ -96,23 +96,6 @@ def _above(mems: list[Ordered], index: Index, i: int, hi: list[int]) -> list[int
 
 
 def _memtables(mems: list[Ordered], lo: list[int], hi: list[int]) -> Iterator[Batch]:
-    """Memtable rows lo..hi (per memtable) merged, deletes dropped, in descending
-    batches: each takes a chunk of rows from the fullest memtable (FIRST_CHUNK,
-    doubling up to CHUNK), cut where its rows begin, so equal (id, key) of two
-    memtables always merge together."""
-    chunk = min(FIRST_CHUNK, CHUNK)
-    while True:
-        sizes = [b - a for a, b in zip(lo, hi)]
-        if not any(sizes):
-            return
-        big = sizes.index(max(sizes))
-        cut = lo
-        if sizes[big] > chunk:
-            rows, p = mems[big].rows, hi[big] - chunk
-            at_id, at_key = int(rows.ids[p]), rows.key(p)
-            cut = [min(max(m.bound(at_id, at_key, "left"), a), b)
-                   for m, a, b in zip(mems, lo, hi)]
-        out = drop_deletes(merge([m.rows.slice(a, b) for m, a, b in zip(mems, cut, hi)]))
-        hi, chunk = cut, min(chunk * 2, CHUNK)
-        if len(out):
-            yield Batch.of(reverse(out))
+    """Memtable rows lo..hi merged, in descending batches (FIRST_CHUNK rows first)."""
+    for out in merged_windows(mems, lo, hi, CHUNK, FIRST_CHUNK, descending=True):
+        yield Batch.of(reverse(out))

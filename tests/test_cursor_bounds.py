@@ -12,11 +12,12 @@ import time
 import numpy as np
 import pytest
 from conftest import ALL, open_db, run_python
+from event_rows import make_rows
 
 import monotone
 from monotone import Event
 from monotone import reverse as reverse_module
-from monotone.format.rows import DELETE, Ordered, Rows, pack_bytes
+from monotone.format.rows import DELETE, Ordered
 from monotone.region_reader import Reader
 
 TOP = 2**64 - 1
@@ -127,12 +128,6 @@ def test_memtables_merge_in_chunks(monkeypatch):
     (id, key) in both is one event, the active one's, and its deletes hide it."""
     monkeypatch.setattr(reverse_module, "CHUNK", 3)
 
-    def rows(events):
-        ko, kd = pack_bytes([k for _, k, _, _ in events])
-        vo, vd = pack_bytes([v for _, _, v, _ in events])
-        return Rows(np.array([i for i, _, _, _ in events], np.uint64),
-                    np.array([f for _, _, _, f in events], np.uint8), ko, kd, vo, vd)
-
     frozen = [(i, k, b"old", 0) for i in range(10) for k in (b"", b"k")]
     active = [(i, b"k", b"new", DELETE if i % 3 == 0 else 0) for i in range(2, 12)]
     model = {(i, k): v for i, k, v, _ in frozen}
@@ -141,7 +136,7 @@ def test_memtables_merge_in_chunks(monkeypatch):
             model.pop((i, k), None)
         else:
             model[(i, k)] = v
-    mems = [Ordered(rows(frozen)), Ordered(rows(active))]
+    mems = [Ordered(make_rows(frozen)), Ordered(make_rows(active))]
     out = [(int(b.ids[i]), b.key(i), b.value(i))
            for b in reverse_module._memtables(mems, [0, 0], [len(frozen), len(active)])
            for i in range(len(b))]

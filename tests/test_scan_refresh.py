@@ -3,17 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from event_rows import make_rows
 
 import monotone
 from monotone import cursor as cursor_module
-from monotone.format.rows import DELETE, Ordered, Rows, pack_bytes
-
-
-def _rows(events) -> Rows:
-    ko, kd = pack_bytes([k for _, k, _, _ in events])
-    vo, vd = pack_bytes([v for _, _, v, _ in events])
-    return Rows(np.array([i for i, _, _, _ in events], np.uint64),
-                np.array([f for _, _, _, f in events], np.uint8), ko, kd, vo, vd)
+from monotone.format.rows import DELETE, Ordered, merged_windows
 
 
 def _merged(mems, pos, hi):
@@ -35,7 +29,7 @@ def test_memtables_merge_forward_in_windows(monkeypatch, chunk):
             model.pop((i, k), None)
         else:
             model[(i, k)] = v
-    mems = [Ordered(_rows(frozen)), Ordered(_rows(active))]
+    mems = [Ordered(make_rows(frozen)), Ordered(make_rows(active))]
     assert _merged(mems, [0, 0], [len(frozen), len(active)]) == \
         [(i, k, v) for (i, k), v in sorted(model.items())]
     # from inside both, up to a bound inside both
@@ -43,14 +37,20 @@ def test_memtables_merge_forward_in_windows(monkeypatch, chunk):
     got = _merged(mems, [mems[0].bound(*start), mems[1].bound(*start)],
                   [mems[0].bound(*end, "right"), mems[1].bound(*end, "right")])
     assert got == [(i, k, v) for (i, k), v in sorted(model.items()) if start <= (i, k) <= end]
+    # the same windows walked downwards (each window ascending, as a reverse read takes it)
+    down = [(int(r.ids[i]), r.key(i), r.value(i))
+            for r in merged_windows(mems, [0, 0], [len(frozen), len(active)], chunk, 1,
+                                    descending=True)
+            for i in reversed(range(len(r)))]
+    assert down == [(i, k, v) for (i, k), v in sorted(model.items(), reverse=True)]
 
 
 def test_memtables_apart_are_read_as_views(monkeypatch):
     """A frozen memtable and the active one after it (a refresh running while events
     are appended) are handed out as they are: no copy of either."""
     monkeypatch.setattr(cursor_module, "CHUNK", 4)
-    frozen = _rows([(i, b"", b"f", 0) for i in range(10)])
-    active = _rows([(i, b"", b"a", 0) for i in range(10, 19)])
+    frozen = make_rows([(i, b"", b"f", 0) for i in range(10)])
+    active = make_rows([(i, b"", b"a", 0) for i in range(10, 19)])
     batches = list(cursor_module._merged_chunks([Ordered(frozen), Ordered(active)], [0, 0],
                                                 [10, 9]))
     assert [int(i) for b in batches for i in b.ids] == list(range(19))

@@ -6,6 +6,8 @@ value byte arrays. Nothing here loops over events in Python.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 U64 = np.uint64
@@ -233,3 +235,41 @@ class Ordered:
             self._width = max(key_width(rows), len(key))
             self._sk = sort_keys(rows, self._width)
         return int(np.searchsorted(self._sk, point_key(id_, key, self._width), side=side))
+
+
+def merged_windows(mems: list[Ordered], lo: list[int], hi: list[int], chunk: int,
+                   first: int | None = None, descending: bool = False) -> Iterator[Rows]:
+    """Rows lo..hi of sorted memtables merged (a later one wins on equal (id, key)),
+    deletes dropped, a window at a time, upwards or downwards (each window still in
+    ascending order). A window ends `chunk` rows on in whichever memtable gets there
+    first, so equal events of two memtables always meet in one window, and a window
+    only one memtable has rows in is a view of it, never a copy. The first window
+    takes `first` rows, doubling up to `chunk` (the last events of a reverse read
+    should cost little)."""
+    lo, hi = list(lo), list(hi)
+    size = min(first or chunk, chunk)
+    while True:
+        live = [j for j in range(len(mems)) if lo[j] < hi[j]]
+        if not live:
+            return
+        rows = [mems[j].rows for j in live]
+        if descending:
+            edges = [max(hi[j] - size, lo[j]) for j in live]
+            pivot = max((int(r.ids[e]), r.key(e)) for r, e in zip(rows, edges))
+        else:
+            edges = [min(lo[j] + size, hi[j]) - 1 for j in live]
+            pivot = min((int(r.ids[e]), r.key(e)) for r, e in zip(rows, edges))
+        parts = []
+        for j in live:
+            if descending:
+                cut = min(max(mems[j].bound(*pivot, "left"), lo[j]), hi[j])
+                parts.append(mems[j].rows.slice(cut, hi[j]))
+                hi[j] = cut
+            else:
+                cut = max(lo[j], min(mems[j].bound(*pivot, "right"), hi[j]))
+                parts.append(mems[j].rows.slice(lo[j], cut))
+                lo[j] = cut
+        size = min(size * 2, chunk)
+        out = drop_deletes(merge(parts))
+        if len(out):
+            yield out
