@@ -1,4 +1,5 @@
-"""The files of a closed repository: its WAL files and its main storage's partition files."""
+"""The files of a closed repository: its WAL files and its main storage's partition files;
+and damaging one byte of a file."""
 from __future__ import annotations
 
 import json
@@ -21,3 +22,12 @@ def storage_dir(repo):
 
 def partition_files(repo):
     return sorted(os.listdir(storage_dir(repo)))
+
+
+def flip(path, offset, mask=0x20):
+    """XOR one byte of a file with mask, in place."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ mask]))

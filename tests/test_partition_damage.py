@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import ALL, open_db
 from readback import read_all
-from repo_files import partition_files, storage_dir
+from repo_files import flip, partition_files, storage_dir
 
 import monotone
 from monotone import Event
@@ -36,11 +36,7 @@ def refreshed_closed(repo, n=10_000):
 
 def test_corrupted_region_raises_with_path(repo):
     path, p = refreshed_closed(repo)
-    with open(path, "r+b") as f:
-        f.seek(100)
-        b = f.read(1)
-        f.seek(100)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip(path, 100, 0xFF)
     db = open_db(repo)
     try:
         with pytest.raises(monotone.CorruptionError) as info:
@@ -98,17 +94,11 @@ def test_crc_off_plain_region_damage_to_ids_is_detected(repo):
     path = os.path.join(storage_dir(repo), partition_files(repo)[0])
     ids_start = 32  # a region: 32-byte header, then the ids
     for at in (ids_start + 8 * 500 + 6, ids_start + 2):  # a middle id, the first id
-        with open(path, "r+b") as f:
-            f.seek(at)
-            b = f.read(1)
-            f.seek(at)
-            f.write(bytes([b[0] ^ 0x40]))
+        flip(path, at, 0x40)
         db = open_db(repo)
         try:
             with pytest.raises(monotone.CorruptionError, match="region 0"):
                 read_all(db)
         finally:
             db.close()
-        with open(path, "r+b") as f:
-            f.seek(at)
-            f.write(b)
+        flip(path, at, 0x40)  # put it back

@@ -15,6 +15,7 @@ import pytest
 from event_rows import as_list, check_offsets, make_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from repo_files import flip
 
 import monotone
 from monotone.format import partition, region
@@ -219,11 +220,7 @@ def write_small_file(path):
 def test_partition_file_region_flip_raises_with_path(tmp_path):
     path = str(tmp_path / "part")
     write_small_file(path)
-    with open(path, "r+b") as f:
-        f.seek(3)
-        b = f.read(1)
-        f.seek(3)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip(path, 3, 0xFF)
     with Reader(path) as r:
         with pytest.raises(monotone.CorruptionError, match=str(path)):
             r.read_region(0)
@@ -272,11 +269,7 @@ def test_region_checksums_xxh3_now_crc32_in_older_files(tmp_path):
         assert (r.index.entries["crc"] == [zlib.crc32(d) for d in stored]).all()
     assert as_list(read_all(old)) == as_list(read_all(new))
     for path in (new, old):
-        with open(path, "r+b") as f:
-            f.seek(5)
-            b = f.read(1)
-            f.seek(5)
-            f.write(bytes([b[0] ^ 0x01]))
+        flip(path, 5, 0x01)
         with Reader(path) as r:
             with pytest.raises(monotone.CorruptionError, match="checksum mismatch"):
                 r.read_region(0)

@@ -6,6 +6,7 @@ import os
 
 import pytest
 from conftest import open_db
+from repo_files import flip
 
 import monotone
 from monotone import Event
@@ -106,14 +107,6 @@ def test_wal_zeroed_last_record(repo):
         assert os.path.getsize(path) == start
     finally:
         db.close()
-
-
-def flip(path, offset, mask=0x20):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ mask]))
 
 
 @pytest.mark.parametrize("which", [0, 2, 4], ids=["first", "middle", "last"])
