@@ -68,9 +68,7 @@ def config_value(engine: Engine, name: str):
         return engine.pmap.ssn
     if var.name == "lsn":
         return engine.pmap.lsn
-    if var.name == "compression" and engine.config.compression == "none":
-        return ""  # as SET takes it, and as a storage shows it
-    return engine.config.values[var.name]
+    return engine.config.show(var.name)
 
 
 def heap_bytes(engine: Engine, slot: int) -> int:
