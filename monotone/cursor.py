@@ -30,7 +30,11 @@ from .reverse import TOP, descending, regions_upto, upto
 from .snapshot import Opened, sorted_rows
 
 CHUNK = 1 << 16  # rows per batch taken from memtables
-EVENTS = 2048    # Event objects made at a time for per-event reads
+# Event objects made at a time for per-event reads. Fewer than the collector's
+# first threshold (700 allocations of tracked objects less deallocations), with
+# the previous window freed before the next is made: a loop that lets go of each
+# event never sets off a collection, which costs more than making the events.
+EVENTS = 512
 POLL_MIN, POLL_MAX = 0.001, 0.05  # seconds between checks of a following cursor
 
 
@@ -99,6 +103,7 @@ class Cursor:
             start, events = self._window(batch)
             self._iter = it = iter(events[self._pos - start:] if self._pos > start else events)
             self._iter_end = end = start + len(events)
+            del events  # the iterator holds the window alone: it is freed as it ends
             yield it
             self._iter = None  # chain went through all of it
             self._pos = end
@@ -155,6 +160,7 @@ class Cursor:
         events are made EVENTS at a time, so they stay in the CPU caches."""
         window = self._events
         if window is None or not window[0] <= self._pos < window[0] + len(window[1]):
+            self._events = window = None  # freed before the next window is made
             end = min(len(batch), self._pos + EVENTS)
             window = self._events = (self._pos, batch.events(self._pos, end))
         return window

@@ -200,6 +200,44 @@ def test_iteration_resumes_where_a_loop_stopped(db):
         assert cur.read() is None
 
 
+@pytest.mark.parametrize("refreshed", [False, True])
+def test_loops_next_and_read_mixed_across_event_windows(db, refreshed):
+    """Events are made a window at a time: loops that stop anywhere, next() and read()
+    in any order still step through every event once, across windows and batches."""
+    from monotone import cursor as cursor_module
+    n = 3 * cursor_module.EVENTS + 7
+    ids = np.arange(n, dtype=np.uint64) * 3
+    db.write_batch(ids, [b"v%d" % i for i in range(n)])
+    if refreshed:
+        db.execute(ALL)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        got = []
+        with db.cursor() as cur:
+            while len(got) < n:
+                step = int(rng.integers(0, 3))
+                if step == 0:  # a loop that breaks after some events
+                    stop = int(rng.integers(1, cursor_module.EVENTS + 2))
+                    for i, ev in enumerate(cur, 1):
+                        got.append(ev.id)
+                        if i == stop:
+                            break
+                elif step == 1:
+                    ev = cur.read()
+                    got.append(ev.id)
+                    assert cur.read() == ev  # read() does not move
+                    cur.next()
+                else:  # a loop of a few events, then next() past one unread
+                    for ev in cur:
+                        got.append(ev.id)
+                        break
+                    if cur.read() is not None:
+                        got.append(cur.read().id)
+                        cur.next()
+            assert cur.read() is None and list(cur) == []
+        assert got == ids.tolist()
+
+
 @pytest.mark.parametrize("values", [
     [b"ab\x00\x00", b"\x00\x00\x00\x00", b"cdef"],        # one width, NUL bytes kept
     [b"a", b"", b"abc\x00"],                              # widths differ
