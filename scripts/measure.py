@@ -69,9 +69,17 @@ db.close()
 """
 
 
+def busy_cores() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU of the machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
 def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) -> dict:
     """Aggregate write throughput of 1..writers processes, background refresh on:
-    {k: (events/s, CPU-seconds the writer processes spent per million events)}."""
+    {k: (events/s, CPU-seconds the writer processes spent per million events,
+    cores of the machine busy meanwhile: writers, workers, the kernel, and anything else)}."""
     env = dict(os.environ)
     env["PYTHONPATH"] = process.HOME + os.pathsep + env.get("PYTHONPATH", "")
     results = {}
@@ -87,7 +95,7 @@ def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) ->
                  for i in range(k)]
         for p in procs:
             assert p.stdout.readline().strip() == "ready"
-        start = time.perf_counter()
+        start, ticks = time.perf_counter(), busy_cores()
         for p in procs:
             p.stdin.write("go\n")
             p.stdin.flush()
@@ -97,14 +105,17 @@ def run_writers(root: str, n: int, batch: int, value_size: int, writers: int) ->
             assert word == "done"
             cpu += float(seconds)
         dt = time.perf_counter() - start
+        busy, every = (b - a for a, b in zip(ticks, busy_cores()))
+        busy = busy / max(every, 1) * (os.cpu_count() or 1)
         for p in procs:
             p.wait()
         holder.close()
         shutil.rmtree(path, ignore_errors=True)
         total = per * k
-        results[k] = (total / dt, cpu / total * 1e6)
+        results[k] = (total / dt, cpu / total * 1e6, busy)
         print(f"{'write, ' + str(k) + ' writer' + ('s' if k > 1 else ''):<22} {total:>10,} events"
               f"  {total / dt:>12,.0f} events/s  {total * value_size / MiB / dt:>8.1f} MiB/s"
               f"  x{results[k][0] / results[1][0]:.2f}"
-              f"  {results[k][1]:.2f} CPU-s per million events", flush=True)
+              f"  {results[k][1]:.2f} CPU-s per million events"
+              f"  {busy:.1f} of {os.cpu_count()} cores busy", flush=True)
     return results

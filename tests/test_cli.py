@@ -113,7 +113,10 @@ def test_bench_compare_prints_every_peer_it_has(tmp_path):
                 "scan after writes, worst", "scan after writes, best",
                 "range read of 10,000", "2 writer processes"):
         assert row in rows and ("M/s" in rows[row] or " ms" in rows[row]), row
-    assert "CPU-s per M events" in rows["writer CPU-s per M events"]
+    cpu = rows["writer CPU-s per M events"].split()
+    assert float(cpu[5]) > 0 and float(cpu[7]) > 0 and cpu[6:9:2] == ["(1)", "(2)"]
+    busy = rows["cores busy while writing"].split()
+    assert all(0 < float(busy[i]) <= os.cpu_count() + 0.5 for i in (4, 6))
     if have_lmdb:  # ratios against lmdb, with the goal beside each
         assert ">=1.30x" in rows["write_batch"] and "<=1.00x" in rows["range read of 10,000"]
         assert ">=3.00x" in rows["scan after writes, worst"]

@@ -5,10 +5,14 @@ checks that damage is detected rather than returned as data.
 """
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from event_rows import as_list, make_rows
 
+from monotone.format import region
 from monotone.format import wal as walfmt
 from monotone.format.rows import DELETE, Rows
 
@@ -37,6 +41,30 @@ def test_wal_record_round_trip(crc):
     assert out is not None
     assert (out.lsn, out.ssn, out.size) == (17, 42, len(rec))
     assert as_list(out.rows) == as_list(rows)
+
+
+def crc32_record(lsn: int, ssn: int, rows) -> bytes:
+    """A record as written before payload checksums were xxh3: crc32 over the payload."""
+    payload = b"".join(bytes(memoryview(p).cast("B")) for p in region.encode_parts(rows))
+    tail = walfmt.HEADER.pack(walfmt.MAGIC, 0, lsn, ssn, len(payload), zlib.crc32(payload),
+                              len(rows), walfmt.FLAG_DATA_CRC)[8:]
+    return struct.pack("<II", walfmt.MAGIC, zlib.crc32(tail)) + tail + payload
+
+
+@pytest.mark.parametrize("old", [False, True])
+def test_wal_payload_checksum_xxh3_now_crc32_before(old):
+    """Records carry xxh3's checksum of their payload; crc32 ones written before are still
+    read and checked. Any byte of the payload changed is caught either way."""
+    rows = wal_rows()
+    rec = crc32_record(5, 6, rows) if old else record(5, 6, rows, True)
+    flags = walfmt.HEADER.unpack_from(rec)[7]
+    assert bool(flags & walfmt.FLAG_DATA_XXH3) != old
+    out = walfmt.decode_at(memoryview(rec), 0, "t")
+    assert out is not None and as_list(out.rows) == as_list(rows)
+    for at in range(walfmt.HEADER.size, len(rec)):
+        bad = bytearray(rec)
+        bad[at] ^= 0x10
+        assert walfmt.decode_at(memoryview(bytes(bad)), 0, "t") is None, at
 
 
 def test_wal_records_back_to_back():

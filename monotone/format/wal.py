@@ -6,8 +6,11 @@
          record that starts a file (flag START, lsn 0) the id and final size of
          the file its writer rotated out of (0, 0 for a writer's first file)
 
-crc covers the header after it, so a torn or zeroed tail is always caught;
-with wal_crc the payload gets its own crc32 as well (flag DATA_CRC).
+crc (zlib's crc32) covers the header after it, so a torn or zeroed tail is
+always caught; with wal_crc the payload gets its own checksum as well (flag
+DATA_CRC): the low 32 bits of xxh3-64 (flag DATA_XXH3; about nine times
+cheaper than crc32 on a batch, which was an eighth of a writer's CPU), or
+zlib's crc32 in records written before it.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from xxhash import xxh3_64, xxh3_64_intdigest
 
 from . import region
 from .rows import Rows
@@ -25,6 +29,7 @@ HEADER = struct.Struct("<IIQQIIII")
 FLAG_DATA_CRC = 1
 FLAG_DROP = 2
 FLAG_START = 4
+FLAG_DATA_XXH3 = 8  # with DATA_CRC: the payload's checksum is xxh3-64's low 32 bits
 _DROP = struct.Struct("<QQ")
 
 
@@ -60,9 +65,11 @@ def _frame(lsn: int, ssn: int, payload: list, size: int, count: int, data_crc: b
            flags: int) -> list:
     dcrc = 0
     if data_crc:
+        digest = xxh3_64()
         for part in payload:
-            dcrc = zlib.crc32(part, dcrc)
-        flags |= FLAG_DATA_CRC
+            digest.update(part)
+        dcrc = digest.intdigest() & 0xFFFFFFFF
+        flags |= FLAG_DATA_CRC | FLAG_DATA_XXH3
     tail = HEADER.pack(MAGIC, 0, lsn, ssn, size, dcrc, count, flags)[8:]
     return [struct.pack("<II", MAGIC, zlib.crc32(tail)) + tail] + payload
 
@@ -96,7 +103,7 @@ def decode_at(buf: memoryview, pos: int, origin: str):
     if len(buf) - start < size:
         return None
     payload = buf[start:start + size]
-    if flags & FLAG_DATA_CRC and zlib.crc32(payload) != dcrc:
+    if flags & FLAG_DATA_CRC and _checksum(payload, flags) != dcrc:
         return None
     if flags & (FLAG_DROP | FLAG_START):
         if size != _DROP.size:
@@ -114,6 +121,12 @@ def decode_at(buf: memoryview, pos: int, origin: str):
     if not flags & FLAG_DATA_CRC and not np.all(rows.ids[1:] >= rows.ids[:-1]):
         return None  # a batch is logged sorted: without a checksum, structure is the check
     return Record(lsn, ssn, rows, HEADER.size + size)
+
+
+def _checksum(payload, flags: int) -> int:
+    if flags & FLAG_DATA_XXH3:
+        return xxh3_64_intdigest(payload) & 0xFFFFFFFF
+    return zlib.crc32(payload)
 
 
 MAGIC_BYTES = struct.pack("<I", MAGIC)
