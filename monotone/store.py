@@ -41,6 +41,10 @@ class WriteHandle:
     def write(self, data) -> None:
         raise NotImplementedError
 
+    def write_parts(self, parts: list) -> None:
+        """The buffers' bytes one after another (a vectored write where there is one)."""
+        self.write(b"".join(memoryview(part).cast("B") for part in parts))
+
     def finish(self, sync: bool) -> int:
         raise NotImplementedError
 
@@ -118,27 +122,38 @@ class LocalFile(ReadHandle):
 
 
 class LocalWriter(WriteHandle):
-    """A new file, written front to back; with sync, written out as it grows."""
+    """A new file, written front to back; with sync, written out as it grows.
+
+    Unbuffered: regions are large, and written as their parts (os.writev)
+    straight from the arrays that hold them."""
 
     def __init__(self, path: str, sync: bool) -> None:
         self.name = path
         self.sync = sync
         self.offset = 0
         try:
-            self.file = open(path, "wb")
+            self.file = open(path, "wb", buffering=0)
         except OSError as e:
             raise MonotoneError(f"cannot create partition file {path}: {e.strerror}") from None
 
     def write(self, data) -> None:
+        self.write_parts([data])
+
+    def write_parts(self, parts: list) -> None:
+        parts = [memoryview(part).cast("B") for part in parts]
+        total = sum(len(part) for part in parts)
         try:
-            self.file.write(data)
+            done = os.writev(self.file.fileno(), parts)
+            if done < total:  # short: the rest as one buffer, until all of it is written
+                rest = memoryview(b"".join(parts))[done:]
+                while rest:
+                    rest = rest[os.write(self.file.fileno(), rest):]
         except OSError as e:
             cls = NoSpaceError if e.errno == errno.ENOSPC else MonotoneError
             raise cls(f"cannot write partition file {self.name}: {e.strerror}") from None
-        end = self.offset + len(data)
+        end = self.offset + total
         if self.sync and libc.sync_file_range is not None and \
                 end // WRITEBACK != self.offset // WRITEBACK:
-            self.file.flush()
             libc.sync_file_range(self.file.fileno(), end // WRITEBACK * WRITEBACK - WRITEBACK,
                                  WRITEBACK, libc.SYNC_FILE_RANGE_WRITE)
         self.offset = end

@@ -60,6 +60,9 @@ class Server:
         self.checkpointing = False
         self.memory_waiters: list = []
         self.next_background = time.monotonic()
+        # partitions a writer asked to refresh while a task had them: {slot: (heap, when)},
+        # the size of their memtable when last looked at
+        self.refresh_wanted: dict[int, tuple[int, float]] = {}
 
     def run(self) -> None:
         self.sel.register(self.listener, selectors.EVENT_READ)
@@ -80,6 +83,8 @@ class Server:
     def _timeout(self) -> float | None:
         if self.embedded and not self.seen_client:
             return IDLE_START
+        if self.refresh_wanted:
+            return BACKGROUND / 4
         if self.pool is not None and self.engine.catalog.pipeline:
             return max(0.0, self.next_background - time.monotonic())
         return None
@@ -188,9 +193,39 @@ class Server:
             self.service.refresh(slot)
             return
         if slot in self.engine.busy and name == "refresh":
+            # the writer's hint is spent: without this, a partition written on while it
+            # refreshes would grow in memory until something else refreshed it
+            self.refresh_wanted.setdefault(slot, (-1, time.monotonic()))
             return
-        self.scheduler.submit(lambda: refresher.refresh(self.engine, slot),
-                              self._background_done, name, PARTITIONS)
+
+        def done(value, error) -> None:
+            self._background_done(value, error)
+            self._refresh_wanted()
+
+        self.scheduler.submit(lambda: refresher.refresh(self.engine, slot), done, name,
+                              PARTITIONS)
+
+    def _refresh_wanted(self) -> None:
+        """Refresh again the partitions asked for while busy, once their memtable has
+        stopped growing for BACKGROUND seconds (writers left it), so it does not stay in
+        memory, nor its WAL files on disk, until something else refreshes it.
+
+        Not at once: a refresh rewrites the whole partition file, and a partition still
+        written would be rewritten at every refresh_wm (measured: a 2M-event partition
+        written and then refreshed took 20% longer). Until writes to it stop, its
+        memtable is bounded by its interval and by mm_limit_wm."""
+        now = time.monotonic()
+        for slot, (heap, since) in sorted(self.refresh_wanted.items()):
+            if slot in self.engine.busy:
+                continue
+            s = self.engine.pmap.slot(slot)
+            if not s.live or s.heap == 0:
+                del self.refresh_wanted[slot]
+            elif s.heap == heap and now - since >= BACKGROUND:
+                del self.refresh_wanted[slot]
+                self.refresh_in_background(slot)
+            elif s.heap != heap:
+                self.refresh_wanted[slot] = (s.heap, now)
 
     def transfer_in_background(self, slot: int, upload: bool) -> None:
         engine = self.engine
@@ -264,6 +299,8 @@ class Server:
     def _background(self) -> None:
         """The pipeline's retention, applied by workers every BACKGROUND seconds."""
         self.free_memory()
+        if self.refresh_wanted:
+            self._refresh_wanted()
         if self.pool is None or not self.engine.catalog.pipeline or self.rebalancing:
             return
         if time.monotonic() < self.next_background:

@@ -81,21 +81,32 @@ class Writer:
             return
         rows = concat(self.pending)
         self.pending, self.pending_bytes = [], 0
+        n = len(rows)
+        bounds = int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1)
+        size = region.encoded_size(rows)
+        probe = self.incompressible < PLAIN_STREAK or self.incompressible % PLAIN_PROBE == 0
+        self.incompressible += 1
+        if self.cipher is None and (self.codec.name == "none" or not probe):
+            # stored plain: written from the rows' own arrays, with no joined copy
+            parts = region.encode_parts(rows)
+            crc, flags = 0, partition.REGION_PLAIN
+            if self.crc:
+                crc = partition.region_checksum_of_parts(parts)
+                flags |= partition.REGION_XXH3
+            self._append(parts, size, crc, flags, size, n, *bounds)
+            return
         raw = region.encode(rows)
         data, flags = raw, partition.REGION_PLAIN  # reads skip the decompression
-        if self.incompressible < PLAIN_STREAK or self.incompressible % PLAIN_PROBE == 0:
+        if probe:
             packed = self.codec.compress(raw)
             if len(packed) <= len(raw) - len(raw) // PLAIN_GAIN:
-                data, flags, self.incompressible = packed, 0, -1
-        self.incompressible += 1
+                data, flags, self.incompressible = packed, 0, 0
         if self.cipher is not None:
             data = self.cipher.seal(data, b"region %d" % self.offset)
-        n = len(rows)
         crc = 0
         if self.crc:
             crc, flags = partition.region_checksum(data), flags | partition.REGION_XXH3
-        self._append(data, crc, flags, len(raw), n,
-                     int(rows.ids[0]), rows.key(0), int(rows.ids[-1]), rows.key(n - 1))
+        self._append([data], len(data), crc, flags, size, n, *bounds)
 
     def add_stored(self, data: bytes, entry, min_key: bytes, max_key: bytes) -> None:
         """Append a region as it is stored in another file (entry: its index entry).
@@ -111,16 +122,16 @@ class Writer:
                 crc, flags = int(entry["crc"]), int(entry["flags"])
             else:
                 crc, flags = partition.region_checksum(data), flags | partition.REGION_XXH3
-        self._append(data, crc, flags, int(entry["size_origin"]),
+        self._append([data], len(data), crc, flags, int(entry["size_origin"]),
                      int(entry["events"]), int(entry["min_id"]), min_key,
                      int(entry["max_id"]), max_key)
 
-    def _append(self, data, crc: int, flags: int, size_origin: int, n: int,
+    def _append(self, parts: list, size: int, crc: int, flags: int, size_origin: int, n: int,
                 min_id: int, min_key: bytes, max_id: int, max_key: bytes) -> None:
-        """Write a region's stored bytes and record it in the index."""
-        self.file.write(data)
-        end = self.offset + len(data)
-        self.index.add(self.offset, len(data), size_origin, n, min_id, min_key, max_id,
+        """Write a region's stored bytes (size of them, in parts) and record it in the index."""
+        self.file.write_parts(parts)
+        end = self.offset + size
+        self.index.add(self.offset, size, size_origin, n, min_id, min_key, max_id,
                        max_key, crc, flags)
         if self.min_id is None:
             self.min_id = min_id

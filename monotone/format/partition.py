@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from xxhash import xxh3_64_intdigest
+from xxhash import xxh3_64, xxh3_64_intdigest
 
 from ..errors import CorruptionError
 
@@ -41,6 +41,14 @@ REGION_XXH3 = 2  # entry flag: its checksum is xxh3-64's low 32 bits (else zlib'
 def region_checksum(data) -> int:
     """The checksum a region is written with (flag REGION_XXH3)."""
     return xxh3_64_intdigest(data) & 0xFFFFFFFF
+
+
+def region_checksum_of_parts(parts) -> int:
+    """region_checksum of the parts' bytes one after another, without joining them."""
+    digest = xxh3_64()
+    for part in parts:
+        digest.update(part)
+    return digest.intdigest() & 0xFFFFFFFF
 
 
 def region_checksum_ok(data, checksum: int, flags: int) -> bool:
