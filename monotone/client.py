@@ -1,9 +1,10 @@
 """The public API: Monotone, the environment of one repository."""
 from __future__ import annotations
 
+import json
 import os
 import sys
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -11,13 +12,17 @@ from .config import HIDDEN, TABLE, Config
 from .cursor import Cursor
 from .ddl import commands as cmd
 from .ddl import parse
-from .errors import MonotoneError
+from .errors import LINUX_ONLY, MonotoneError
 from .event import Event
 from .format.rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
 from .jsonout import pretty
 from .protocol import Execute
 from .session import Session
 from .writer import SERIAL
+
+# a column of byte strings: a 2-D uint8 array (one row per event), (offsets, data)
+# with n+1 offsets, or a list of bytes
+Column = np.ndarray | tuple[np.ndarray, np.ndarray] | Sequence[bytes] | None
 
 
 class Monotone:
@@ -40,6 +45,19 @@ class Monotone:
         self._session.after_command(reply["lsn_needed"])
         return reply["result"]
 
+    def show(self, what: str) -> Any:
+        """SHOW what, as Python objects rather than JSON text: show("PARTITIONS") is a
+        list of dicts, show("wal") a dict, show("serial") a value."""
+        if not isinstance(what, str) or not what.strip():
+            raise MonotoneError("show() takes what to show, as SHOW does: 'PARTITIONS', "
+                                "'STORAGE main', 'ALL', a variable's name...")
+        return json.loads(self.execute(f"SHOW {what}"))
+
+    def __repr__(self) -> str:
+        if self._session is None:
+            return "<Monotone closed>"
+        return f"<Monotone open at {self._session.layout.base!r}>"
+
     def _execute_closed(self, parsed) -> str | None:
         if isinstance(parsed, cmd.Set):
             self.config.set(parsed.name, parsed.value, opened=False)
@@ -57,6 +75,8 @@ class Monotone:
         """Open (creating if needed) the repository in directory path."""
         if self._session is not None:
             raise MonotoneError("already open: close() first")
+        if not sys.platform.startswith("linux"):
+            raise MonotoneError(LINUX_ONLY)
         if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
             raise MonotoneError("open() takes a directory path")
         self._session = Session(os.fsdecode(os.fspath(path)), dict(self._settings))
@@ -92,14 +112,18 @@ class Monotone:
     def write(self, events: Iterable[Event]) -> list[int]:
         """Write events as one atomic batch; return their ids (serial ids filled in)."""
         session = self._open
+        if isinstance(events, Event):
+            raise MonotoneError("write() takes a list of Event, got one Event: "
+                                "write([event]) writes it")
         try:
             events = list(events)
         except TypeError:
-            raise MonotoneError(f"write() takes a list of Event objects, got "
+            raise MonotoneError(f"write() takes a list of Event, got "
                                 f"{type(events).__name__}") from None
-        for ev in events:
+        for i, ev in enumerate(events):
             if not isinstance(ev, Event):
-                raise MonotoneError(f"write() takes Event objects, got {type(ev).__name__}")
+                raise MonotoneError(f"write() takes a list of Event, but item {i} is "
+                                    f"{type(ev).__name__}")
         ids = [SERIAL if ev.id is None else ev.id for ev in events]
         for id_ in ids:
             if not isinstance(id_, (int, np.integer)) or isinstance(id_, bool) or not 0 <= id_ < 2**64:
@@ -117,7 +141,9 @@ class Monotone:
         from .frames import write_table
         return write_table(self, table)
 
-    def write_batch(self, ids=None, values=None, keys=None, deletes=None) -> np.ndarray:
+    def write_batch(self, ids: np.ndarray | Sequence[int] | None = None,
+                    values: Column = None, keys: Column = None,
+                    deletes: np.ndarray | Sequence[bool] | None = None) -> np.ndarray:
         """Vectorized write of one atomic batch; return the ids as a uint64 array.
 
         ids: uint64 array, or None for serial ids. values and keys: a 2-D uint8

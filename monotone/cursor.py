@@ -68,8 +68,22 @@ class Cursor:
         self._pos = 0
         self._iter = None  # the list iterator of a for loop over the cursor
         self._lazy = follow  # a following cursor takes its first snapshot when first used
+        self._kind = "reverse" if reverse else "following" if follow else "forward"
         if not follow:
             self._advance()
+
+    def __repr__(self) -> str:
+        top = "" if self._max_id == TOP else f", max_id={self._max_id}"
+        if self._stop.is_set():
+            return f"<Cursor {self._kind}{top}, closed>"
+        if self._lazy:
+            return f"<Cursor {self._kind}{top}, not started>"
+        self._sync()
+        batch = self._batch
+        if batch is None:
+            return f"<Cursor {self._kind}{top}, at the end>"
+        return (f"<Cursor {self._kind}{top}, at id={int(batch.ids[self._pos])} "
+                f"key={batch.key(self._pos)!r}>")
 
     # the C-like interface
     def read(self) -> Event | None:

@@ -5,6 +5,10 @@ class MonotoneError(Exception):
     """Root of every error raised by monotone."""
 
 
+LINUX_ONLY = ("monotone-py runs on Linux only: it shares a repository between processes "
+              "through /dev/shm and open file description locks")
+
+
 class ParseError(MonotoneError, ValueError):
     """A command could not be parsed; the message says what was expected."""
 
