@@ -13,6 +13,7 @@ import numpy as np
 from monotone.append import Shared, append
 from monotone.cloud import objects_of
 from monotone.config import Config
+from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
 from monotone.format.crypto import Cipher, parse_key
 from monotone.format.rows import Rows, sort_dedup
@@ -282,17 +283,10 @@ class Engine:
         return self.pmap.partition_of(id_)
 
     def range_slots(self, lo: int, hi: int) -> list[int]:
-        """Partitions wholly inside [lo, hi], from the one holding or following lo,
-        up to the first that is not (the original's range semantics)."""
-        out = []
+        """The partitions a range command acts on (cmd.range_members), by slot."""
         live, mins, maxs = self.pmap.bounds()
-        for slot, min_, max_ in zip(live.tolist(), mins.tolist(), maxs.tolist()):
-            if max_ < lo:
-                continue
-            if min_ < lo or max_ > hi:
-                break
-            out.append(slot)
-        return out
+        slots = live.tolist()
+        return [slots[i] for i in cmd.range_members(zip(mins.tolist(), maxs.tolist()), lo, hi)]
 
     def apply(self, rows: Rows, lsn: int) -> None:
         """Replay one WAL batch into memtables (recovery), partition by partition,

@@ -86,6 +86,20 @@ class PartitionCommand:
         return self.max is None
 
 
+def range_members(bounds, lo: int, hi: int) -> list[int]:
+    """Positions in bounds ((min, max) of each partition, in order) of the partitions a
+    range command acts on: wholly inside [lo, hi], from the one holding or following lo
+    up to the first that is not (the original's range semantics)."""
+    out = []
+    for i, (min_, max_) in enumerate(bounds):
+        if max_ < lo:
+            continue
+        if min_ < lo or max_ > hi:
+            break
+        out.append(i)
+    return out
+
+
 @dataclass(frozen=True)
 class Refresh(PartitionCommand):
     pass

@@ -83,6 +83,26 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
+def split_statements(text: str) -> list[str]:
+    """The statements of a text, cut at each ';' outside strings and comments; empty
+    ones (blank lines, comments) left out. A string left open is left to the parser."""
+    out, start, pos = [], 0, 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m.lastgroup == "open":
+            break  # an unterminated string: the rest is one statement, the parser says why
+        pos = m.end()
+        if m.lastgroup == "punct" and m.group() == ";":
+            out.append(text[start:pos - 1])
+            start = pos
+    out.append(text[start:])
+    return [s.strip() for s in out if _TOKEN.sub(_blank, s).strip()]
+
+
+def _blank(m: re.Match) -> str:
+    return "" if m.lastgroup == "space" else m.group()
+
+
 def split_int_unit(text: str) -> tuple[int, str]:
     """'10G' -> (10, 'g'): integers with a unit written attached."""
     m = re.fullmatch(r"(\d+)([A-Za-z]*)", text)
