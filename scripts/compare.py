@@ -133,12 +133,14 @@ def compare(root: str, n: int, batch: int, value_size: int, wal: bool, writers: 
             meter = Meter(f"{name} ({round_}/{repeat})")
             try:
                 _keep_best(results.setdefault(name, {}), runner(w, path, meter.at))
+                meter.close()
                 print(f"{meter.label:<22} done in {time.perf_counter() - meter.start:.1f} s",
                       flush=True)
             except ImportError as e:
                 results.pop(name, None)
                 missing.append(f"{name} ({e.name} is not installed: pip install '.[bench]')")
             finally:
+                meter.close()
                 shutil.rmtree(path, ignore_errors=True)
     scaling = {}
     if writers > 1:

@@ -14,12 +14,14 @@ MiB = 1024 * 1024
 
 
 class Meter:
-    """Counts events and bytes; prints a progress line at most once a second."""
+    """Counts events and bytes. On a terminal with rich, a live line of the count and
+    rate; otherwise a progress line at most once a second. A final line either way."""
 
     def __init__(self, label: str, out=sys.stdout) -> None:
         self.label, self.out = label, out
         self.events = self.bytes = 0
         self.start = self.last = time.perf_counter()
+        self.live = _live(label, out)
 
     def add(self, events: int, nbytes: int) -> None:
         self.events += events
@@ -33,21 +35,49 @@ class Meter:
 
     def tick(self) -> None:
         now = time.perf_counter()
-        if now - self.last >= 1.0:
+        if self.live is not None:
+            if now - self.last >= 0.1:
+                self.last = now
+                rate = self.events / max(now - self.start, 1e-9)
+                self.live[0].update(self.live[1], description=f"{self.label:<22} "
+                                    f"{self.events:>10,} events  {rate:>12,.0f} events/s")
+        elif now - self.last >= 1.0:
             self.last = now
             self._line("  ...")
 
     def done(self) -> dict:
         self.elapsed = time.perf_counter() - self.start
+        self.close()
         self._line("")
         return {"events": self.events, "seconds": self.elapsed,
                 "events_s": self.events / self.elapsed, "mib_s": self.bytes / MiB / self.elapsed}
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live[0].stop()
+            self.live = None
 
     def _line(self, tag: str) -> None:
         dt = max(time.perf_counter() - self.start, 1e-9)
         rate = f"  {self.bytes / MiB / dt:>8.1f} MiB/s" if self.bytes else ""
         print(f"{self.label:<22} {self.events:>10,} events  {self.events / dt:>12,.0f} events/s"
               f"{rate}{tag}", file=self.out, flush=True)
+
+
+def _live(label: str, out):
+    """(rich Progress, task) showing a spinner and the count, or None (not a terminal)."""
+    if not out.isatty():
+        return None
+    try:
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    except ImportError:
+        return None
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                   console=Console(file=out), transient=True)
+    task = bar.add_task(label, total=None)
+    bar.start()
+    return bar, task
 
 
 CHILD = r"""
