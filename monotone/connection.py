@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 
 from . import errors, process, protocol
@@ -76,15 +77,24 @@ class Connection:
         except OSError as e:
             raise MonotoneError(f"cannot open {self.base}: cannot write {self.log}: "
                                 f"{e.strerror}") from None
+        env, keep = process.environment(), ()
+        if settings.get("log_to_stdout"):  # the coordinator logs to our standard output too
+            try:  # as another descriptor: the child's own stdout is the pipe below
+                keep = (os.dup(sys.stdout.fileno()),)
+                env["MONOTONE_LOG_FD"] = str(keep[0])
+            except (AttributeError, OSError, ValueError):
+                pass  # no file behind it (captured): the repository log only
         try:
             child = subprocess.Popen(
                 process.command("monotone.workers.coordinator", self.base),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                env=process.environment(), start_new_session=True, close_fds=True)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                start_new_session=True, close_fds=True, pass_fds=keep)
         except OSError as e:
             raise CoordinatorError(f"cannot start the coordinator: {e}") from None
         finally:
             log.close()
+            for fd in keep:
+                os.close(fd)
         child.stdin.write(json.dumps(settings).encode())
         child.stdin.close()
         line = child.stdout.readline().decode().strip()

@@ -15,6 +15,15 @@ import json
 from typing import Any
 
 
+def size_text(n: int) -> str:
+    """Bytes for a log line: 512 B, 1.5 KiB, 40.0 MiB, 1.2 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 def pretty(value: Any, depth: int = 0) -> str:
     if isinstance(value, dict):
         if not value:

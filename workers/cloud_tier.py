@@ -27,10 +27,13 @@ behind by one step; the coordinator rewrites it when it starts.
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 from monotone import faults
 from monotone.cloud import objects_of
 from monotone.errors import MonotoneError
+from monotone.jsonout import size_text
 from monotone.lifecycle import file_name
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
@@ -38,6 +41,8 @@ from .catalog import Storage
 from .engine import Engine
 from .tasks import WaitSlot
 from .transfer import DOWNLOAD, DROP, MANIFEST, MANIFEST_NAME, UPLOAD, TransferJob
+
+log = logging.getLogger("monotone")
 
 FORMAT = "monotone-manifest"
 VERSION = 1
@@ -62,9 +67,12 @@ def upload(engine: Engine, slot: int):
         return
     if not s.places & ON_STORAGE:
         raise MonotoneError(f"upload: partition '{s.min}' file does not exist locally")
+    start = time.monotonic()
     yield _job(engine, slot, UPLOAD)
     faults.point("upload.done")
     _places(engine, slot, add=ON_CLOUD)
+    log.info("upload partition %d: %s to cloud %s, %.3f s", s.min, size_text(s.file_size),
+             engine.storage_of(slot).cloud, time.monotonic() - start)
     yield from write_manifest(engine, engine.storage_of(slot))
 
 
@@ -73,9 +81,12 @@ def download(engine: Engine, slot: int):
     s = engine.pmap.slot(slot)
     if s.places & ON_STORAGE or not s.places & ON_CLOUD:
         return
+    start = time.monotonic()
     yield _job(engine, slot, DOWNLOAD)
     faults.point("download.done")
     _places(engine, slot, add=ON_STORAGE)
+    log.info("download partition %d: %s from cloud %s, %.3f s", s.min, size_text(s.file_size),
+             engine.storage_of(slot).cloud, time.monotonic() - start)
 
 
 def drop_cloud_copy(engine: Engine, slot: int):
@@ -84,6 +95,7 @@ def drop_cloud_copy(engine: Engine, slot: int):
     files = engine.files(engine.storage_of(slot))
     if s.places & ON_CLOUD:
         _places(engine, slot, remove=ON_CLOUD)
+        log.info("drop partition %d on cloud %s", s.min, engine.storage_of(slot).cloud)
         files.drop_stub(s.min)
         faults.point("cloud.dropping")
         yield from write_manifest(engine, engine.storage_of(slot))
@@ -94,6 +106,8 @@ def drop_cloud_copy(engine: Engine, slot: int):
 def drop_local_copy(engine: Engine, slot: int) -> None:
     s = engine.pmap.slot(slot)
     _places(engine, slot, remove=ON_STORAGE)
+    log.info("drop partition %d on storage %s (its cloud copy stays)", s.min,
+             engine.storage_of(slot).name)
     faults.point("local.dropping")
     engine.files(engine.storage_of(slot)).drop_local(s.min)
 

@@ -347,12 +347,18 @@ class Server:
 def setup_logging(engine: Engine) -> None:
     cfg = engine.config
     log.setLevel(logging.INFO)
+    form = logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s")
     if cfg.log and cfg.log_to_file:
         handler = logging.FileHandler(engine.layout.log)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+        handler.setFormatter(form)
         log.addHandler(handler)
     if cfg.log and cfg.log_to_stdout:
-        log.addHandler(logging.StreamHandler(sys.stderr))
+        # monotone serve: its own standard output; started by open(): the opener's
+        fd = os.environ.get("MONOTONE_LOG_FD")
+        handler = logging.StreamHandler(
+            os.fdopen(int(fd), "w", buffering=1, closefd=False) if fd else sys.stdout)
+        handler.setFormatter(form)
+        log.addHandler(handler)
 
 
 def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:

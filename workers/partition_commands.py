@@ -6,6 +6,7 @@ each claiming the partitions it works on.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -13,6 +14,7 @@ from monotone import faults
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.format import wal as walfmt
+from monotone.jsonout import size_text
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
@@ -20,6 +22,8 @@ from . import cloud_tier, wal_files
 from . import refresh as refresher
 from .engine import Engine
 from .transfer import DROP, TransferJob
+
+log = logging.getLogger("monotone")
 
 
 # partitions
@@ -106,6 +110,9 @@ def drop_partition(engine: Engine, slot: int):
     try:
         s = engine.pmap.slot(slot)
         storage, min_, places = engine.storage_of(slot), s.min, s.places
+        log.info("drop partition %d: %d events in the file, %d in memory, %s, storage %s",
+                 min_, s.file_events, s.rows + s.frozen_rows, size_text(s.file_size),
+                 storage.name)
         _drop_claimed(engine, slot)  # the slot is free from here
         if places & ON_CLOUD:
             engine.files(storage).drop_stub(min_)

@@ -62,6 +62,7 @@ class Pool:
     def _start(self) -> Worker:
         worker = Worker(self.base)
         self.selector.register(worker.conn, 1, (self, worker))
+        log.info("worker %d started", worker.proc.pid)
         return worker
 
     def submit(self, job: Job, done: Done) -> None:
@@ -116,4 +117,5 @@ class Pool:
         for worker in self.workers:
             self.selector.unregister(worker.conn)
             worker.stop()
+            log.info("worker %d stopped (exit status %s)", worker.proc.pid, worker.proc.returncode)
         self.workers = []

@@ -15,6 +15,7 @@ removes the partition as it was at that lsn.
 from __future__ import annotations
 
 import logging
+import time
 
 from monotone import faults
 from monotone.lifecycle import COMPLETE, file_name, parse
@@ -28,7 +29,10 @@ log = logging.getLogger("monotone")
 
 
 def recover(engine: Engine) -> None:
+    start = time.monotonic()
     lsn, ssn = recover_files(engine)
+    files = engine.pmap.live()
+    log.info("recovery: partition files read: %d", len(files))
     # lsn is not persisted (as the original): it goes on from what the files hold,
     # past every WAL file's name, so a new WAL file never takes an existing name
     lsn = max([lsn, *(wal.first_lsn(path) for path in wal.wal_files(engine.layout.wal))])
@@ -39,6 +43,7 @@ def recover(engine: Engine) -> None:
     if engine.config.wal:
         replay_wal(engine)
     engine.save_config()
+    log.info("recovery done in %.3f s, lsn %d", time.monotonic() - start, engine.pmap.lsn)
 
 
 def drop_unswitched(engine: Engine) -> None:
@@ -114,6 +119,9 @@ def replay_wal(engine: Engine) -> None:
         records.extend(wf.records)
     records.sort(key=lambda r: r.lsn)
     pmap = engine.pmap
+    events = sum(len(r.rows) for r in records if r.rows is not None)
+    log.info("recovery: WAL files: %d, records to replay: %d, events: %d", len(files),
+             len(records), events)
     for rec in records:
         if rec.start is not None:
             continue

@@ -25,9 +25,11 @@ readable and the next refresh of the partition merges it first.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from monotone import faults
+from monotone.jsonout import size_text
 from monotone.shm import segment
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.memtable import Memtable
@@ -38,6 +40,8 @@ from .catalog import Storage
 from .engine import Engine, file_stats
 from .merger import MergeJob
 from .tasks import WaitSlot
+
+log = logging.getLogger("monotone")
 
 
 def claim(engine: Engine, slot: int):
@@ -74,10 +78,17 @@ def refresh(engine: Engine, slot: int, target: Storage | None = None):
 
 
 def _refresh_once(engine: Engine, slot: int, target: Storage):
+    start = time.monotonic()
+    source = engine.storage_of(slot)
     _freeze(engine, slot)
     job = _job(engine, slot, target)
     meta = yield job
     _switch(engine, slot, target, job, meta)
+    what = f"refresh partition {job.min}" if source.id == target.id else \
+        f"move partition {job.min} from {source.name} to {target.name}"
+    log.info("%s: %d events from memory, %d in the file, %s (%s uncompressed) in %s, %.3f s",
+             what, job.frozen_rows, meta["events"], size_text(meta["file_size"]),
+             size_text(meta["size_uncompressed"]), target.name, time.monotonic() - start)
 
 
 def _freeze(engine: Engine, slot: int) -> None:
