@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(db, table=ns.table)
     try:
         if ns.command:
-            return runner.script([" ".join(ns.command)], ns.keep_going)
+            return runner.script([" ".join(ns.command)], ns.keep_going, numbered=False)
         if sys.stdin.isatty():
             return Prompt(runner).loop()
-        return runner.script(sys.stdin, ns.keep_going)
+        return runner.script(sys.stdin, ns.keep_going, numbered=True)
     except KeyboardInterrupt:
         print("monotone: interrupted", file=sys.stderr)
         return 130
@@ -99,10 +99,10 @@ class Runner:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
 
-    def script(self, lines, keep_going: bool) -> int:
-        """Every statement of the lines; 1 if one failed (stopping there unless keep_going)."""
+    def script(self, lines, keep_going: bool, numbered: bool) -> int:
+        """Every statement of the lines; 1 if one failed (stopping there unless keep_going).
+        numbered: errors say which line (a script's)."""
         failed = False
-        many = not isinstance(lines, list)
         for number, line in enumerate(lines, 1):
             for statement in split_statements(line):
                 if statement.lower() in QUIT:
@@ -110,7 +110,7 @@ class Runner:
                 try:
                     self.run(statement)
                 except Failed as e:
-                    where = f"line {number}: " if many else ""
+                    where = f"line {number}: " if numbered else ""
                     print(f"monotone: {where}{e}", file=self.err, flush=True)
                     failed = True
                     if not keep_going:
@@ -156,10 +156,12 @@ class Runner:
                   cmd.range_members([(p["min"], p["max"]) for p in partitions], c.min, c.max)]
         if not chosen:  # nothing in range: the command as given (it checks its names)
             return self._print(statement, self.db.execute(statement))
-        verb = type(c).__name__.upper()
-        tail = {cmd.Move: lambda: f" INTO {c.into}",
-                cmd.Upload: lambda: " IF CLOUD" if c.if_cloud else "",
-                cmd.Download: lambda: " IF CLOUD" if c.if_cloud else ""}.get(type(c), str)()
+        verb = type(c).__name__.upper()  # REFRESH, MOVE, UPLOAD, DOWNLOAD
+        tail = ""
+        if isinstance(c, cmd.Move):
+            tail = f" INTO {c.into}"
+        elif isinstance(c, (cmd.Upload, cmd.Download)) and c.if_cloud:
+            tail = " IF CLOUD"
         self._partitions(verb.lower(), [f"{verb} PARTITION IF EXISTS {m}{tail}" for m in chosen])
 
     def _checkpoint(self) -> None:
