@@ -119,14 +119,16 @@ def convert(var: Var, value: Any) -> Any:
     return value
 
 
-def validate(name: str, value: Any) -> None:
+def validate(name: str, value: Any, stored: bool = False) -> None:
     if name == "uuid":
         try:
             uuidlib.UUID(value)
         except ValueError:
             raise ConfigError(f"SET 'uuid': '{value}' is not a uuid (expected the form "
                               "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)") from None
-    if name == "ssn" and value >= 2**64 - 1:
+    # an explicit id 2**64-2 moves ssn to 2**64-1 (serial ids exhausted), which is then
+    # persisted; a user may not SET it there
+    if name == "ssn" and value >= 2**64 - 1 and not stored:
         raise ConfigError("SET 'ssn': must be below 2**64-1 (that id marks a serial write)")
     if name == "compression" and value not in COMPRESSIONS:
         raise ConfigError(f"SET 'compression': unknown compression '{value}' "
@@ -187,7 +189,7 @@ class Config:
                 continue  # written by earlier versions; lsn now goes on from the files
             if var is not None and var.flags & PERSIST:
                 value = convert(var, value)
-                validate(name, value)
+                validate(name, value, stored=True)
                 self.values[name] = value
             elif name not in others:
                 raise ConfigError(f"unknown name '{name}'")

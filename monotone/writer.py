@@ -46,6 +46,7 @@ class Writer:
         if not len(rows):
             return ids
         ordered = sort_dedup(rows)
+        self._follow(int(ordered.ids[-1]))
         if cfg["mm_limit"]:
             self._memory_limit(cfg, ordered.nbytes)
         parts = self.route(ordered)
@@ -70,19 +71,45 @@ class Writer:
         raise MonotoneError("the partitions of the batch kept changing while writing it")
 
     def _serial(self, cfg: dict, rows: Rows, serial: np.ndarray) -> None:
-        """Hand out the next serial ids to the events marked serial."""
+        """Hand out the next serial ids to the events marked serial, past the
+        batch's own explicit ids (so none of the batch replaces another of it)."""
         if not cfg["serial"]:
             raise MonotoneError(f"id {SERIAL} (or None) needs serial mode: "
                                 "SET serial TO true, or give every event an id")
         session = self.session
         count = int(serial.sum())
+        # a batch with serial marks already pays passes over its ids; one more finds
+        # its explicit ids' largest (an explicit id is below SERIAL: + 1 <= SERIAL)
+        given = int(rows.ids[~serial].max()) + 1 if count < len(serial) else 0
         with Held(session.locks, SEQUENCE):
-            ssn = session.pmap.ssn
+            ssn = max(session.pmap.ssn, given)
             if ssn + count > SERIAL:  # the last id would be the serial marker
                 raise MonotoneError(f"serial ids are exhausted (ssn is {ssn}): "
                                     "SET ssn to a lower value or give ids")
             session.pmap.ssn = ssn + count
         rows.ids[serial] = np.arange(ssn, ssn + count, dtype=np.uint64)
+
+    def _follow(self, last: int) -> None:
+        """Move ssn past the batch's largest id (last: the batch is sorted), so no serial
+        id is handed out on an id written, by this process or another (ssn is in shared
+        memory). Before the append, not after: a serial write in between could land on
+        the batch once it is published. The WAL record append() writes carries ssn as
+        it is then, a refreshed file's metadata and config.json take it later: recovery
+        gets it back from whichever is left.
+
+        ssn only grows (but by SET ssn, a user's explicit request), so a batch below
+        it, the usual case, and every batch of serial ids, costs one read and no lock;
+        it is read again under SEQUENCE before it moves. An explicit id of 2**64-2
+        moves ssn to SERIAL: serial ids are then exhausted, as _serial() says.
+
+        Done with serial off too, where nothing is generated: serial may be switched
+        on at a later open, and its ids must miss these as well; it costs the same."""
+        pmap = self.session.pmap
+        if last < pmap.ssn:
+            return
+        with Held(self.session.locks, SEQUENCE):
+            if last >= pmap.ssn:
+                pmap.ssn = last + 1
 
     def route(self, rows: Rows) -> list[tuple[int, Rows]]:
         """Split sorted rows by partition: [(slot, rows)]; creates missing partitions."""

@@ -68,19 +68,21 @@ def crash(repo, mode):
     return ids
 
 
+SERIAL_IDS = list(range(100, 110)) + list(range(150, 155))  # past the explicit ids before
+
+
 def test_wal_off_crash_keeps_only_refreshed(repo):
     ids = crash(repo, "off")
-    assert ids == list(range(15))
+    assert ids == SERIAL_IDS
     db = open_db(repo)
     try:
         got = read_all(db)
         # only what was refreshed: 0..99 "refreshed" and the first ten serial ids
-        # (ids 0..9 of the serial batch replaced 0..9 of the first one)
-        assert got == [(i, b"", b"serial") for i in range(10)] + \
-            [(i, b"", b"refreshed") for i in range(10, 100)]
+        assert got == [(i, b"", b"refreshed") for i in range(100)] + \
+            [(i, b"", b"serial") for i in range(100, 110)]
         assert not wal_files(repo)
         # the ids of the events that survived are not handed out again
-        assert db.write([Event(value=b"next")])[0] >= 10
+        assert db.write([Event(value=b"next")])[0] >= 110
         assert db.write([Event(id=5000, value=b"after")]) == [5000]
     finally:
         db.close()
@@ -88,17 +90,17 @@ def test_wal_off_crash_keeps_only_refreshed(repo):
 
 def test_wal_on_crash_keeps_everything_and_ssn(repo):
     ids = crash(repo, "on")
-    assert ids == list(range(15))
+    assert ids == SERIAL_IDS
     db = open_db(repo)
     try:
         want = {i: b"refreshed" for i in range(100)}
-        want.update({i: b"serial" for i in range(10)})
-        want.update({i: b"memory" for i in range(50, 150)})
+        want.update({i: b"serial" for i in range(100, 110)})
+        want.update({i: b"memory" for i in range(50, 150)})  # replaces 100..109 too
         del want[7]
-        want.update({i: b"serial2" for i in range(10, 15)})
+        want.update({i: b"serial2" for i in range(150, 155)})
         assert read_all(db) == [(i, b"", v) for i, v in sorted(want.items())]
-        # serial ids are never handed out twice
-        assert db.write([Event(value=b"next")]) == [15]
+        # serial ids are never handed out twice, nor on an explicit id
+        assert db.write([Event(value=b"next")]) == [155]
     finally:
         db.close()
 
