@@ -8,6 +8,7 @@ from .errors import (
     CoordinatorError,
     CorruptionError,
     InjectedError,
+    LockTimeout,
     MemtableFull,
     MonotoneError,
     NoSpaceError,
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 __all__ = ["Monotone", "Event", "Batch", "Cursor", "MonotoneError", "ParseError",
            "ConfigError", "PartitionNotFound", "CorruptionError",
            "CoordinatorError", "NoSpaceError", "InjectedError", "MemtableFull",
-           "AccessDenied"]
+           "AccessDenied", "LockTimeout"]
 
 # The client is imported on first use, so that the leaf modules (errors,
 # format) can be imported by the coordinator and workers without pulling it in.

@@ -51,6 +51,9 @@ VARS = [
     Var("wal_sync_on_write", bool, False, PERSIST | C),
     Var("wal_crc", bool, True, PERSIST | C),
     Var("wal_recover", bool, False, C),
+    # a process's own choices, made before its open(), never persisted
+    Var("strict_modes", bool, True, C),
+    Var("lock_timeout", int, 60_000_000, C | NONZERO),
     Var("serial", bool, True, PERSIST | C),
     Var("interval", int, 3_000_000, PERSIST | C | R | NONZERO),
     Var("compression", str, "lz4", PERSIST | C | R),
@@ -78,6 +81,12 @@ def parse_size(text: str) -> int:
         raise ConfigError(f"bad size {text!r}: expected a number with an optional "
                           "suffix such as 150KiB, 10MB or 1G")
     return int(m.group(1)) * (UNITS[unit] if unit else 1)
+
+
+def lock_timeout(values: dict) -> float:
+    """Seconds a process waits for a lock (lock_timeout, a duration in microseconds)."""
+    value = values.get("lock_timeout", TABLE["lock_timeout"].default)
+    return convert(TABLE["lock_timeout"], value) / 1e6
 
 
 def lookup(name: str, verb: str = "SET") -> Var:

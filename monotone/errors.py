@@ -29,7 +29,12 @@ class CorruptionError(MonotoneError):
 
 
 class AccessDenied(MonotoneError, PermissionError):
-    """The repository's coordinator serves another user."""
+    """Something of the repository is another user's, or open to others: its
+    directory, a file in it, its coordinator's socket, a shared-memory segment."""
+
+
+class LockTimeout(MonotoneError, TimeoutError):
+    """A lock was not granted within lock_timeout; the message names its holders."""
 
 
 class CoordinatorError(MonotoneError, ConnectionError):

@@ -174,6 +174,8 @@ class PartitionFiles:
         objects = self._need_objects()
         incomplete = file_name(min_, INCOMPLETE)
         self.store.remove(incomplete, False)  # a failed attempt's
+        # made private first: the download writes into a file of ours, 0600
+        self.store.create(incomplete, False).finish(False)
         try:
             objects.get(file_name(min_), self.store.path(incomplete))
             if self.store.size(incomplete) != self.open_cloud(min_).size:

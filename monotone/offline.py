@@ -92,7 +92,7 @@ class _Remote(ReadHandle):
 
 def _open(part: Part) -> Reader:
     cipher = Cipher(parse_key(part.key)) if part.key else None
-    handle = LocalFile(part.path) if part.cloud is None and "://" not in part.path and \
+    handle = LocalFile(part.path, own=False) if part.cloud is None and "://" not in part.path and \
         not part.storage_options else _Remote(part)
     return Reader(handle, cipher)
 
@@ -156,7 +156,7 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
             if parsed[1] == CLOUD and local:
                 continue  # the local copy is read
             stub = os.path.join(directory, name)
-            with Reader(LocalFile(stub) if local else _stub_handle(stub, objects, min_),
+            with Reader(LocalFile(stub, own=False) if local else _stub_handle(stub, objects, min_),
                         Cipher(parse_key(key)) if key else None) as reader:
                 meta, size = reader.meta, reader.file_size
             target = stub if local else objects.path(f"{min_:020d}")
@@ -169,7 +169,7 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
 def _stub_handle(stub: str, objects: Objects | None, min_: int):
     if objects is None:
         raise MonotoneError(f"{stub}: a cloud stub in a storage without a cloud")
-    return CloudFile(LocalFile(stub), objects, f"{min_:020d}")
+    return CloudFile(LocalFile(stub, own=False), objects, f"{min_:020d}")
 
 
 def from_manifest(url: str, storage_options: dict | None = None,

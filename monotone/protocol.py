@@ -1,10 +1,10 @@
 """Control messages between clients and the coordinator.
 
-A local stream socket in the Linux abstract namespace (no file to leave
-behind, no path length limit), named after the repository's real path; the
-coordinator answers only peers of its own uid (or root). Requests are typed
-messages (the dataclasses below), replies are {"ok": ...} objects; both go as
-length-prefixed JSON. Data never travels this way.
+A local stream socket in the repository's directory (repository.SOCKET); each
+end checks the other's uid (connection.connect, the coordinator's accept).
+Requests are typed messages (the dataclasses below), replies are {"ok": ...}
+objects; both go as length-prefixed JSON, at most MAX_MESSAGE bytes (checked
+before anything is read into memory). Data never travels this way.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import struct
 from dataclasses import asdict, dataclass, field, fields
 
 _LEN = struct.Struct("<I")
+MAX_MESSAGE = 64 << 20  # SHOW PARTITIONS of every slot fits many times over
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,8 @@ def decode(data: dict):
 
 
 def repo_id(base: str) -> str:
-    """A short stable name of a repository, for its socket and segments."""
+    """A short stable name of a repository, for its segments."""
     return hashlib.sha1(os.path.realpath(base).encode()).hexdigest()[:12]
-
-
-def address(base: str) -> str:
-    return f"\0monotone.{repo_id(base)}"
 
 
 def send(sock: socket.socket, message) -> None:
@@ -111,6 +108,8 @@ def send(sock: socket.socket, message) -> None:
     if not isinstance(message, dict):
         message = encode(message)
     data = json.dumps(message).encode()
+    if len(data) > MAX_MESSAGE:
+        raise ValueError(f"a message of {len(data)} bytes is larger than {MAX_MESSAGE}")
     sock.sendall(_LEN.pack(len(data)) + data)
 
 
@@ -119,7 +118,10 @@ def recv(sock: socket.socket) -> dict | None:
     head = _recv_exact(sock, _LEN.size)
     if head is None:
         return None
-    data = _recv_exact(sock, _LEN.unpack(head)[0])
+    size = _LEN.unpack(head)[0]
+    if size > MAX_MESSAGE:
+        raise ValueError(f"a message of {size} bytes announced, more than {MAX_MESSAGE}")
+    data = _recv_exact(sock, size)
     if data is None:
         return None
     return json.loads(data)

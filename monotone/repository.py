@@ -1,36 +1,79 @@
-"""Where things live in a repository directory."""
+"""Where things live in a repository directory, and the shared-memory names of
+the coordinator serving it."""
 from __future__ import annotations
 
 import json
 import os
 
+from .errors import AccessDenied, MonotoneError
 from .protocol import repo_id
-from .shm.segment import segment_name
+from .shm import private
+from .shm.errors import BadPath, Untrusted
+from .shm.segment import memtable_kind, segment_name
+
+SOCKET = "monotone.sock"
 
 
 class Layout:
-    def __init__(self, base: str) -> None:
+    """token: the random part of the serving coordinator's segment names (its
+    clients learn it from the coordinator, which chose it); key: the key of its
+    memtables' names (in its partition map: its processes read it there)."""
+
+    def __init__(self, base: str, token: str = "", key: bytes = b"") -> None:
         self.base = os.path.realpath(base)
         self.id = repo_id(self.base)
+        self.token = token
+        self.key = key
         self.config = os.path.join(self.base, "config.json")
         self.lock = os.path.join(self.base, "monotone.lock")
+        self.socket = os.path.join(self.base, SOCKET)
         self.wal = os.path.join(self.base, "wal")
         self.log = os.path.join(self.base, "log")
-        self.catalog = segment_name(self.id, "catalog")
+
+    @property
+    def catalog(self) -> str:
+        return segment_name(self.id, self.token, "catalog")
 
     def storage(self, uuid: str) -> str:
         return os.path.join(self.base, uuid)
 
     def memtable(self, segno: int) -> str:
-        return segment_name(self.id, f"mt{segno}")
+        return segment_name(self.id, self.token, memtable_kind(self.key, segno))
+
+
+def socket_address(dirfd: int) -> str:
+    """The socket's path through a descriptor of the repository directory: short
+    whatever the repository's path (sun_path takes 107 bytes), and inside the
+    directory that was checked, whatever happened to its path since."""
+    return f"/proc/self/fd/{dirfd}/{SOCKET}"
+
+
+def open_base(base: str, strict: bool = True) -> int:
+    """The repository directory, made 0700 if missing and checked (private.check_dir;
+    strict: strict_modes), as a descriptor: what is reached through it (the
+    socket) is in the directory checked, whatever its path becomes."""
+    try:
+        private.make_dir(base, strict)
+        if not os.access(base, os.W_OK | os.X_OK):
+            raise MonotoneError(f"repository directory {base} is not writable")
+        return os.open(os.path.realpath(base), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                       os.O_CLOEXEC)
+    except Untrusted as e:
+        raise AccessDenied(f"cannot open repository {base}: {e}") from None
+    except BadPath as e:
+        raise MonotoneError(f"cannot open repository {base}: {e}") from None
+    except OSError as e:
+        raise MonotoneError(f"cannot open repository {base}: {e.strerror}"
+                            f"{': ' + e.filename if e.filename else ''}") from None
 
 
 def write_json(path: str, data: dict, sync: bool = True) -> None:
-    """Replace a JSON file atomically: temp file beside it, fsync, rename. Readable
-    by its owner only (config.json holds encryption keys and cloud secrets)."""
+    """Replace a JSON file atomically: a new temp file beside it, fsync, rename.
+    Readable by its owner only (config.json holds encryption keys and cloud
+    secrets); a temp file of ours left by a crash goes first, anything else at
+    that name is refused rather than written through."""
     tmp = path + ".incomplete"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.fchmod(fd, 0o600)  # an older temp file may have had another mode
+    fd = private.create(tmp, os.O_WRONLY, replace=True)
     with open(fd, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.flush()
@@ -43,3 +86,9 @@ def write_json(path: str, data: dict, sync: bool = True) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def read_json(path: str) -> dict:
+    """A JSON file of ours (not a link, not another user's), parsed."""
+    with open(private.open_own(path), "rb") as f:
+        return json.load(f)

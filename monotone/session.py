@@ -16,10 +16,11 @@ import numpy as np
 from .append import Shared
 from .background import Background
 from .boundary import ShmError, translate
+from .config import TABLE, convert, lock_timeout
 from .connection import Connection
 from .errors import CoordinatorError, MonotoneError
 from .protocol import GetConfig
-from .repository import Layout
+from .repository import Layout, open_base
 from .shm.locks import LockFile
 from .shm.memtable import MemtableCache
 from .shm.partition_map import PartitionMap
@@ -33,18 +34,24 @@ class Session:
         self.pid = os.getpid()
         self.lock = threading.RLock()  # one operation at a time per process and session
         self.settings = settings
-        self.layout = Layout(_make_dir(base))
+        strict = convert(TABLE["strict_modes"], settings.get("strict_modes", True))
+        self.dirfd = open_base(base, strict)  # made 0700, or checked: its owner's only
+        self.layout = Layout(base)
         try:
-            self.locks = LockFile(self.layout.lock)
+            self.locks = LockFile(self.layout.lock, timeout=lock_timeout(settings))
         except ShmError as e:
+            os.close(self.dirfd)
             raise translate(e) from None
         self.conn: Connection | None = None
         self.background = Background()
         self.generation = 0
         try:
             self._attach()
-        except BaseException:
+        except BaseException as e:
             self.locks.close()
+            os.close(self.dirfd)
+            if isinstance(e, ShmError):  # a lock not granted in time, mostly
+                raise translate(e) from None
             raise
         self.writer = Writer(self)
         self.snapshots = Snapshots(self)
@@ -52,18 +59,20 @@ class Session:
     # the coordinator
     def _attach(self) -> None:
         self.generation += 1  # one per coordinator
-        self.conn = Connection(self.layout.base, self.layout.log, self.locks, self.settings,
+        self.conn = Connection(self.layout, self.dirfd, self.locks, self.settings,
                                self._on_death)
         hello = self.conn.hello
+        self.layout.token = hello["token"]  # the coordinator's segment names
         try:
             self.pmap = PartitionMap.attach(hello["catalog"])
         except ShmError as e:
             self.conn.close()
             raise translate(e) from None
+        self.layout.key = self.pmap.name_key
         self.config = hello["config"]
         self.config_version = self.pmap.config_version
         self.memtables = MemtableCache(self.layout.memtable, self.background.submit)
-        self.wal = WalWriter(self.layout.wal, self.background)
+        self.wal = WalWriter(self.layout.wal, self.background, uuid=self.config["uuid"])
         self.shared = Shared(self.pmap, self.locks, self.memtables, self.layout.wal)
         self.map_version = -1
         self.bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -84,7 +93,10 @@ class Session:
             self.conn.close()
             self.memtables.close()
             self.pmap.close()
-            self._attach()  # the new coordinator recovered everything from the WAL
+            try:
+                self._attach()  # the new coordinator recovered everything from the WAL
+            except ShmError as e:
+                raise translate(e) from None
 
     def request(self, message) -> dict:
         with self.lock:
@@ -135,13 +147,4 @@ class Session:
             self.pmap.close()
         self.conn.close()  # outside the lock: the watcher may need it to finish
         self.locks.close()
-
-
-def _make_dir(base: str) -> str:
-    try:
-        os.makedirs(base, exist_ok=True)
-    except OSError as e:
-        raise MonotoneError(f"cannot create repository directory {base}: {e.strerror}") from None
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise MonotoneError(f"repository directory {base} is not writable")
-    return base
+        os.close(self.dirfd)

@@ -127,9 +127,12 @@ class Snapshots:
         session = self.session
         while True:
             cfg = session.cfg()
-            with Held(session.locks, PUBLISH, exclusive=False):
-                if session.pmap.config_version == session.config_version:
-                    return read(cfg)
+            try:
+                with Held(session.locks, PUBLISH, exclusive=False):
+                    if session.pmap.config_version == session.config_version:
+                        return read(cfg)
+            except ShmError as e:  # the lock not granted in time
+                raise translate(e) from None
 
     def _reopen(self, view: View, cfg: dict) -> Opened:
         pmap = self.session.pmap

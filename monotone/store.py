@@ -5,14 +5,20 @@ Partition files are read and written only through a Store: read a byte range
 file atomically, rename, remove, list, size. LocalStore keeps them in a local
 directory; the cloud tier puts an fsspec filesystem behind the same verbs.
 What the names mean (states of a partition file) is lifecycle.py's business.
+
+LocalStore's files are private (shm/private.py): made 0600 under new names,
+never written through a link; a file opened, renamed or removed must be a
+regular file of our uid, else the error names it (a partition file someone
+else put in a storage's directory is never read as ours).
 """
 from __future__ import annotations
 
 import errno
 import os
 
-from .errors import MonotoneError, NoSpaceError
-from .shm import libc
+from .errors import AccessDenied, MonotoneError, NoSpaceError
+from .shm import libc, private
+from .shm.errors import Untrusted
 
 # bytes between asking the kernel to start writing a new file out: the flush is
 # spread over the write, so the fsync at the end is short and other processes'
@@ -102,12 +108,17 @@ def sync_path(path: str) -> None:
 
 
 class LocalFile(ReadHandle):
-    """A file open for reading: one pread per read."""
+    """A file open for reading: one pread per read. own: it must be a regular file of
+    ours, reached without a link (the engine's files); a reader of files copied or
+    shared for it (monotone.dask) takes what it is given."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, own: bool = True) -> None:
         self.name = path
         try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self.fd = private.open_own(path) if own else \
+                os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except Untrusted as e:
+            raise AccessDenied(f"partition file {e}") from None
         except OSError as e:
             raise MonotoneError(f"cannot open partition file {path}: {e.strerror}") from None
         self.size = os.fstat(self.fd).st_size
@@ -131,8 +142,11 @@ class LocalWriter(WriteHandle):
         self.name = path
         self.sync = sync
         self.offset = 0
-        try:
-            self.file = open(path, "wb", buffering=0)
+        try:  # a temporary of ours left by a failed attempt goes first
+            self.file = open(private.create(path, os.O_WRONLY, replace=True), "wb",
+                             buffering=0)
+        except Untrusted as e:
+            raise AccessDenied(f"cannot create partition file: {e}") from None
         except OSError as e:
             raise MonotoneError(f"cannot create partition file {path}: {e.strerror}") from None
 
@@ -191,7 +205,7 @@ class LocalStore(Store):
     def write_atomic(self, name: str, data: bytes, sync: bool) -> None:
         """A whole file at once: a temporary beside it, synced, renamed over it."""
         tmp = self.path(name + ".tmp")
-        with open(tmp, "wb") as f:
+        with open(_created(tmp), "wb") as f:
             f.write(data)
             f.flush()
             if sync:
@@ -199,16 +213,26 @@ class LocalStore(Store):
         self.rename(name + ".tmp", name, sync)
 
     def rename(self, src: str, dst: str, sync: bool) -> None:
-        """Atomically: dst is the old file or the new one, whatever happens."""
+        """Atomically: dst is the old file or the new one, whatever happens. Only a
+        file of ours moves (nor is one put in place of another's)."""
+        for name in (src, dst):
+            try:
+                private.owned(self.path(name))
+            except FileNotFoundError:
+                if name == src:
+                    raise
+            except Untrusted as e:
+                raise AccessDenied(f"partition file {e}") from None
         os.replace(self.path(src), self.path(dst))
         if sync:
             sync_path(self.location)
 
     def remove(self, name: str, sync: bool) -> bool:
         try:
-            os.unlink(self.path(name))
-        except FileNotFoundError:
-            return False
+            if not private.remove_own(self.path(name)):
+                return False
+        except Untrusted as e:
+            raise AccessDenied(f"partition file {e}") from None
         if sync:
             sync_path(self.location)
         return True
@@ -220,13 +244,17 @@ class LocalStore(Store):
             return []
 
     def size(self, name: str) -> int:
-        return os.path.getsize(self.path(name))
+        return os.lstat(self.path(name)).st_size
 
     def fsync(self, name: str) -> None:
-        sync_path(self.path(name))
+        fd = private.open_own(self.path(name))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def exists(self, name: str) -> bool:
-        return os.path.exists(self.path(name))
+        return os.path.lexists(self.path(name))
 
     def same(self, other: "LocalStore", name: str) -> bool:
         """Whether name here and in other is one file (two storages, one directory)."""
@@ -234,6 +262,14 @@ class LocalStore(Store):
             return os.path.samefile(self.path(name), other.path(name))
         except OSError:
             return False
+
+
+def _created(path: str) -> int:
+    """A new private file at path (a temporary of ours left there goes first)."""
+    try:
+        return private.create(path, os.O_WRONLY, replace=True)
+    except Untrusted as e:
+        raise AccessDenied(str(e)) from None
 
 
 def store_of(spec: dict) -> LocalStore:

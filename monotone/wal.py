@@ -6,12 +6,14 @@ record at the tail of its own file. LSNs come from one shared counter, so all
 files together give one total order.
 
 File lifecycle:
-  1. create `<lsn>.wal.new` and take an OFD lock on its byte 0
+  1. create `<lsn>.wal.new` (a new file, 0600: O_EXCL, never through a link)
+     and take an OFD lock on its byte 0
   2. rename it to `<lsn>.wal` (and sync the directory): a file is never seen
      under its real name without its writer's lock, so garbage collection,
      which deletes only files nobody holds, never deletes one being started
   3. write a start record naming the file the writer rotated out of and its
-     final size: that file is complete, so it cannot end torn
+     final size (that file is complete, so it cannot end torn), and the
+     repository's uuid: recovery replays only files that prove to be its own
   4. append records; rotate past wal_rotate_wm (the old file is synced and its
      lock released, in the background)
   5. a file nobody holds is closed for good; it is deleted once every record
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 import errno
 import os
+import uuid as uuidlib
 
 from . import faults
 from .boundary import ShmError
 from .errors import MonotoneError, NoSpaceError
 from .format import wal as walfmt
+from .shm import private
 from .shm.locks import LockFile
 from .store import sync_path
 
@@ -44,8 +48,11 @@ def path_of(directory: str, file_id: int) -> str:
 
 
 class WalWriter:
-    def __init__(self, directory: str, background=None) -> None:
+    """uuid: the repository's, written at the start of each file."""
+
+    def __init__(self, directory: str, background=None, uuid: str = "") -> None:
         self.directory = directory
+        self.origin = uuidlib.UUID(uuid).bytes if uuid else b""
         self.background = background  # syncs and closes rotated files, if given
         self.failed: str | None = None  # what went wrong doing that
         self.lock: LockFile | None = None
@@ -98,8 +105,8 @@ class WalWriter:
     def _create(self, lsn: int, sync: bool) -> None:
         path = path_of(self.directory, lsn)
         try:
-            os.makedirs(self.directory, exist_ok=True)
-            lock = LockFile(path + NEW)
+            private.make_dir(self.directory, ancestors=False)
+            lock = LockFile(path + NEW, new=True)
         except (OSError, ShmError) as e:
             raise MonotoneError(f"cannot create wal file {path}: {e}") from None
         try:
@@ -113,7 +120,7 @@ class WalWriter:
             raise
         os.lseek(lock.fd, 0, os.SEEK_END)
         self.lock, self.path, self.file_id, self.size, self.lsn_max = lock, path, lsn, 0, 0
-        self.write(0, walfmt.encode_start(*self.left), sync=False)
+        self.write(0, walfmt.encode_start(*self.left, self.origin), sync=False)
         self.left = (0, 0)
 
     def drop_if_obsolete(self, lsn_needed: int) -> None:
@@ -162,7 +169,7 @@ def cut_record(directory: str, file_id: int, offset: int) -> None:
     """Cut a dead writer's last record (whole or torn) off its file."""
     path = path_of(directory, file_id)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = private.open_own(path, os.O_RDWR)
     except FileNotFoundError:
         return
     try:

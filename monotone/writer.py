@@ -10,6 +10,7 @@ import numpy as np
 
 from . import faults
 from .append import Log, Moved, append
+from .boundary import ShmError, translate
 from .errors import CoordinatorError, MemtableFull, MonotoneError
 from .format import wal as walfmt
 from .format.rows import Rows, sort_dedup
@@ -34,6 +35,8 @@ class Writer:
                     return self._write(rows, serial)
                 except CoordinatorError:
                     session.lost()  # nothing of the batch was written: again, reattached
+                except ShmError as e:  # a lock not granted in time, mostly
+                    raise translate(e) from None
             raise CoordinatorError("the coordinator keeps dying: see its log")
 
     def _write(self, rows: Rows, serial: np.ndarray | None) -> np.ndarray:

@@ -15,3 +15,16 @@ class Full(ShmError):
     def __init__(self, message: str, segno: int) -> None:
         super().__init__(message)
         self.segno = segno
+
+
+class LockTimeout(ShmError, TimeoutError):
+    """A lock was not granted within its deadline; the message names its holders."""
+
+
+class Untrusted(ShmError, PermissionError):
+    """A file, directory, socket, lock or segment is not the engine's own: another
+    user's, a link, or open to others."""
+
+
+class BadPath(ShmError, ValueError):
+    """A path Linux cannot use (too long)."""

@@ -118,6 +118,10 @@ class Memtable:
             raise ShmError(f"shared memory segment {name} is not a memtable")
         layout = Layout(int(header[M_CAP_ROWS]), int(header[M_CAP_KEYS]), int(header[M_CAP_VALUES]))
         del header
+        if layout.size > seg.size:  # sizes read from shared memory are checked first
+            seg.close()
+            raise ShmError(f"shared memory segment {name}: its header describes "
+                           f"{layout.size} bytes, the segment has {seg.size}")
         return cls(seg, layout, ahead)
 
     @property

@@ -20,10 +20,12 @@ only does what it is told.
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
 
+from .errors import ShmError
 from .segment import Segment
 
 MAGIC = 0x4D544E50414D31  # "MTNPAM1"
@@ -36,7 +38,8 @@ U64 = np.uint64
 
 # header words
 (_MAGIC, _PID, _MAP_VERSION, _LSN, _SSN, _SLOTS, _SEGNO, _CONFIG_VERSION, _PUBLISHING,
- _WAL_NEEDED, _LIMIT_HITS) = range(11)
+ _WAL_NEEDED, _LIMIT_HITS, _NAME_KEY) = range(12)  # the key: two words
+NAME_KEY_BYTES = 16
 # slot columns
 (_STATE, _MIN, _MAX, _GEN, _ACTIVE, _ROWS, _FROZEN, _FROZEN_ROWS, _LSN_MIN, _FROZEN_LSN_MIN,
  _FILE_LSN, _FILE_EVENTS, _CREATED, _REFRESHED, _REFRESHES, _STORAGE, _FILE_SIZE,
@@ -162,6 +165,9 @@ class PartitionMap:
         words = np.frombuffer(segment.map, np.uint64)
         self.header = words[:HEADER_WORDS]
         nslots = int(self.header[_SLOTS]) or (len(words) - HEADER_WORDS) // SLOT_WORDS
+        if HEADER_WORDS + nslots * SLOT_WORDS > len(words):  # read from shared memory
+            raise ShmError(f"shared memory segment {segment.name}: its header describes "
+                           f"{nslots} slots, more than the segment holds")
         self.table = words[HEADER_WORDS:HEADER_WORDS + nslots * SLOT_WORDS].reshape(
             nslots, SLOT_WORDS)
 
@@ -172,12 +178,24 @@ class PartitionMap:
         seg.reserve(0, size)
         pm = cls(seg)
         pm.header[_SLOTS] = nslots
+        pm.header[_NAME_KEY:_NAME_KEY + 2] = np.frombuffer(os.urandom(NAME_KEY_BYTES), U64)
         pm.header[_MAGIC] = MAGIC
         return pm
 
     @classmethod
     def attach(cls, name: str) -> "PartitionMap":
-        return cls(Segment(name))
+        seg = Segment(name)
+        if len(seg.map) < HEADER_WORDS * 8 or \
+                int(np.frombuffer(seg.map, np.uint64, 1)[0]) != MAGIC:
+            seg.close()
+            raise ShmError(f"shared memory segment {name} is not a partition map")
+        return cls(seg)
+
+    @property
+    def name_key(self) -> bytes:
+        """The key memtable names are made with (names.memtable): it lives here, where
+        only the owner's processes can read it, so nobody else can tell the next name."""
+        return self.header[_NAME_KEY:_NAME_KEY + 2].tobytes()
 
     def __reduce__(self):
         return (PartitionMap.attach, (self.segment.name,))

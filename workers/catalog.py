@@ -15,6 +15,8 @@ from monotone import cloud as cloud_module
 from monotone.errors import MonotoneError
 from monotone.format.codec import CODECS
 from monotone.format.crypto import new_key, parse_key
+from monotone.shm import private
+from monotone.shm.errors import BadPath
 
 MAIN = "main"
 UNSET = -1
@@ -175,6 +177,10 @@ def check_path(path: str, what: str) -> None:
         os.fsencode(path)
     except UnicodeError:
         raise MonotoneError(f"{what}: path {path!r} cannot be a file name here") from None
+    try:
+        private.check_path(path, f"{what}: path")
+    except BadPath as e:
+        raise MonotoneError(str(e)) from None
 
 
 def check_level(compression: str, level: int) -> None:

@@ -29,7 +29,8 @@ def hello(server, conn, message: msg.Hello, reply) -> None:
         server.clients[conn] = message.pid
         server.seen_client = True
         server.stopping = False
-        return {"catalog": engine.layout.catalog, "config": engine.client_config()}
+        return {"catalog": engine.layout.catalog, "token": engine.layout.token,
+                "config": engine.client_config()}
 
     server.scheduler.submit(attach, reply, "hello", CATALOG if changes else NOW)
 
@@ -40,8 +41,9 @@ def settings_to_apply(engine: Engine, settings: dict) -> dict:
     out = {}
     for name, value in settings.items():
         var = TABLE[name]
-        if name in ("uuid", "wal_recover"):
-            continue  # only for a repository being opened (and recovered) now
+        if name in ("uuid", "wal_recover", "strict_modes", "lock_timeout"):
+            continue  # only for a repository being opened (and recovered) now, or
+            # each process's own
         current = engine.config.values[name]
         if not var.flags & RUNTIME:
             if convert(var, value) != current:

@@ -1,10 +1,12 @@
 """The coordinator process of one repository.
 
 Started by the first open() of a repository (embedded: it stops when its last
-client goes) or by `monotone serve PATH` (a service: it stays). It binds the
-repository's socket first, which makes it the only coordinator; recovers the
-repository; says "ready" on stdout to whoever started it; and then answers
-control requests. Data never passes through it.
+client goes) or by `monotone serve PATH` (a service: it stays). It takes the
+COORDINATOR lock first, which makes it the only coordinator (one that finds a
+coordinator serving says "ready" and leaves); recovers the repository; binds
+the socket in the repository's directory; says "ready" on stdout to whoever
+started it; and then answers control requests, from processes of its own uid
+(or root) only. Data never passes through it.
 """
 from __future__ import annotations
 
@@ -20,14 +22,16 @@ import time
 
 from monotone import protocol
 from monotone.boundary import ShmError, translate
+from monotone.connection import HANDSHAKE, peer
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
+from monotone.shm import private
 
 from . import cloud_tier, commands
 from . import partition_commands as partitions
 from . import refresh as refresher
-from .engine import Engine
-from .listener import bind, peer_uid
+from .engine import AlreadyServed, Engine
+from .listener import Listener, Refusals
 from .pool import Pool
 from .recovery import recover
 from .service import ServiceQueue
@@ -39,9 +43,10 @@ BACKGROUND = 1.0   # seconds between checks of the pipeline's retention
 
 
 class Server:
-    def __init__(self, engine: Engine, listener: socket.socket, embedded: bool) -> None:
+    def __init__(self, engine: Engine, listener: Listener, embedded: bool) -> None:
         self.engine = engine
         self.listener = listener
+        self.refusals = Refusals()
         self.embedded = embedded
         self.sel = selectors.DefaultSelector()
         self.conns: set[socket.socket] = set()
@@ -49,9 +54,9 @@ class Server:
         self.seen_client = False
         self.stopping = False
         workers = engine.config.workers
-        self.pool = Pool(engine.layout.base, workers, self.sel) if workers else None
+        self.pool = Pool(engine.layout, workers, self.sel) if workers else None
         uploads = engine.config.workers_upload
-        self.uploads = Pool(engine.layout.base, uploads, self.sel, eager=False) \
+        self.uploads = Pool(engine.layout, uploads, self.sel, eager=False) \
             if uploads else None
         engine.pool, engine.uploads = self.pool, self.uploads
         self.scheduler = Scheduler(engine, self.pool, self.uploads)
@@ -90,21 +95,33 @@ class Server:
         return None
 
     def _accept(self) -> None:
-        conn, _ = self.listener.accept()
-        uid = peer_uid(conn)
-        if uid not in (os.getuid(), 0):
-            # an abstract socket has no file permissions: the check is ours
-            log.warning("refused a client of uid %d", uid)
-            try:
-                protocol.send(conn, {"ok": False, "type": "AccessDenied", "error": (
-                    f"the repository {self.engine.layout.base} is served for uid "
-                    f"{os.getuid()}; uid {uid} may not use it")})
-            except OSError:
-                pass
-            conn.close()
-            return
-        self.sel.register(conn, selectors.EVENT_READ)
-        self.conns.add(conn)
+        """Take the connections waiting (a bounded number a turn, so a flood of them
+        cannot starve the clients already served)."""
+        for _ in range(64):
+            conn = self.listener.accept()
+            if conn is None:
+                return
+            pid, uid = peer(conn)
+            if uid not in (os.getuid(), 0):
+                self._refuse(conn, pid, uid)
+                continue
+            # a client that stops halfway through a message cannot stall us
+            conn.settimeout(HANDSHAKE)
+            self.sel.register(conn, selectors.EVENT_READ)
+            self.conns.add(conn)
+
+    def _refuse(self, conn: socket.socket, pid: int, uid: int) -> None:
+        """A process of another uid: one line saying why (never blocking on it), and a
+        log line, rate-limited."""
+        self.refusals.refused(pid, uid)
+        try:
+            conn.setblocking(False)
+            protocol.send(conn, {"ok": False, "type": "AccessDenied", "error": (
+                f"the repository {self.engine.layout.base} is served for "
+                f"{private.who(os.getuid())}; {private.who(uid)} may not use it")})
+        except OSError:
+            pass
+        conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -112,6 +129,9 @@ class Server:
             message = protocol.decode(data) if data is not None else None
         except (ValueError, protocol.BadMessage) as e:
             log.warning("dropped a client that sent no message of the protocol: %s", e)
+            message = None
+        except OSError as e:  # a timeout halfway through a message, a reset
+            log.warning("dropped a client: %s", e)
             message = None
         if message is None:
             self.drop(conn)
@@ -322,6 +342,7 @@ class Server:
 
     def shutdown(self) -> None:
         engine = self.engine
+        self.listener.close()  # first: a client from now on starts a new coordinator
         try:
             for pool in (self.pool, self.uploads):
                 if pool is not None:
@@ -338,10 +359,10 @@ class Server:
         except Exception as e:
             log.error("refresh at shutdown failed: %s", e)
         finally:
+            self.refusals.flush()
             engine.close()
             for conn in list(self.conns):
                 conn.close()
-            self.listener.close()
 
 
 def setup_logging(engine: Engine) -> None:
@@ -349,7 +370,9 @@ def setup_logging(engine: Engine) -> None:
     log.setLevel(logging.INFO)
     form = logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s")
     if cfg.log and cfg.log_to_file:
-        handler = logging.FileHandler(engine.layout.log)
+        # never through a link put at its name, nor into another user's file
+        fd = private.open_own(engine.layout.log, os.O_WRONLY | os.O_APPEND, create=True)
+        handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
         handler.setFormatter(form)
         log.addHandler(handler)
     if cfg.log and cfg.log_to_stdout:
@@ -362,19 +385,21 @@ def setup_logging(engine: Engine) -> None:
 
 
 def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
-    listener = bind(base)
-    if listener is None:
-        _say(announce, "ready")  # another coordinator serves this repository
-        return 0
     engine = None
     try:
         engine = Engine(base, settings)
         setup_logging(engine)
         recover(engine)
+        listener = Listener(engine.dirfd, engine.layout.socket)
+    except AlreadyServed:
+        engine = None
+        _say(announce, "ready")  # another coordinator serves this repository
+        return 0
     except Exception as e:
         if engine is not None:
             engine.close()
-        listener.close()
+        if isinstance(e, ShmError):
+            e = translate(e)
         kind = type(e).__name__ if isinstance(e, MonotoneError) else "MonotoneError"
         _say(announce, f"error: {kind}: {e}")
         return 1

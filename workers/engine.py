@@ -1,10 +1,10 @@
 """The coordinator's view of a repository: config, catalog, partitions, files."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
+import secrets
 import time
 from contextlib import contextmanager
 
@@ -12,17 +12,20 @@ import numpy as np
 
 from monotone.append import Shared, append
 from monotone.cloud import objects_of
-from monotone.config import Config
+from monotone.config import TABLE, Config, convert, lock_timeout
+from monotone.connection import START_WAITS, serving
 from monotone.ddl import commands as cmd
-from monotone.errors import MonotoneError
+from monotone.errors import AccessDenied, MonotoneError
 from monotone.format.crypto import Cipher, parse_key
 from monotone.format.rows import Rows, sort_dedup
 from monotone.lifecycle import PartitionFiles
-from monotone.repository import Layout, write_json
-from monotone.shm import segment
-from monotone.shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile
+from monotone.repository import Layout, open_base, read_json, write_json
+from monotone.shm import private, segment
+from monotone.shm.errors import ShmError, Untrusted
+from monotone.shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile, holders
 from monotone.shm.memtable import Memtable, MemtableCache
 from monotone.shm.partition_map import FileStats, PartitionMap
+from monotone.shm.segment import NameTaken
 from monotone.store import store_of
 from monotone.wal import WalWriter
 
@@ -42,12 +45,15 @@ def file_stats(meta: dict) -> FileStats:
                      refreshes=int(meta.get("refreshes", 0)))
 
 
+class AlreadyServed(Exception):
+    """Another coordinator serves the repository."""
+
+
 class Engine:
     def __init__(self, base: str, settings: dict) -> None:
-        try:
-            os.makedirs(base, exist_ok=True)
-        except OSError as e:
-            raise MonotoneError(f"cannot create repository directory {base}: {e.strerror}") from None
+        self.strict = convert(TABLE["strict_modes"], settings.get("strict_modes", True))
+        # the directory, checked and held: the socket is reached through it
+        self.dirfd = open_base(base, self.strict)
         self.layout = Layout(base)
         self.config = Config()
         self.catalog = Catalog()
@@ -65,35 +71,68 @@ class Engine:
             raise
 
     def _start(self, settings: dict) -> None:
-        self._load_config(settings)
-        self.locks = LockFile(self.layout.lock)
-        self.locks.lock(COORDINATOR)  # waits for a previous coordinator to be gone
+        timeout = lock_timeout(settings)
+        self.locks = LockFile(self.layout.lock, timeout=timeout)
+        self._elect(timeout)
         self.owner = True
         # and for every client of a coordinator that died to stop writing
         with Held(self.locks, ATTACHED):
             pass
         for name in segment.list_segments(self.layout.id):
             segment.unlink(name)     # left by a coordinator that was killed
-        self.pmap = PartitionMap.create(self.layout.catalog, SLOTS)
+        self._load_config(settings)
+        try:
+            private.make_dir(self.layout.wal, ancestors=False)  # always ours alone
+        except Untrusted as e:
+            raise AccessDenied(f"cannot use the WAL directory: {e}") from None
+        except OSError as e:
+            raise MonotoneError(f"cannot use the WAL directory {self.layout.wal}: "
+                                f"{e.strerror}") from None
+        for _ in range(16):  # names with a part nobody can guess; a taken one is skipped
+            self.layout.token = secrets.token_hex(8)
+            try:
+                self.pmap = PartitionMap.create(self.layout.catalog, SLOTS)
+                break
+            except NameTaken:
+                log.warning("shared memory name %s was taken by someone else: skipped",
+                            self.layout.catalog)
+        else:
+            raise MonotoneError("no free shared memory name for the catalog in /dev/shm")
         self.pmap.pid = os.getpid()
+        self.layout.key = self.pmap.name_key
         self.mapped = True
         self.memtables = MemtableCache(self.layout.memtable)
         self.shared = Shared(self.pmap, self.locks, self.memtables, self.layout.wal)
-        self.wal = WalWriter(self.layout.wal)  # drop records
+        self.wal = WalWriter(self.layout.wal, uuid=self.config.uuid)  # drop records
+
+    def _elect(self, timeout: float) -> None:
+        """Become the repository's only coordinator (COORDINATOR), waiting for a
+        previous one to be gone (it may be saving what it holds); AlreadyServed when
+        one serves."""
+        start = time.monotonic()
+        while not self.locks.try_lock(COORDINATOR):
+            if serving(self.dirfd, self.layout.socket, timeout):
+                raise AlreadyServed()
+            if time.monotonic() - start >= timeout * START_WAITS:
+                raise MonotoneError(f"{self.layout.base}: another coordinator holds the "
+                                    "repository and does not answer: "
+                                    f"{holders(self.locks, COORDINATOR)}")
+            time.sleep(0.01)
 
     # config and catalog
     def _load_config(self, settings: dict) -> None:
         cfg = self.config
         path = self.layout.config
-        exists = os.path.exists(path)
+        exists = os.path.lexists(path)
         if exists:
             try:
-                with open(path) as f:
-                    data = json.load(f)
+                data = read_json(path)
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
                 cfg.load(data)
                 self.catalog = Catalog.from_json(data)
+            except Untrusted as e:
+                raise AccessDenied(f"cannot read {path}: {e}") from None
             except (OSError, ValueError, TypeError, MonotoneError) as e:
                 raise MonotoneError(
                     f"cannot read {path}: {e}. Nothing was changed; restore the file "
@@ -149,8 +188,10 @@ class Engine:
                     "volume not mounted, or config.json damaged or edited?): make it "
                     "available and open again")
             try:
-                os.makedirs(directory, exist_ok=True)
-            except (OSError, ValueError) as e:
+                private.make_dir(directory, ancestors=self.strict)
+            except Untrusted as e:
+                raise AccessDenied(f"storage '{storage.name}': {e}") from None
+            except (OSError, ValueError, ShmError) as e:
                 raise MonotoneError(f"storage '{storage.name}': cannot use directory "
                                     f"{directory}: {getattr(e, 'strerror', None) or e}") from None
             real = os.path.realpath(directory)
@@ -226,11 +267,22 @@ class Engine:
     def live_slots(self) -> np.ndarray:
         return self.pmap.live()
 
+    def new_memtable(self) -> int:
+        """A new memtable segment, its segno; a name someone else took is skipped."""
+        for _ in range(16):
+            segno = self.pmap.bump("segno")
+            try:
+                self.memtables.add(Memtable.create(self.layout.memtable(segno), segno))
+                return segno
+            except NameTaken:
+                log.warning("shared memory name %s was taken by someone else: skipped",
+                            self.layout.memtable(segno))
+        raise MonotoneError("no free shared memory name for a memtable in /dev/shm")
+
     def new_slot(self, lo: int, hi: int, storage: Storage | None = None,
                  created: int | None = None) -> int:
         storage = storage or self.catalog.first_tier()
-        segno = self.pmap.bump("segno")
-        self.memtables.add(Memtable.create(self.layout.memtable(segno), segno))
+        segno = self.new_memtable()
         try:
             return self.pmap.add(lo, hi, segno, storage.id,
                                  created if created is not None else int(time.time() * 1e6))
@@ -325,6 +377,7 @@ class Engine:
                     segment.unlink(name)
         # The lock file stays open: the kernel drops COORDINATOR when this process
         # exits, so a client waiting on it knows the coordinator is really gone.
+        os.close(self.dirfd)  # the listener, reached through it, is closed already
 
     def _close_slots(self) -> None:
         try:

@@ -20,6 +20,7 @@ from collections import deque
 from typing import Callable
 
 from monotone import process, protocol
+from monotone.repository import Layout
 
 from .merger import MergeJob
 from .transfer import TransferJob
@@ -32,13 +33,15 @@ Done = Callable[[dict], None]  # called with {"ok": True, "meta": ...} or {"ok":
 
 
 class Worker:
-    def __init__(self, base: str) -> None:
+    def __init__(self, layout: Layout) -> None:
         ours, theirs = socket.socketpair()
         self.proc = subprocess.Popen(
-            process.command("monotone.workers.worker", base, str(theirs.fileno())),
+            process.command("monotone.workers.worker", layout.base, str(theirs.fileno())),
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=process.environment())
         theirs.close()
         self.conn = ours
+        # the segment names' token and key go this way: a command line is public
+        protocol.send(ours, {"token": layout.token, "key": layout.key.hex()})
         self.job: tuple[Job, Done] | None = None
 
     def stop(self) -> None:
@@ -51,8 +54,8 @@ class Worker:
 
 
 class Pool:
-    def __init__(self, base: str, size: int, selector, eager: bool = True) -> None:
-        self.base = base
+    def __init__(self, layout: Layout, size: int, selector, eager: bool = True) -> None:
+        self.layout = layout
         self.selector = selector
         self.size = size
         self.workers: list[Worker] = [self._start()] if size and eager else []
@@ -60,7 +63,7 @@ class Pool:
         self.done = 0
 
     def _start(self) -> Worker:
-        worker = Worker(self.base)
+        worker = Worker(self.layout)
         self.selector.register(worker.conn, 1, (self, worker))
         log.info("worker %d started", worker.proc.pid)
         return worker

@@ -20,6 +20,7 @@ import time
 from monotone import faults
 from monotone.lifecycle import COMPLETE, file_name, parse
 from monotone.region_reader import Reader
+from monotone.shm import private
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
 from . import wal_files as wal
@@ -30,6 +31,7 @@ log = logging.getLogger("monotone")
 
 def recover(engine: Engine) -> None:
     start = time.monotonic()
+    made_private(engine)
     lsn, ssn = recover_files(engine)
     files = engine.pmap.live()
     log.info("recovery: partition files read: %d", len(files))
@@ -44,6 +46,15 @@ def recover(engine: Engine) -> None:
         replay_wal(engine)
     engine.save_config()
     log.info("recovery done in %.3f s, lsn %d", time.monotonic() - start, engine.pmap.lsn)
+
+
+def made_private(engine: Engine) -> None:
+    """Files of a repository written before they were made private become 0600."""
+    layout = engine.layout
+    changed = sum(private.tighten(d) for d in
+                  [layout.base, layout.wal, *map(engine.directory, engine.catalog.storages)])
+    if changed:
+        log.info("recovery: %d files made readable by their owner only", changed)
 
 
 def drop_unswitched(engine: Engine) -> None:
@@ -100,7 +111,9 @@ def replay_wal(engine: Engine) -> None:
     A torn tail (a write cut short) is cut. Damage anywhere else stops the
     open with a CorruptionError, unless wal_recover is set: then the damaged
     records are skipped and their files rewritten without them, after the
-    replay."""
+    replay. Files that are not this repository's stop it before anything is
+    read (wal.check_files)."""
+    wal.check_files(engine.layout.wal, engine.config.uuid)
     wal.remove_stale(engine.layout.wal)
     paths = wal.wal_files(engine.layout.wal)
     sealed = wal.sealed_sizes(paths)

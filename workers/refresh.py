@@ -32,7 +32,6 @@ from monotone import faults
 from monotone.jsonout import size_text
 from monotone.shm import segment
 from monotone.shm.locks import SEQUENCE, Held
-from monotone.shm.memtable import Memtable
 from monotone.shm.partition_map import ON_CLOUD
 
 from . import cloud_tier
@@ -100,8 +99,7 @@ def _freeze(engine: Engine, slot: int) -> None:
     with engine.shared.locked([slot]):
         if engine.pmap.slot(slot).frozen:
             return
-        segno = engine.pmap.bump("segno")
-        engine.memtables.add(Memtable.create(engine.layout.memtable(segno), segno))
+        segno = engine.new_memtable()
         with engine.shared.publishing(), Held(engine.locks, SEQUENCE):
             engine.pmap.freeze(slot, segno)
     faults.point("refresh.frozen")

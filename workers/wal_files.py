@@ -10,16 +10,26 @@ the damaged bytes are skipped and the file rewritten without them.
 Collecting: a file nobody holds is closed for good and is deleted once every
 record in it is in partition files and it reads cleanly to its end. (Writing
 is the client's: monotone/wal.py.)
+
+Provenance: a file is replayed only when it proves to be this repository's: a
+regular file (not a link) of our uid, named as the engine names them, whose
+start record carries the repository's uuid (files written before the uuid was
+recorded carry none and are taken on the first two). Anything else at such a
+name stops the open with an error naming it; it is neither replayed nor
+removed, and collection leaves it alone.
 """
 from __future__ import annotations
 
 import os
+import uuid as uuidlib
 from dataclasses import dataclass, field
 
 from monotone import faults
 from monotone.boundary import ShmError
-from monotone.errors import CorruptionError
+from monotone.errors import AccessDenied, CorruptionError, MonotoneError
 from monotone.format import wal as walfmt
+from monotone.shm import private
+from monotone.shm.errors import Untrusted
 from monotone.shm.locks import LockFile
 from monotone.store import sync_path
 from monotone.wal import NEW, SUFFIX, path_of
@@ -33,13 +43,41 @@ def wal_files(directory: str) -> list[str]:
     return [os.path.join(directory, n) for n in sorted(names)]
 
 
+def check_files(directory: str, uuid: str) -> None:
+    """Every WAL file (and `.new` one) in directory is this repository's, or the
+    error names the first that is not."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return
+    origin = uuidlib.UUID(uuid).bytes
+    for name in names:
+        if not (name.endswith(SUFFIX) or name.endswith(SUFFIX + NEW)):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = private.open_own(path)
+        except Untrusted as e:
+            raise AccessDenied(f"wal file {e}; it was neither replayed nor removed") from None
+        except FileNotFoundError:
+            continue
+        with open(fd, "rb") as f:
+            head = f.read(walfmt.HEADER.size + 32)
+        rec = walfmt.decode_at(memoryview(head), 0, path)
+        if rec is not None and rec.origin is not None and rec.origin != origin:
+            raise MonotoneError(
+                f"wal file {path} belongs to another repository (uuid "
+                f"{uuidlib.UUID(bytes=rec.origin)}), not to this one ({uuid}): it was "
+                "neither replayed nor removed; move it away and open again")
+
+
 def sync_files(directory: str) -> None:
     """fsync every WAL file (any descriptor of a file flushes all of it)."""
     for path in wal_files(directory):
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue  # collected meanwhile: all of it was in partition files
+            fd = private.open_own(path)
+        except (FileNotFoundError, Untrusted):
+            continue  # collected meanwhile (all of it was in partition files); not ours
         try:
             os.fsync(fd)
         finally:
@@ -74,7 +112,7 @@ def read_file(path: str, sealed: int | None = None) -> WalFile:
 
     sealed: the file's final size, as the start record of the file its writer
     went on to says; such a file ends complete, and anything else is damage."""
-    with open(path, "rb") as f:
+    with open(private.open_own(path), "rb") as f:
         data = f.read()
     buf = memoryview(data)
     wf = WalFile(path, size=len(data), data=data)
@@ -109,7 +147,7 @@ def read_headers(path: str) -> tuple[list[tuple[int, bool]], bool]:
     the headers (what deciding whether a closed file may go needs); and whether
     they reach the end of the file cleanly."""
     out = []
-    with open(path, "rb", buffering=0) as f:
+    with open(private.open_own(path), "rb", buffering=0) as f:
         size, pos = os.fstat(f.fileno()).st_size, 0
         while pos < size:
             head = os.pread(f.fileno(), walfmt.HEADER.size, pos)
@@ -126,7 +164,7 @@ def cut_tail(wf: WalFile) -> bool:
     """Truncate a file at its torn tail; True when something was cut."""
     if wf.torn is None:
         return False
-    with open(wf.path, "r+b") as f:
+    with open(private.open_own(wf.path, os.O_RDWR), "r+b") as f:
         f.truncate(wf.torn)
         os.fsync(f.fileno())
     return True
@@ -140,7 +178,7 @@ def rewrite(wf: WalFile) -> None:
 
 def _replace(path: str, parts: list) -> None:
     tmp = path + NEW
-    with open(tmp, "wb") as f:
+    with open(private.create(tmp, os.O_WRONLY, replace=True), "wb") as f:
         for part in parts:
             f.write(part)
         f.flush()
@@ -153,6 +191,8 @@ def is_active(path: str) -> bool:
     """Whether a live process still holds this file (appends to it, or names it)."""
     try:
         probe = LockFile(path, create=False)
+    except Untrusted:
+        raise
     except ShmError:
         return False
     try:
@@ -167,8 +207,8 @@ def sealed_sizes(files: list[str]) -> dict[str, tuple[int, str]]:
     out = {}
     directory = os.path.dirname(files[0]) if files else ""
     for path in files:
-        with open(path, "rb") as f:
-            head = f.read(walfmt.HEADER.size + 16)
+        with open(private.open_own(path), "rb") as f:
+            head = f.read(walfmt.HEADER.size + 32)
         rec = walfmt.decode_at(memoryview(head), 0, path)
         if rec is not None and rec.start is not None and rec.start[0]:
             out[path_of(directory, rec.start[0])] = (rec.start[1], path)
@@ -178,9 +218,10 @@ def sealed_sizes(files: list[str]) -> dict[str, tuple[int, str]]:
 def unseal(successor: str) -> None:
     """Make a start record name no file: the one it named was rewritten (wal_recover)
     and its size no longer holds."""
-    with open(successor, "rb") as f:
+    with open(private.open_own(successor), "rb") as f:
         data = f.read()
-    start = walfmt.join(walfmt.encode_start(0, 0))
+    rec = walfmt.decode_at(memoryview(data), 0, successor)
+    start = walfmt.join(walfmt.encode_start(0, 0, rec.origin or b"" if rec else b""))
     _replace(successor, [start, memoryview(data)[len(start):]])
 
 
@@ -196,9 +237,7 @@ def remove_stale(directory: str) -> int:
         names = [n for n in os.listdir(directory) if n.endswith(SUFFIX + NEW)]
     except FileNotFoundError:
         return 0
-    for name in names:
-        os.unlink(os.path.join(directory, name))
-    return len(names)
+    return sum(private.remove_own(os.path.join(directory, name)) for name in names)
 
 
 def gc(directory: str, lsn_needed: int) -> int:
@@ -212,12 +251,12 @@ def gc(directory: str, lsn_needed: int) -> int:
     files = wal_files(directory)
     doomed, drops = [], {}
     for path in files:
-        if is_active(path):
-            continue
         try:
+            if is_active(path):
+                continue
             records, clean = read_headers(path)
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, Untrusted):
+            continue  # collected meanwhile; not ours: left alone
         if clean and max((lsn for lsn, _ in records), default=0) < lsn_needed:
             doomed.append(path)
             drops[path] = max((lsn for lsn, drop in records if drop), default=0)

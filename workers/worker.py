@@ -35,7 +35,10 @@ def main() -> int:
     logging.getLogger("monotone").setLevel(logging.INFO)
     base, fd = sys.argv[1], int(sys.argv[2])
     conn = socket.socket(fileno=fd)
-    layout = Layout(base)
+    names = protocol.recv(conn)  # the segment names' token and key: first, from the pool
+    if names is None:
+        return 0
+    layout = Layout(base, names["token"], bytes.fromhex(names["key"]))
     locks = LockFile(layout.lock)
     locks.lock(ATTACHED, exclusive=False)  # a later coordinator waits for us to finish
     os.nice(NICE)

@@ -4,7 +4,9 @@
     payload: the batch in region encoding, uncompressed; for a drop record
          (flag DROP) the dropped partition's min and max, u64 each; for the
          record that starts a file (flag START, lsn 0) the id and final size of
-         the file its writer rotated out of (0, 0 for a writer's first file)
+         the file its writer rotated out of (0, 0 for a writer's first file),
+         then the uuid of the repository the file belongs to (16 bytes; absent
+         in files written before it was)
 
 crc (zlib's crc32) covers the header after it, so a torn or zeroed tail is
 always caught; with wal_crc the payload gets its own checksum as well (flag
@@ -31,6 +33,7 @@ FLAG_DROP = 2
 FLAG_START = 4
 FLAG_DATA_XXH3 = 8  # with DATA_CRC: the payload's checksum is xxh3-64's low 32 bits
 _DROP = struct.Struct("<QQ")
+ORIGIN = 16
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Record:
     size: int  # bytes of the record, header included
     drop: tuple[int, int] | None = None  # (min, max) of a dropped partition
     start: tuple[int, int] | None = None  # (id, size) of the file before this one
+    origin: bytes | None = None  # a start record's repository uuid (16 bytes)
 
 
 def encode(lsn: int, ssn: int, rows: Rows, data_crc: bool) -> list:
@@ -54,10 +58,13 @@ def encode_drop(lsn: int, ssn: int, lo: int, hi: int) -> list:
     return _frame(lsn, ssn, [payload], len(payload), 0, True, FLAG_DROP)
 
 
-def encode_start(previous: int, size: int) -> list:
+def encode_start(previous: int, size: int, origin: bytes = b"") -> list:
     """The first record of a file: which file its writer left, at what size (a
-    file left that way is complete: only a writer's last file can end torn)."""
-    payload = _DROP.pack(previous, size)
+    file left that way is complete: only a writer's last file can end torn), and
+    the repository it belongs to (origin: its uuid's 16 bytes)."""
+    if origin and len(origin) != ORIGIN:
+        raise ValueError(f"a repository uuid is {ORIGIN} bytes")
+    payload = _DROP.pack(previous, size) + origin
     return _frame(0, 0, [payload], len(payload), 0, True, FLAG_START)
 
 
@@ -105,13 +112,15 @@ def decode_at(buf: memoryview, pos: int, origin: str):
     payload = buf[start:start + size]
     if flags & FLAG_DATA_CRC and _checksum(payload, flags) != dcrc:
         return None
-    if flags & (FLAG_DROP | FLAG_START):
+    if flags & FLAG_START:
+        if size not in (_DROP.size, _DROP.size + ORIGIN):
+            return None
+        return Record(lsn, ssn, None, HEADER.size + size, start=_DROP.unpack_from(payload),
+                      origin=bytes(payload[_DROP.size:]) or None)
+    if flags & FLAG_DROP:
         if size != _DROP.size:
             return None
-        pair = _DROP.unpack(payload)
-        if flags & FLAG_START:
-            return Record(lsn, ssn, None, HEADER.size + size, start=pair)
-        return Record(lsn, ssn, None, HEADER.size + size, pair)
+        return Record(lsn, ssn, None, HEADER.size + size, _DROP.unpack(payload))
     try:
         rows = region.decode(payload, origin)
     except Exception:
