@@ -29,6 +29,7 @@ import shutil
 import threading
 import time
 
+from . import redact
 from .errors import CorruptionError, MonotoneError
 from .format import partition
 from .shm import private
@@ -36,7 +37,6 @@ from .store import ReadHandle
 
 log = logging.getLogger("monotone")
 
-_SECRET_WORDS = ("secret", "password", "token", "key", "credential", "auth", "sas", "conn")
 TIMEOUT = 20   # seconds to connect or to wait for a reply, per request
 RETRIES = 3    # attempts in all, on errors worth retrying
 AHEAD = 4      # regions a cold read fetches ahead of the one it stands on
@@ -53,7 +53,7 @@ class ObjectMissing(CloudError):
 
 def secret_option(name: str) -> bool:
     """Whether a filesystem option looks like a secret (shown as "(secret)")."""
-    return any(word in name.lower() for word in _SECRET_WORDS)
+    return redact.secret_name(name)
 
 
 def _fsspec():
@@ -159,8 +159,9 @@ class Objects:
             self.root = f"{spec['url'].rstrip('/')}/{uuid}"
         self.debug = bool(spec.get("debug"))
         # secrets to scrub from messages (a very short one would mangle the text
-        # instead; the access key is no secret: SHOW prints it)
-        self._secrets = [s for s in (spec["password"],
+        # instead; the access key is no secret: SHOW prints it), the url's own
+        # (a password or token in it) as written and percent-decoded
+        self._secrets = [s for s in (spec["password"], *redact.secrets(spec["url"] or ""),
                                      *(str(v) for k, v in spec["options"].items()
                                        if secret_option(k))) if len(s) >= 4]
 
@@ -170,7 +171,7 @@ class Objects:
 
     def where(self, name: str = "") -> str:
         """An object's place, for messages: cloud name, type and path."""
-        return f"cloud '{self.spec['name']}' ({self.spec['type']}) {self.path(name)}"
+        return f"cloud '{self.spec['name']}' ({self.spec['type']}) {redact.url(self.path(name))}"
 
     def path(self, name: str) -> str:
         return f"{self.root}/{name}" if name else self.root
@@ -198,8 +199,8 @@ class Objects:
 
     def _log(self, op: str, name: str, start: float, outcome: str) -> None:
         if self.debug:
-            log.info("cloud %s: %s %s: %s (%.1f ms)", self.spec["name"], op, self.path(name),
-                     outcome, (time.perf_counter() - start) * 1e3)
+            log.info("cloud %s: %s %s: %s (%.1f ms)", self.spec["name"], op,
+                     redact.url(self.path(name)), outcome, (time.perf_counter() - start) * 1e3)
 
     # the verbs
     def attach(self) -> None:

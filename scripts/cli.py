@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import shlex
 import sys
 
 import monotone
+from monotone import redact
 from monotone.ddl import commands as cmd
 from monotone.ddl import help as language
 from monotone.ddl import parse
 from monotone.ddl.lexer import split_statements
+from monotone.shm.private import open_own
 
 from .progress import Progress
 
@@ -58,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(args)
     if ns.table and _rich_console() is None:
         ap.error("--table needs rich: pip install 'monotone-py[cli]'")
+    command = " ".join(ns.command)
+    if command and redact.command(command) != command:
+        print("monotone: warning: this command holds a secret, and other local users can read "
+              "command lines (/proc/PID/cmdline); put it in a file and pass that on standard "
+              f"input instead: monotone {shlex.quote(ns.path)} < create_cloud.sql",
+              file=sys.stderr)
     db = monotone.Monotone()
     try:
         _settings(db, ns.set)
@@ -71,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(db, table=ns.table)
     try:
         if ns.command:
-            return runner.script([" ".join(ns.command)], ns.keep_going, numbered=False)
+            return runner.script([command], ns.keep_going, numbered=False)
         if sys.stdin.isatty():
             return Prompt(runner).loop()
         return runner.script(sys.stdin, ns.keep_going, numbered=True)
@@ -280,6 +290,7 @@ class Prompt:
         except ImportError:
             return self._readline()
         prompt = self
+        history = History(self.HISTORY)
 
         class Words(Completer):
             def get_completions(self, document, complete_event):
@@ -287,7 +298,16 @@ class Prompt:
                 for w in prompt.complete(word):
                     yield Completion(w, start_position=-len(word))
 
-        session = PromptSession(history=FileHistory(self.HISTORY), completer=Words(),
+        class Private(FileHistory):
+            """FileHistory's file and format, read and written through History."""
+
+            def load_history_strings(self):
+                return reversed(history.entries())
+
+            def store_string(self, string: str) -> None:
+                history.append(string)
+
+        session = PromptSession(history=Private(self.HISTORY), completer=Words(),
                                 complete_while_typing=False)
         return session.prompt
 
@@ -296,22 +316,81 @@ class Prompt:
             import readline
         except ImportError:
             return input
-        try:
-            readline.read_history_file(self.HISTORY)
-        except OSError:
-            pass
+        history = History(self.HISTORY)
+        for entry in history.entries():
+            readline.add_history(entry)
         readline.set_completer_delims(" \t\n(),;'\"")
         readline.set_completer(lambda text, state: (self.complete(text) + [None])[state])
         readline.parse_and_bind("tab: complete")
 
         def read(prompt: str) -> str:
             line = input(prompt)
-            try:
-                readline.write_history_file(self.HISTORY)
-            except OSError:
-                pass
+            # input() put the line in readline's history as typed: the redacted
+            # line replaces it (replace_history_item counts from 0, the other from 1)
+            last = readline.get_current_history_length()
+            if last and readline.get_history_item(last) == line:
+                readline.replace_history_item(last - 1, redact.command(line))
+            if line.strip():
+                history.append(line)
             return line
         return read
+
+
+class History:
+    """The prompt's history file, in prompt_toolkit's format whichever front end
+    reads it. Commands are stored with their secrets replaced (redact.command);
+    the file is 0600 and opened without following a link (shm.private.open_own),
+    so a link put in its place is never written through. When it cannot be used
+    safely, history is kept for this session only, and the prompt says so once."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.usable = True
+        try:
+            os.close(open_own(path, os.O_RDONLY, create=True))  # made 0600 if it was not
+        except OSError as e:  # shm.errors.Untrusted included: a link, another's file
+            self._refuse(e)
+
+    def entries(self) -> list[str]:
+        """The commands in the file, oldest first (a line older versions wrote plainly,
+        through readline, is a command of its own)."""
+        if not self.usable:
+            return []
+        try:
+            with os.fdopen(open_own(self.path), "rb") as f:
+                text = f.read().decode("utf-8", errors="replace")
+        except OSError as e:  # replaced by a link meanwhile, unreadable...
+            self._refuse(e)
+            return []
+        found: list[str] = []
+        lines: list[str] = []
+        for line in [*text.splitlines(), ""]:
+            if line.startswith("+"):
+                lines.append(line[1:])
+                continue
+            if lines:
+                found.append("\n".join(lines))
+                lines = []
+            if line and not line.startswith("#"):
+                found.append(line)
+        return found
+
+    def append(self, command: str) -> None:
+        """Add a command, its secrets replaced before it reaches the file."""
+        if not self.usable:
+            return
+        lines = "".join(f"+{line}\n" for line in redact.command(command).split("\n"))
+        entry = f"\n# {datetime.datetime.now()}\n{lines}".encode("utf-8", errors="replace")
+        try:
+            with os.fdopen(open_own(self.path, os.O_WRONLY | os.O_APPEND, create=True),
+                           "ab") as f:
+                f.write(entry)
+        except OSError as e:
+            self._refuse(e)
+
+    def _refuse(self, error: OSError) -> None:
+        self.usable = False
+        print(f"monotone: history is not saved: {error}", file=sys.stderr)
 
 
 def serve(argv: list[str]) -> int:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from monotone import cloud as cloud_module
+from monotone import redact
 from monotone.errors import MonotoneError
 from monotone.format.codec import CODECS
 from monotone.format.crypto import new_key, parse_key
@@ -70,13 +71,13 @@ class Cloud:
 
     def show(self) -> dict:
         out = {"name": self.name, "type": self.type, "login": self.login,
-               "password": "(secret)", "url": self.url, "debug": self.debug}
+               "password": "(secret)", "url": redact.url(self.url), "debug": self.debug}
         for name, value in self.options.items():
             out[name] = "(secret)" if cloud_module.secret_option(name) else value
         return out
 
     def __repr__(self) -> str:
-        return f"Cloud({self.name!r}, type={self.type!r}, url={self.url!r})"
+        return f"Cloud({self.name!r}, type={self.type!r}, url={redact.url(self.url)!r})"
 
     def spec(self) -> dict:
         """What a process needs to reach it (secrets included: for its own processes)."""

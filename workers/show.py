@@ -1,6 +1,7 @@
 """SHOW: the JSON views of config, storages, partitions, pipeline, clouds, WAL, memory."""
 from __future__ import annotations
 
+from monotone import redact
 from monotone.config import HIDDEN, TABLE, lookup
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
@@ -141,7 +142,7 @@ def storage_json(engine: Engine, storage: Storage, debug: bool = False) -> dict:
     }
     out = {"config": storage.show(debug), "stats": stats}
     if storage.cloud:
-        out["manifest"] = cloud_tier.manifest_url(engine, storage)
+        out["manifest"] = redact.url(cloud_tier.manifest_url(engine, storage))
     return out
 
 

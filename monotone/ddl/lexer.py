@@ -29,7 +29,7 @@ UNITS = {
     "month": 30 * _DAY, "months": 30 * _DAY, "year": 365 * _DAY, "years": 365 * _DAY,
 }
 
-_TOKEN = re.compile(r"""
+TOKEN = re.compile(r"""
     (?P<space>\s+|\#[^\n]*)
   | (?P<float>\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)
   | (?P<int>\d+)
@@ -55,7 +55,7 @@ def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
     pos = 0
     while pos < len(text):
-        m = _TOKEN.match(text, pos)
+        m = TOKEN.match(text, pos)
         kind = m.lastgroup
         pos = m.end()
         if kind == "space":
@@ -88,7 +88,7 @@ def split_statements(text: str) -> list[str]:
     ones (blank lines, comments) left out. A string left open is left to the parser."""
     out, start, pos = [], 0, 0
     while pos < len(text):
-        m = _TOKEN.match(text, pos)
+        m = TOKEN.match(text, pos)
         if m.lastgroup == "open":
             break  # an unterminated string: the rest is one statement, the parser says why
         pos = m.end()
@@ -96,7 +96,7 @@ def split_statements(text: str) -> list[str]:
             out.append(text[start:pos - 1])
             start = pos
     out.append(text[start:])
-    return [s.strip() for s in out if _TOKEN.sub(_blank, s).strip()]
+    return [s.strip() for s in out if TOKEN.sub(_blank, s).strip()]
 
 
 def _blank(m: re.Match) -> str:
