@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from conftest import ROOT
+from terminal import Terminal
 from test_cli import cli
 
 import monotone
@@ -171,50 +169,21 @@ def test_table_output(repo):
 # the prompt, on a terminal ------------------------------------------------------
 
 def test_prompt_on_a_terminal_helps_completes_and_reports_errors(repo):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               HOME=os.path.dirname(repo), TERM="xterm", COLUMNS="120", LINES="40",
-               PROMPT_TOOLKIT_NO_CPR="1")
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execve(sys.executable, [sys.executable, "-m", "monotone.scripts.cli", repo], env)
-    seen = b""
-
-    def until(text: bytes, timeout: float = 60) -> None:
-        nonlocal seen
-        deadline = time.monotonic() + timeout
-        while text not in seen:
-            left = deadline - time.monotonic()
-            assert left > 0, f"waited for {text!r}; the terminal shows {seen[-600:]!r}"
-            if select.select([fd], [], [], left)[0]:
-                try:
-                    seen += os.read(fd, 65536)
-                except OSError:
-                    break
-
-    try:
-        until(b"monotone>")
-        os.write(fd, b"help\r")
-        until(b"help COMMAND for one command")
-        os.write(fd, b"CREATE STORAGE hotdata; SHOW serial\r")
-        until(b"true\r\n")
-        seen = b""
-        os.write(fd, b"SHOW STORAGE hotd\t")  # Tab completes the storage's name
-        until(b"STORAGE hotdata")
-        os.write(fd, b"\r")
-        until(b'"refresh_wm"')
-        seen = b""
-        os.write(fd, b"SHOW STORAGE nope\r")
-        until(b"error: storage 'nope': not exists")
-        os.write(fd, b"quit\r")
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+    with Terminal(repo, HOME=os.path.dirname(repo)) as term:
+        term.until(b"monotone>")
+        term.type(b"help\r")
+        term.until(b"help COMMAND for one command")
+        term.type(b"CREATE STORAGE hotdata; SHOW serial\r")
+        term.until(b"true\r\n")
+        term.seen = b""
+        term.type(b"SHOW STORAGE hotd\t")  # Tab completes the storage's name
+        term.until(b"STORAGE hotdata")
+        term.type(b"\r")
+        term.until(b'"refresh_wm"')
+        term.seen = b""
+        term.type(b"SHOW STORAGE nope\r")
+        term.until(b"error: storage 'nope': not exists")
+        term.quit()
 
 
 # logs ---------------------------------------------------------------------------

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
-import signal
 import socket
 import stat
-import sys
-import time
 
 import pytest
-from conftest import ROOT
 from hypothesis import given
 from hypothesis import strategies as st
+from terminal import Terminal
 from test_cli import cli
 
 import monotone
@@ -211,50 +206,27 @@ def front_end(request, tmp_path):
     return [str(blocked.parent)]
 
 
+@pytest.fixture
+def home(tmp_path):
+    """A HOME of the test's own: the real ~/.monotone_history is never touched."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
 def session(repo: str, home: str, front_end: list[str], lines: list[tuple[str, bytes]]) -> bytes:
     """The prompt on a pseudo-terminal with HOME at home: type each line, wait for what it
     shows, then quit; what the terminal showed."""
-    env = dict(os.environ, HOME=home, TERM="xterm", COLUMNS="200", LINES="40",
-               PROMPT_TOOLKIT_NO_CPR="1",
-               PYTHONPATH=os.pathsep.join([*front_end, ROOT, os.environ.get("PYTHONPATH", "")]))
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execve(sys.executable, [sys.executable, "-m", "monotone.scripts.cli", repo], env)
-    seen = b""
-
-    def until(text: bytes, timeout: float = 60) -> None:
-        nonlocal seen
-        deadline = time.monotonic() + timeout
-        while text not in seen:
-            left = deadline - time.monotonic()
-            assert left > 0, f"waited for {text!r}; the terminal shows {seen[-600:]!r}"
-            if select.select([fd], [], [], left)[0]:
-                try:
-                    seen += os.read(fd, 65536)
-                except OSError:
-                    break
-
-    try:
-        until(b"monotone>")
+    with Terminal(repo, front_end, HOME=home, COLUMNS="200") as term:
+        term.until(b"monotone>")
         for line, shows in lines:
-            os.write(fd, line.encode() + b"\r")
-            until(shows)
-        os.write(fd, b"quit\r")
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, seen[-600:]
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
-    return seen
+            term.type(line.encode() + b"\r")
+            term.until(shows)
+        term.quit()
+        return term.seen
 
 
-def test_history_is_private_and_holds_no_secret(repo, tmp_path, front_end):
-    home = tmp_path / "home"
-    home.mkdir()
+def test_history_is_private_and_holds_no_secret(repo, home, front_end):
     seen = session(repo, str(home), front_end, [(CREATE, b'"(secret)"')])
     assert b"history is not saved" not in seen
     path = home / ".monotone_history"
@@ -267,9 +239,7 @@ def test_history_is_private_and_holds_no_secret(repo, tmp_path, front_end):
     assert f"+{STORED}\n" in path.read_text() and "+SHOW CLOUDS\n" in path.read_text()
 
 
-def test_a_history_others_could_read_is_made_private(repo, tmp_path, front_end):
-    home = tmp_path / "home"
-    home.mkdir()
+def test_a_history_others_could_read_is_made_private(repo, home, front_end):
     path = home / ".monotone_history"
     path.write_text("\n# earlier\n+SHOW STORAGES\n")
     os.chmod(path, 0o644)
@@ -280,9 +250,7 @@ def test_a_history_others_could_read_is_made_private(repo, tmp_path, front_end):
     assert SECRET not in text
 
 
-def test_a_linked_history_is_not_written_through(repo, tmp_path, front_end):
-    home = tmp_path / "home"
-    home.mkdir()
+def test_a_linked_history_is_not_written_through(repo, tmp_path, home, front_end):
     target = tmp_path / "elsewhere"
     target.write_text("not a history\n")
     os.chmod(target, 0o644)
@@ -295,9 +263,8 @@ def test_a_linked_history_is_not_written_through(repo, tmp_path, front_end):
     assert os.path.islink(home / ".monotone_history")
 
 
-def test_a_history_that_is_no_file_is_left_alone(repo, tmp_path):
-    home = tmp_path / "home"
-    (home / ".monotone_history").mkdir(parents=True)
+def test_a_history_that_is_no_file_is_left_alone(repo, home):
+    (home / ".monotone_history").mkdir()
     seen = session(repo, str(home), [], [("SHOW serial", b"true")])
     assert seen.count(b"history is not saved") == 1 and b"Is a directory" in seen
     assert os.listdir(home / ".monotone_history") == []
