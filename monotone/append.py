@@ -5,8 +5,9 @@ Protocol of append() (its process may be killed at any step):
   1. lock the batch's partitions in ascending order (no deadlocks); a locked
      partition still marked pending belongs to a writer that died holding the
      lock: finish its batch first (finish(), below)
-  2. under SEQUENCE take the next lsn, and set the partitions' lsn_min, so
-     WAL garbage collection never passes a record that is not yet in memory
+  2. under SEQUENCE take the next lsn, move ssn past the batch's ids, and set
+     the partitions' lsn_min, so WAL garbage collection never passes a record
+     that is not yet in memory
   3. back the memtable space the batch needs (a full /dev/shm fails here)
   4. append rows past each memtable's published count, and mark each
      partition pending: lsn, row counts, stage APPENDED, where the WAL record
@@ -140,6 +141,13 @@ def _append(shared: Shared, parts: list[tuple[int, Rows]], log: Log | None,
         with Held(shared.locks, SEQUENCE):
             if lsn is None:
                 lsn = pmap.bump("lsn")
+            # ssn moves past the batch's largest id (the parts ascend), before the
+            # batch is published: no serial id is then handed out on an id written,
+            # here or in another process (with serial off too: it may be on at a
+            # later open); the WAL record carries it for recovery
+            past = int(parts[-1][1].ids[-1]) + 1
+            if pmap.ssn < past:
+                pmap.ssn = past
             ssn = pmap.ssn
             for view in views:
                 if not view.lsn_min:

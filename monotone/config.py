@@ -83,10 +83,15 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * (UNITS[unit] if unit else 1)
 
 
+def setting(values: dict, name: str) -> Any:
+    """A variable among settings made before open(), converted, or its default."""
+    var = TABLE[name]
+    return convert(var, values.get(name, var.default))
+
+
 def lock_timeout(values: dict) -> float:
     """Seconds a process waits for a lock (lock_timeout, a duration in microseconds)."""
-    value = values.get("lock_timeout", TABLE["lock_timeout"].default)
-    return convert(TABLE["lock_timeout"], value) / 1e6
+    return setting(values, "lock_timeout") / 1e6
 
 
 def lookup(name: str, verb: str = "SET") -> Var:

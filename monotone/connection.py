@@ -25,7 +25,6 @@ import time
 
 from . import errors, process, protocol
 from .boundary import ShmError, translate
-from .config import lock_timeout
 from .errors import AccessDenied, CoordinatorError, MonotoneError
 from .repository import Layout, socket_address
 from .shm import private, segment
@@ -44,7 +43,7 @@ class Connection:
         self.base = layout.base
         self.dirfd = dirfd
         self.locks = locks
-        self.timeout = lock_timeout(settings)  # to connect, and to be answered hello
+        self.timeout = locks.timeout  # lock_timeout: to connect, and to be answered hello
         self.start_timeout = self.timeout * START_WAITS
         self.child: subprocess.Popen | None = None
         self.sock, self.hello = self._connect(settings)

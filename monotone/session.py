@@ -16,7 +16,7 @@ import numpy as np
 from .append import Shared
 from .background import Background
 from .boundary import ShmError, translate
-from .config import TABLE, convert, lock_timeout
+from .config import lock_timeout, setting
 from .connection import Connection
 from .errors import CoordinatorError, MonotoneError
 from .protocol import GetConfig
@@ -34,8 +34,8 @@ class Session:
         self.pid = os.getpid()
         self.lock = threading.RLock()  # one operation at a time per process and session
         self.settings = settings
-        strict = convert(TABLE["strict_modes"], settings.get("strict_modes", True))
-        self.dirfd = open_base(base, strict)  # made 0700, or checked: its owner's only
+        # made 0700, or checked: its owner's only
+        self.dirfd = open_base(base, setting(settings, "strict_modes"))
         self.layout = Layout(base)
         try:
             self.locks = LockFile(self.layout.lock, timeout=lock_timeout(settings))

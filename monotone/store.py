@@ -1,8 +1,8 @@
 """Where a storage's files live, behind one small interface: the storage I/O seam.
 
 Partition files are read and written only through a Store: read a byte range
-(one region per read), create a file written front to back, write a small
-file atomically, rename, remove, list, size. LocalStore keeps them in a local
+(one region per read), create a file written front to back, rename,
+remove, list, size. LocalStore keeps them in a local
 directory; the cloud tier puts an fsspec filesystem behind the same verbs.
 What the names mean (states of a partition file) is lifecycle.py's business.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import contextmanager
 
 from .errors import AccessDenied, MonotoneError, NoSpaceError
 from .shm import libc, private
@@ -66,9 +67,6 @@ class Store:
         raise NotImplementedError
 
     def create(self, name: str, sync: bool) -> WriteHandle:
-        raise NotImplementedError
-
-    def write_atomic(self, name: str, data: bytes, sync: bool) -> None:
         raise NotImplementedError
 
     def rename(self, src: str, dst: str, sync: bool) -> None:
@@ -146,7 +144,7 @@ class LocalWriter(WriteHandle):
             self.file = open(private.create(path, os.O_WRONLY, replace=True), "wb",
                              buffering=0)
         except Untrusted as e:
-            raise AccessDenied(f"cannot create partition file: {e}") from None
+            raise AccessDenied(f"partition file {e}") from None
         except OSError as e:
             raise MonotoneError(f"cannot create partition file {path}: {e.strerror}") from None
 
@@ -202,37 +200,24 @@ class LocalStore(Store):
     def create(self, name: str, sync: bool) -> LocalWriter:
         return LocalWriter(self.path(name), sync)
 
-    def write_atomic(self, name: str, data: bytes, sync: bool) -> None:
-        """A whole file at once: a temporary beside it, synced, renamed over it."""
-        tmp = self.path(name + ".tmp")
-        with open(_created(tmp), "wb") as f:
-            f.write(data)
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
-        self.rename(name + ".tmp", name, sync)
-
     def rename(self, src: str, dst: str, sync: bool) -> None:
         """Atomically: dst is the old file or the new one, whatever happens. Only a
         file of ours moves (nor is one put in place of another's)."""
         for name in (src, dst):
             try:
-                private.owned(self.path(name))
+                with _ours():
+                    private.owned(self.path(name))
             except FileNotFoundError:
                 if name == src:
                     raise
-            except Untrusted as e:
-                raise AccessDenied(f"partition file {e}") from None
         os.replace(self.path(src), self.path(dst))
         if sync:
             sync_path(self.location)
 
     def remove(self, name: str, sync: bool) -> bool:
-        try:
+        with _ours():
             if not private.remove_own(self.path(name)):
                 return False
-        except Untrusted as e:
-            raise AccessDenied(f"partition file {e}") from None
         if sync:
             sync_path(self.location)
         return True
@@ -264,12 +249,13 @@ class LocalStore(Store):
             return False
 
 
-def _created(path: str) -> int:
-    """A new private file at path (a temporary of ours left there goes first)."""
+@contextmanager
+def _ours():
+    """A file that is not ours (another's, a link) is an AccessDenied naming it."""
     try:
-        return private.create(path, os.O_WRONLY, replace=True)
+        yield
     except Untrusted as e:
-        raise AccessDenied(str(e)) from None
+        raise AccessDenied(f"partition file {e}") from None
 
 
 def store_of(spec: dict) -> LocalStore:

@@ -48,8 +48,7 @@ class Writer:
         ids = rows.ids.copy()
         if not len(rows):
             return ids
-        ordered = sort_dedup(rows)
-        self._follow(int(ordered.ids[-1]))
+        ordered = sort_dedup(rows)  # append() moves ssn past its ids
         if cfg["mm_limit"]:
             self._memory_limit(cfg, ordered.nbytes)
         parts = self.route(ordered)
@@ -91,28 +90,6 @@ class Writer:
                                     "SET ssn to a lower value or give ids")
             session.pmap.ssn = ssn + count
         rows.ids[serial] = np.arange(ssn, ssn + count, dtype=np.uint64)
-
-    def _follow(self, last: int) -> None:
-        """Move ssn past the batch's largest id (last: the batch is sorted), so no serial
-        id is handed out on an id written, by this process or another (ssn is in shared
-        memory). Before the append, not after: a serial write in between could land on
-        the batch once it is published. The WAL record append() writes carries ssn as
-        it is then, a refreshed file's metadata and config.json take it later: recovery
-        gets it back from whichever is left.
-
-        ssn only grows (but by SET ssn, a user's explicit request), so a batch below
-        it, the usual case, and every batch of serial ids, costs one read and no lock;
-        it is read again under SEQUENCE before it moves. An explicit id of 2**64-2
-        moves ssn to SERIAL: serial ids are then exhausted, as _serial() says.
-
-        Done with serial off too, where nothing is generated: serial may be switched
-        on at a later open, and its ids must miss these as well; it costs the same."""
-        pmap = self.session.pmap
-        if last < pmap.ssn:
-            return
-        with Held(self.session.locks, SEQUENCE):
-            if last >= pmap.ssn:
-                pmap.ssn = last + 1
 
     def route(self, rows: Rows) -> list[tuple[int, Rows]]:
         """Split sorted rows by partition: [(slot, rows)]; creates missing partitions."""

@@ -193,7 +193,7 @@ class PartitionMap:
 
     @property
     def name_key(self) -> bytes:
-        """The key memtable names are made with (names.memtable): it lives here, where
+        """The key memtable names are made with (segment.memtable_kind): it lives here, where
         only the owner's processes can read it, so nobody else can tell the next name."""
         return self.header[_NAME_KEY:_NAME_KEY + 2].tobytes()
 

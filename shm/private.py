@@ -97,13 +97,14 @@ def _explain(path: str, error: OSError) -> None:
         st = os.lstat(path)
     except OSError:
         return
-    if stat.S_ISLNK(st.st_mode):
-        raise Untrusted(f"{path} is a symbolic link (made by {who(st.st_uid)}): the engine "
-                        "does not follow links it did not make; remove it") from None
     _check_file(path, st)
 
 
 def _check_file(path: str, st: os.stat_result) -> None:
+    """What lstat or fstat found at path must be a regular file of ours."""
+    if stat.S_ISLNK(st.st_mode):
+        raise Untrusted(f"{path} is a symbolic link (made by {who(st.st_uid)}): the engine "
+                        "does not follow links it did not make; remove it")
     if not stat.S_ISREG(st.st_mode):
         raise Untrusted(f"{path} is not a regular file: the engine does not use it; "
                         "remove it")
@@ -115,9 +116,6 @@ def _check_file(path: str, st: os.stat_result) -> None:
 def owned(path: str) -> os.stat_result:
     """lstat of a file that must be ours (before renaming or removing it)."""
     st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        raise Untrusted(f"{path} is a symbolic link (made by {who(st.st_uid)}): the engine "
-                        "does not follow links it did not make; remove it")
     _check_file(path, st)
     return st
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from monotone.append import Shared, append
 from monotone.cloud import objects_of
-from monotone.config import TABLE, Config, convert, lock_timeout
+from monotone.config import Config, lock_timeout, setting
 from monotone.connection import START_WAITS, serving
 from monotone.ddl import commands as cmd
 from monotone.errors import AccessDenied, MonotoneError
@@ -45,13 +45,24 @@ def file_stats(meta: dict) -> FileStats:
                      refreshes=int(meta.get("refreshes", 0)))
 
 
+def untaken(make, what: str):
+    """make() again, under its next name, while someone else took the name first (a
+    few times: names nobody can guess are not taken by chance)."""
+    for _ in range(16):
+        try:
+            return make()
+        except NameTaken as e:
+            log.warning("%s: skipped", e)
+    raise MonotoneError(f"no free shared memory name for {what} in {segment.SHM_DIR}")
+
+
 class AlreadyServed(Exception):
     """Another coordinator serves the repository."""
 
 
 class Engine:
     def __init__(self, base: str, settings: dict) -> None:
-        self.strict = convert(TABLE["strict_modes"], settings.get("strict_modes", True))
+        self.strict = setting(settings, "strict_modes")
         # the directory, checked and held: the socket is reached through it
         self.dirfd = open_base(base, self.strict)
         self.layout = Layout(base)
@@ -88,16 +99,10 @@ class Engine:
         except OSError as e:
             raise MonotoneError(f"cannot use the WAL directory {self.layout.wal}: "
                                 f"{e.strerror}") from None
-        for _ in range(16):  # names with a part nobody can guess; a taken one is skipped
+        def catalog():  # under a name with a part nobody can guess
             self.layout.token = secrets.token_hex(8)
-            try:
-                self.pmap = PartitionMap.create(self.layout.catalog, SLOTS)
-                break
-            except NameTaken:
-                log.warning("shared memory name %s was taken by someone else: skipped",
-                            self.layout.catalog)
-        else:
-            raise MonotoneError("no free shared memory name for the catalog in /dev/shm")
+            return PartitionMap.create(self.layout.catalog, SLOTS)
+        self.pmap = untaken(catalog, "the catalog")
         self.pmap.pid = os.getpid()
         self.layout.key = self.pmap.name_key
         self.mapped = True
@@ -268,16 +273,12 @@ class Engine:
         return self.pmap.live()
 
     def new_memtable(self) -> int:
-        """A new memtable segment, its segno; a name someone else took is skipped."""
-        for _ in range(16):
+        """A new memtable segment, its segno."""
+        def memtable():
             segno = self.pmap.bump("segno")
-            try:
-                self.memtables.add(Memtable.create(self.layout.memtable(segno), segno))
-                return segno
-            except NameTaken:
-                log.warning("shared memory name %s was taken by someone else: skipped",
-                            self.layout.memtable(segno))
-        raise MonotoneError("no free shared memory name for a memtable in /dev/shm")
+            self.memtables.add(Memtable.create(self.layout.memtable(segno), segno))
+            return segno
+        return untaken(memtable, "a memtable")
 
     def new_slot(self, lo: int, hi: int, storage: Storage | None = None,
                  created: int | None = None) -> int:

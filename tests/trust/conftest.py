@@ -13,8 +13,8 @@ import tempfile
 import uuid
 
 import pytest
-
 from conftest import check_no_leaks
+
 from trust.stranger import NEEDS_ROOT, Stranger, free_uid, loot
 
 VICTIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "victim.py")
@@ -99,7 +99,8 @@ class Scene:
 
     def judge(self, *, allowed=(), reports: list | None = None) -> None:
         """What every attack must end in: each victim session worked, or failed with
-        one of the allowed errors and a message that names the problem, in time;
+        one of the allowed errors and a message that names the problem (in time:
+        victim() fails a session that hangs);
         no event it did not write was read; nothing outside the repository
         changed; and nothing the stranger could read or was sent holds a secret,
         a key or an event."""
@@ -109,7 +110,6 @@ class Scene:
                 assert outcome["message"], outcome
             else:
                 assert outcome["foreign"] == [], f"forged events were read: {outcome}"
-            assert outcome["seconds"] < 30, f"the victim waited too long: {outcome}"
         assert snapshot(self.home) == self.home_before, "files outside the repository changed"
         secrets = [self.secret, self.marker] + [o["key"] for o in self.outcomes if o["key"]]
         seen = self.stranger.run(loot, [self.repo, "/dev/shm"])

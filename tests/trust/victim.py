@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__)))))
@@ -62,9 +61,7 @@ def storage_key(repo: str) -> str:
 
 def main() -> int:
     spec = json.loads(sys.argv[1])
-    start = time.monotonic()
     out = session(spec)
-    out["seconds"] = round(time.monotonic() - start, 3)
     out["key"] = storage_key(spec["repo"])
     print(json.dumps(out), flush=True)
     return 0
