@@ -1,6 +1,5 @@
 """monotone: a storage engine for sequential data, shared by many local processes."""
-import os as _os
-import sys as _sys
+from typing import TYPE_CHECKING
 
 from .errors import (
     AccessDenied,
@@ -26,6 +25,11 @@ __all__ = ["Monotone", "Event", "Batch", "Cursor", "MonotoneError", "ParseError"
 # format) can be imported by the coordinator and workers without pulling it in.
 _LAZY = {"Monotone": ".client", "Cursor": ".cursor", "Event": ".event", "Batch": ".event"}
 
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from .client import Monotone
+    from .cursor import Cursor
+    from .event import Batch, Event
+
 
 def __getattr__(name: str):
     module = _LAZY.get(name)
@@ -40,28 +44,3 @@ def __getattr__(name: str):
 def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
-
-class _Beside:
-    """In a source checkout the engine's shm/, workers/ and scripts/ folders sit beside
-    this package; installed, they are inside it (package-dir in pyproject.toml). This
-    finder maps monotone.shm, monotone.workers and monotone.scripts, and nothing else,
-    to the folders beside, after every other finder (so an installed copy wins)."""
-
-    root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-    names = {f"{__name__}.{sub}": sub for sub in ("shm", "workers", "scripts")}
-
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        sub = cls.names.get(name)
-        if sub is None:
-            return None
-        folder = _os.path.join(cls.root, sub)
-        init = _os.path.join(folder, "__init__.py")
-        if not _os.path.isfile(init):
-            return None
-        from importlib.util import spec_from_file_location
-        return spec_from_file_location(name, init, submodule_search_locations=[folder])
-
-
-if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "shm")):
-    _sys.meta_path.append(_Beside)

@@ -10,8 +10,7 @@ import os
 from conftest import ROOT
 
 # a package of the repository and the name it is imported by
-PACKAGES = {"monotone": "monotone", "shm": "monotone.shm", "workers": "monotone.workers",
-            "scripts": "monotone.scripts"}
+PACKAGES = {"monotone": "monotone"}
 SHM = "monotone.shm"
 WORKERS = ("monotone.workers", "monotone.scripts")
 FORMAT = "monotone.format"
