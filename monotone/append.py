@@ -35,7 +35,7 @@ from .format.rows import Rows
 from .shm.locks import PARTITIONS, PUBLISH, SEQUENCE, Held, LockFile
 from .shm.memtable import Memtable, MemtableCache
 from .shm.partition_map import LOGGED, PartitionMap
-from .wal import cut_record
+from .wal.writer import cut_record
 
 
 class Moved(Exception):

@@ -31,7 +31,7 @@ import time
 
 from . import redact
 from .errors import CorruptionError, MonotoneError
-from .format import partition
+from .partition import fileformat as partition
 from .shm import private
 from .store import ReadHandle
 

@@ -37,7 +37,7 @@ POINTS = {
     "wal.created": "a new WAL file created and locked, not yet under its name",
     "wal": "a WAL write (error_wal)",
     "gc.listed": "WAL gc listed the files it may delete",
-    # refresh (refresh.py, merger.py): the original's crash points 1..3
+    # refresh (refresh.py, partition/merger.py): the original's crash points 1..3
     "refresh.frozen": "memtable frozen, merge not started",
     "refresh_1": "new file written as <min>.incomplete (error_refresh_1)",
     "refresh_2": "renamed to <min>.complete (error_refresh_2)",
@@ -46,7 +46,7 @@ POINTS = {
     "drop.logged": "drop record in the WAL, partition still there",
     # recovery
     "recovery.files": "partition files recovered, WAL not replayed",
-    # clouds (lifecycle.py, transfer.py)
+    # clouds (partition/files.py, transfer.py)
     "upload": "stub written as <min>.cloud.incomplete, object not sent (error_upload)",
     "upload.sent": "object sent, stub not yet renamed to <min>.cloud",
     "upload.done": "uploaded, the partition not yet marked as on cloud",

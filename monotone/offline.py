@@ -24,8 +24,8 @@ from .cloud import CloudFile, Objects
 from .errors import MonotoneError
 from .format.crypto import Cipher, parse_key
 from .format.rows import Rows, concat
-from .lifecycle import CLOUD, parse
-from .region_reader import Reader
+from .partition.files import CLOUD, parse
+from .partition.reader import Reader
 from .store import LocalFile, ReadHandle
 
 MANIFEST = "manifest.json"

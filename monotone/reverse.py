@@ -20,8 +20,8 @@ import numpy as np
 
 from .cloud import AHEAD
 from .event import Batch
-from .format.partition import Index
 from .format.rows import Ordered, Rows, drop_deletes, merge, merged_windows
+from .partition.fileformat import Index
 from .snapshot import Opened, sorted_rows
 
 TOP = 2**64 - 1  # the highest id: (TOP, None) bounds nothing

@@ -25,7 +25,7 @@ from .shm.locks import LockFile
 from .shm.memtable import MemtableCache
 from .shm.partition_map import PartitionMap
 from .snapshot import Snapshots
-from .wal import WalWriter
+from .wal.writer import WalWriter
 from .writer import Writer
 
 

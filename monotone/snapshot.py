@@ -19,8 +19,8 @@ from .cloud import objects_of
 from .errors import CoordinatorError, MonotoneError
 from .format.crypto import Cipher, parse_key
 from .format.rows import Rows, sort_dedup
-from .lifecycle import PartitionFiles
-from .region_reader import Reader
+from .partition.files import PartitionFiles
+from .partition.reader import Reader
 from .shm.locks import PUBLISH, Held
 from .shm.memtable import Memtable
 from .shm.partition_map import ON_STORAGE, Slot

@@ -4,7 +4,7 @@ Partition files are read and written only through a Store: read a byte range
 (one region per read), create a file written front to back, rename,
 remove, list, size. LocalStore keeps them in a local
 directory; the cloud tier puts an fsspec filesystem behind the same verbs.
-What the names mean (states of a partition file) is lifecycle.py's business.
+What the names mean (states of a partition file) is partition/files.py's business.
 
 LocalStore's files are private (shm/private.py): made 0600 under new names,
 never written through a link; a file opened, renamed or removed must be a

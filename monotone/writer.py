@@ -12,11 +12,11 @@ from . import faults
 from .append import Log, Moved, append
 from .boundary import ShmError, translate
 from .errors import CoordinatorError, MemtableFull, MonotoneError
-from .format import wal as walfmt
 from .format.rows import Rows, sort_dedup
 from .protocol import EnsurePartitions, RefreshNow, RefreshSoon, WaitMemory
 from .shm.locks import SEQUENCE, Held
-from .wal import WalWriter
+from .wal import records as walfmt
+from .wal.writer import WalWriter
 
 SERIAL = 2**64 - 1
 

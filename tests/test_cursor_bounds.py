@@ -18,7 +18,7 @@ import monotone
 from monotone import Event
 from monotone import reverse as reverse_module
 from monotone.format.rows import DELETE, Ordered
-from monotone.region_reader import Reader
+from monotone.partition.reader import Reader
 
 TOP = 2**64 - 1
 KEYS = [b"", b"a", b"ab", b"b", b"\x00", b"zz"]

@@ -13,7 +13,7 @@ from repo_files import flip, partition_files, storage_dir
 
 import monotone
 from monotone import Event
-from monotone.format import partition
+from monotone.partition import fileformat as partition
 
 # damaged files ---------------------------------------------------------------------------
 

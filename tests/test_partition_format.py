@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from repo_files import flip
 
 import monotone
-from monotone.format import partition, region
+from monotone.format import region
 from monotone.format.rows import DELETE, Rows, sort_dedup
-from monotone.region_reader import Reader, read_all
-from monotone.workers.region_writer import Writer
+from monotone.partition import fileformat as partition
+from monotone.partition.reader import Reader, read_all
+from monotone.partition.writer import Writer
 
 event_st = st.tuples(
     st.integers(0, 2**64 - 2),
@@ -278,7 +279,7 @@ def test_region_checksums_xxh3_now_crc32_in_older_files(tmp_path):
 def test_compression_is_probed_after_a_run_of_incompressible_regions(tmp_path):
     """After regions in a row that did not compress, compression is tried only now
     and then; once a region compresses again, every region is tried again."""
-    from monotone.workers import region_writer
+    from monotone.partition import writer as region_writer
     path = str(tmp_path / "part")
     rng = random.Random(7)
     noise = [(i, b"", rng.randbytes(100), 0) for i in range(1000)]

@@ -133,7 +133,7 @@ def test_storage_directories_follow_the_catalog(repo):
 def partition_index(repo, storage="main"):
     """The region index of the (only) partition file of a storage."""
     from monotone.format.crypto import Cipher, parse_key
-    from monotone.region_reader import Reader
+    from monotone.partition.reader import Reader
     s = storages(repo)[storage]
     d = storage_dir(repo, s)
     (name,) = [f for f in os.listdir(d) if f.isdigit()]

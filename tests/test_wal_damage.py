@@ -10,7 +10,7 @@ from repo_files import flip
 
 import monotone
 from monotone import Event
-from monotone.format import wal as walfmt
+from monotone.wal import records as walfmt
 
 
 def read_all(db):

@@ -13,8 +13,8 @@ import pytest
 from event_rows import as_list, make_rows
 
 from monotone.format import region
-from monotone.format import wal as walfmt
 from monotone.format.rows import DELETE, Rows
+from monotone.wal import records as walfmt
 
 
 def record(*args) -> bytes:
@@ -141,7 +141,7 @@ def test_wal_zeroed_tail_is_none():
 
 def test_wal_headers_alone_give_lsns_and_drops_up_to_a_torn_record(tmp_path):
     """gc reads headers only, and learns whether they reach the end of the file."""
-    from monotone.workers import wal_files as wal
+    from monotone.wal import files as wal
     rows = Rows(np.arange(3, dtype=np.uint64), np.zeros(3, np.uint8), np.zeros(4, np.uint64),
                 np.zeros(0, np.uint8), np.arange(4, dtype=np.uint64) * 2, np.ones(6, np.uint8))
     path = tmp_path / "1.wal"

@@ -13,7 +13,7 @@ copy first). Each step here is a task step on a claimed partition:
   drop local copy  ON_STORAGE cleared under PUBLISH, the file removed (readers
                    that opened it keep reading it)
 A crash between any two steps leaves files that recovery reads back into one
-of the states before or after (lifecycle.py says how). The network parts run
+of the states before or after (partition/files.py says how). The network parts run
 in upload workers; the coordinator only renames, unlinks and flips bits.
 
 Each cloud storage keeps a manifest in its cloud (manifest.json: its
@@ -34,7 +34,7 @@ from monotone import faults
 from monotone.cloud import objects_of
 from monotone.errors import MonotoneError
 from monotone.jsonout import size_text
-from monotone.lifecycle import file_name
+from monotone.partition.files import file_name
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
 from .catalog import Storage

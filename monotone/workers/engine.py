@@ -18,7 +18,7 @@ from monotone.ddl import commands as cmd
 from monotone.errors import AccessDenied, MonotoneError
 from monotone.format.crypto import Cipher, parse_key
 from monotone.format.rows import Rows, sort_dedup
-from monotone.lifecycle import PartitionFiles
+from monotone.partition.files import PartitionFiles
 from monotone.repository import Layout, open_base, read_json, write_json
 from monotone.shm import private, segment
 from monotone.shm.errors import ShmError, Untrusted
@@ -27,10 +27,10 @@ from monotone.shm.memtable import Memtable, MemtableCache
 from monotone.shm.partition_map import FileStats, PartitionMap
 from monotone.shm.segment import NameTaken
 from monotone.store import store_of
-from monotone.wal import WalWriter
+from monotone.wal.files import wal_files
+from monotone.wal.writer import WalWriter
 
 from .catalog import MAIN, Catalog, Storage
-from .wal_files import wal_files
 
 log = logging.getLogger("monotone")
 SLOTS = 1 << 14  # the catalog is backed whole: 4 MiB

@@ -13,12 +13,13 @@ import time
 from monotone import faults
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
-from monotone.format import wal as walfmt
 from monotone.jsonout import size_text
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
+from monotone.wal import files as wal_files
+from monotone.wal import records as walfmt
 
-from . import cloud_tier, wal_files
+from . import cloud_tier
 from . import refresh as refresher
 from .engine import Engine
 from .transfer import DROP, TransferJob

@@ -20,9 +20,9 @@ from collections import deque
 from typing import Callable
 
 from monotone import process, protocol
+from monotone.partition.merger import MergeJob
 from monotone.repository import Layout
 
-from .merger import MergeJob
 from .transfer import TransferJob
 
 Job = MergeJob | TransferJob

@@ -4,7 +4,7 @@ Partition files may be left in any state a refresh, move, upload, download
 or drop can crash in. A refresh that wrote its new file whole (<min>.complete)
 but crashed before it replaced the old <min> is undone, as the original's: the
 old file stays (the WAL still holds what the new one added), in the same
-storage or another (a move). lifecycle.PartitionFiles.settle() then finishes or undoes
+storage or another (a move). partition.files.PartitionFiles.settle() then finishes or undoes
 the other states, and says where each partition's copies are (local file, cloud stub). A move writes into
 another storage; if a crash left <min> in two storages,
 the newer one (more refreshes) wins and the other is removed.
@@ -18,12 +18,13 @@ import logging
 import time
 
 from monotone import faults
-from monotone.lifecycle import COMPLETE, file_name, parse
-from monotone.region_reader import Reader
+from monotone.partition.files import COMPLETE, file_name, parse
+from monotone.partition.reader import Reader
 from monotone.shm import private
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
+from monotone.wal import files as wal
+from monotone.wal import replay as wal_replay
 
-from . import wal_files as wal
 from .engine import Engine, file_stats
 
 log = logging.getLogger("monotone")
@@ -106,36 +107,14 @@ def recover_files(engine: Engine) -> tuple[int, int]:
 
 
 def replay_wal(engine: Engine) -> None:
-    """Every intact record over the partition files, in lsn order.
-
-    A torn tail (a write cut short) is cut. Damage anywhere else stops the
-    open with a CorruptionError, unless wal_recover is set: then the damaged
-    records are skipped and their files rewritten without them, after the
-    replay. Files that are not this repository's stop it before anything is
-    read (wal.check_files)."""
-    wal.check_files(engine.layout.wal, engine.config.uuid)
-    wal.remove_stale(engine.layout.wal)
-    paths = wal.wal_files(engine.layout.wal)
-    sealed = wal.sealed_sizes(paths)
-    files = [wal.read_file(path, sealed[path][0] if path in sealed else None) for path in paths]
-    damaged = [wf for wf in files if wf.damaged]
-    if damaged and not engine.config.wal_recover:
-        raise damaged[0].damage_error()
-    records = []
-    for wf in files:
-        if wal.cut_tail(wf):
-            log.warning("wal file %s: torn record at offset %d, tail cut (%d bytes)",
-                        wf.path, wf.torn, wf.size - wf.torn)
-        for offset, length in wf.damaged:
-            log.error("wal file %s: damaged record at offset %d skipped (%d bytes; "
-                      "wal_recover is set)", wf.path, offset, length)
-        records.extend(wf.records)
-    records.sort(key=lambda r: r.lsn)
+    """Every intact WAL record over the partition files, in lsn order (wal.replay says
+    what is cut, skipped or refused)."""
+    replay = wal_replay.read(engine.layout.wal, engine.config.uuid, engine.config.wal_recover)
     pmap = engine.pmap
-    events = sum(len(r.rows) for r in records if r.rows is not None)
-    log.info("recovery: WAL files: %d, records to replay: %d, events: %d", len(files),
-             len(records), events)
-    for rec in records:
+    events = sum(len(r.rows) for r in replay.records if r.rows is not None)
+    log.info("recovery: WAL files: %d, records to replay: %d, events: %d", replay.files,
+             len(replay.records), events)
+    for rec in replay.records:
         if rec.start is not None:
             continue
         if rec.drop is not None:
@@ -144,10 +123,7 @@ def replay_wal(engine: Engine) -> None:
             engine.apply(rec.rows, rec.lsn)
         pmap.lsn = max(pmap.lsn, rec.lsn)
         pmap.ssn = max(pmap.ssn, rec.ssn)
-    for wf in damaged:  # what they hold is in memory now: the next open reads them cleanly
-        wal.rewrite(wf)
-        if wf.path in sealed:
-            wal.unseal(sealed[wf.path][1])
+    replay.settle()
 
 
 def replay_drop(engine: Engine, min_: int, lsn: int) -> None:

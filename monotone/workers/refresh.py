@@ -17,9 +17,9 @@ With a cloud (cloud_tier.py), in the original's order: a partition whose file
 is in the cloud is downloaded and its cloud copy dropped first; after the
 switch, a target storage with a cloud gets the new file uploaded, and its
 local copy dropped when the storage says cloud_drop_local.
-Steps 2 and 3 are a MergeJob (merger.py), run by a worker process; the
+Steps 2 and 3 are a MergeJob (partition/merger.py), run by a worker process; the
 coordinator does the short steps around it. The files' states and their
-renames are lifecycle.PartitionFiles'; recovery (recovery.py) finishes or
+renames are partition.files.PartitionFiles'; recovery (recovery.py) finishes or
 discards each state. After a failure the frozen memtable stays
 readable and the next refresh of the partition merges it first.
 """
@@ -30,6 +30,7 @@ import time
 
 from monotone import faults
 from monotone.jsonout import size_text
+from monotone.partition.merger import MergeJob
 from monotone.shm import segment
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.partition_map import ON_CLOUD
@@ -37,7 +38,6 @@ from monotone.shm.partition_map import ON_CLOUD
 from . import cloud_tier
 from .catalog import Storage
 from .engine import Engine, file_stats
-from .merger import MergeJob
 from .tasks import WaitSlot
 
 log = logging.getLogger("monotone")

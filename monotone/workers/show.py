@@ -6,14 +6,14 @@ from monotone.config import HIDDEN, TABLE, lookup
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
-from monotone.region_reader import Reader
+from monotone.partition.reader import Reader
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 from monotone.snapshot import sorted_rows
+from monotone.wal.files import wal_files
 
 from . import cloud_tier
 from .catalog import Storage
 from .engine import Engine
-from .wal_files import wal_files
 
 
 def show(engine: Engine, c: cmd.Show) -> str:

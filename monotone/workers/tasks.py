@@ -27,9 +27,10 @@ from typing import Any, Callable
 
 from monotone import errors
 from monotone.errors import MonotoneError
+from monotone.partition import merger
+from monotone.partition.merger import MergeJob
 
-from . import merger, transfer
-from .merger import MergeJob
+from . import transfer
 from .transfer import TransferJob
 
 log = logging.getLogger("monotone")

@@ -4,7 +4,7 @@ workers_upload = 0), never in the coordinator's request loop.
 
 A job carries everything by value; the steps and their order (what a crash
 between two of them leaves, what recovery makes of it) are
-lifecycle.PartitionFiles'. The coordinator does the short steps around a job:
+partition.files.PartitionFiles'. The coordinator does the short steps around a job:
 marking where the partition's copies are, under PUBLISH.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from monotone.cloud import CloudError, objects_of
-from monotone.lifecycle import PartitionFiles
+from monotone.partition.files import PartitionFiles
 from monotone.store import store_of
 
 UPLOAD, DOWNLOAD, DROP, MANIFEST = "upload", "download", "drop", "manifest"

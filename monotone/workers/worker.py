@@ -15,11 +15,12 @@ import sys
 from monotone import protocol
 from monotone.boundary import ShmError, translate
 from monotone.errors import MonotoneError
+from monotone.partition import merger
 from monotone.repository import Layout
 from monotone.shm.locks import ATTACHED, LockFile
 from monotone.shm.memtable import MemtableCache
 
-from . import merger, transfer
+from . import transfer
 
 # Merges are background work: they take the CPU writers leave over, so a busy
 # machine keeps ingesting at full speed and memtables absorb the backlog

@@ -135,7 +135,7 @@ def run_damage(base: str, work: str, seed: int, expected) -> str:
 
 def wal_records_after(original: bytes, offset: int) -> set[bytes]:
     """Keys of the batches whose records, in the undamaged WAL file, end after offset."""
-    from monotone.format import wal as walfmt
+    from monotone.wal import records as walfmt
     buf, pos, keys = memoryview(original), 0, set()
     while pos < len(buf):
         rec = walfmt.decode_at(buf, pos, "wal")

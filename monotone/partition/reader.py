@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import CorruptionError, MonotoneError
-from .format import partition, region
-from .format.codec import codec as make_codec
-from .format.crypto import Cipher
-from .format.rows import Rows, concat
-from .store import LocalFile, ReadHandle
+from ..errors import CorruptionError, MonotoneError
+from ..format import region
+from ..format.codec import codec as make_codec
+from ..format.crypto import Cipher
+from ..format.rows import Rows, concat
+from ..store import LocalFile, ReadHandle
+from . import fileformat as partition
 
 
 class Reader:

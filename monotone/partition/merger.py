@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from monotone import faults
-from monotone.format.crypto import Cipher, parse_key
 from monotone.format.rows import Ordered, Rows, drop_deletes, merge
-from monotone.lifecycle import PartitionFiles
-from monotone.region_reader import Reader
-from monotone.shm.memtable import MemtableCache
-from monotone.snapshot import sorted_rows
-from monotone.store import store_of
 
-from . import wal_files
-from .region_writer import Writer
+from .. import faults
+from ..format.crypto import Cipher, parse_key
+from ..shm.memtable import MemtableCache
+from ..snapshot import sorted_rows
+from ..store import store_of
+from ..wal import files as wal_files
+from .files import PartitionFiles
+from .reader import Reader
+from .writer import Writer
 
 
 @dataclass

@@ -23,7 +23,7 @@ A `.new` file was left by a process that died at step 1: it holds no record,
 and recovery, when no process writes, removes it.
 
 Reading, repairing and collecting WAL files is the coordinator's
-(workers/wal_files.py).
+(wal/files.py).
 """
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ import errno
 import os
 import uuid as uuidlib
 
-from . import faults
-from .boundary import ShmError
-from .errors import MonotoneError, NoSpaceError
-from .format import wal as walfmt
-from .shm import private
-from .shm.locks import LockFile
-from .store import sync_path
+from .. import faults
+from ..boundary import ShmError
+from ..errors import MonotoneError, NoSpaceError
+from ..shm import private
+from ..store import sync_path
+from . import records as walfmt
+from ..shm.locks import LockFile
 
 SUFFIX = ".wal"
 NEW = ".new"

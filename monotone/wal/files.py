@@ -9,7 +9,7 @@ the damaged bytes are skipped and the file rewritten without them.
 
 Collecting: a file nobody holds is closed for good and is deleted once every
 record in it is in partition files and it reads cleanly to its end. (Writing
-is the client's: monotone/wal.py.)
+is the client's: wal/writer.py.)
 
 Provenance: a file is replayed only when it proves to be this repository's: a
 regular file (not a link) of our uid, named as the engine names them, whose
@@ -24,15 +24,16 @@ import os
 import uuid as uuidlib
 from dataclasses import dataclass, field
 
-from monotone import faults
-from monotone.boundary import ShmError
-from monotone.errors import AccessDenied, CorruptionError, MonotoneError
-from monotone.format import wal as walfmt
-from monotone.shm import private
 from monotone.shm.errors import Untrusted
 from monotone.shm.locks import LockFile
-from monotone.store import sync_path
-from monotone.wal import NEW, SUFFIX, path_of
+
+from .. import faults
+from ..boundary import ShmError
+from ..errors import AccessDenied, CorruptionError, MonotoneError
+from ..shm import private
+from ..store import sync_path
+from . import records as walfmt
+from .writer import NEW, SUFFIX, path_of
 
 
 def wal_files(directory: str) -> list[str]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from monotone.format import partition, region
-from monotone.format.codec import codec as make_codec
-from monotone.format.crypto import Cipher
-from monotone.format.rows import Rows, concat
-from monotone.store import LocalWriter, WriteHandle
+from ..format import region
+from ..format.codec import codec as make_codec
+from ..format.crypto import Cipher
+from ..format.rows import Rows, concat
+from ..store import LocalWriter, WriteHandle
+from . import fileformat as partition
 
 PLAIN_GAIN = 8  # a region is stored compressed when that saves at least 1/8 of it
 # after PLAIN_STREAK regions in a row that did not compress (random bytes, already

@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 import re
 
-from . import faults
-from .cloud import CloudError, CloudFile, Objects
-from .errors import MonotoneError
-from .format import partition
-from .shm.partition_map import ON_CLOUD, ON_STORAGE
-from .store import ReadHandle, Store, WriteHandle
+from .. import faults
+from ..cloud import CloudError, CloudFile, Objects
+from ..errors import MonotoneError
+from ..shm.partition_map import ON_CLOUD, ON_STORAGE
+from ..store import ReadHandle, Store, WriteHandle
+from . import fileformat as partition
 
 log = logging.getLogger("monotone")
 

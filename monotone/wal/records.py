@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from xxhash import xxh3_64, xxh3_64_intdigest
 
-from . import region
-from .rows import Rows
+from ..format import region
+from ..format.rows import Rows
 
 MAGIC = 0x4C41574D  # "MWAL"
 HEADER = struct.Struct("<IIQQIIII")

@@ -1,0 +1,3 @@
+"""A partition file and everything that reads or writes one: fileformat (header, index,
+footer), writer and reader (regions), files (names and states, local and cloud) and merger
+(a refresh: file and memtable rows into a new file)."""
