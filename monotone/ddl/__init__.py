@@ -13,6 +13,25 @@ from .parser import Parser
 __all__ = ["parse"]
 
 
+# what may follow each verb (in the order its error message names them), and the
+# parser of each (verb, kind)
+_OBJECTS = {
+    "CREATE": {"CLOUD": parse_storage.create, "STORAGE": parse_storage.create,
+               "PARTITION": lambda p, verb, kind: parse_partition.create(p)},
+    "ALTER": {"STORAGE": parse_storage.alter, "CLOUD": parse_storage.alter,
+              "PIPELINE": lambda p, verb, kind: parse_pipeline.alter(p)},
+    "DROP": {"STORAGE": parse_storage.drop, "CLOUD": parse_storage.drop,
+             "PARTITION": parse_partition.partition_command,
+             "PARTITIONS": parse_partition.partition_command},
+    **{verb: {"PARTITION": parse_partition.partition_command,
+              "PARTITIONS": parse_partition.partition_command}
+       for verb in ("REFRESH", "MOVE", "UPLOAD", "DOWNLOAD")},
+}
+_ALONE = {"SET": parse_config.set_, "SHOW": parse_config.show,
+          "REBALANCE": lambda p: cmd.Rebalance(), "CHECKPOINT": lambda p: cmd.Checkpoint(),
+          "SERVICE": lambda p: cmd.Service()}
+
+
 def parse(text: str):
     """Parse one command; ParseError says what was expected."""
     if not isinstance(text, str):
@@ -20,43 +39,14 @@ def parse(text: str):
     p = Parser(text)
     first = p.take()
     word = first.upper if first.kind == NAME else ""
-    if word == "SET":
-        command = parse_config.set_(p)
-    elif word == "SHOW":
-        command = parse_config.show(p)
-    elif word == "CREATE":
-        kind = p.keyword("STORAGE", "CLOUD", "PARTITION")
+    if word in _ALONE:
+        command = _ALONE[word](p)
+    elif word in _OBJECTS:
+        kinds = _OBJECTS[word]
+        kind = p.keyword(*kinds)
         if kind is None:
-            raise ParseError("CREATE 'CLOUD|STORAGE|PARTITION' expected")
-        command = {"STORAGE": parse_storage.create_storage, "CLOUD": parse_storage.create_cloud,
-                   "PARTITION": parse_partition.create}[kind](p)
-    elif word == "ALTER":
-        kind = p.keyword("STORAGE", "CLOUD", "PIPELINE")
-        if kind is None:
-            raise ParseError("ALTER 'STORAGE|CLOUD|PIPELINE' expected")
-        command = {"STORAGE": parse_storage.alter_storage, "CLOUD": parse_storage.alter_cloud,
-                   "PIPELINE": parse_pipeline.alter}[kind](p)
-    elif word == "DROP":
-        kind = p.keyword("STORAGE", "CLOUD", "PARTITION", "PARTITIONS")
-        if kind is None:
-            raise ParseError("DROP 'STORAGE|CLOUD|PARTITION|PARTITIONS' expected")
-        if kind == "STORAGE":
-            command = parse_storage.drop_storage(p)
-        elif kind == "CLOUD":
-            command = parse_storage.drop_cloud(p)
-        else:
-            command = parse_partition.partition_command(p, "DROP", kind)
-    elif word in ("REFRESH", "MOVE", "UPLOAD", "DOWNLOAD"):
-        kind = p.keyword("PARTITION", "PARTITIONS")
-        if kind is None:
-            raise ParseError(f"{word} 'PARTITION|PARTITIONS' expected")
-        command = parse_partition.partition_command(p, word, kind)
-    elif word == "REBALANCE":
-        command = cmd.Rebalance()
-    elif word == "CHECKPOINT":
-        command = cmd.Checkpoint()
-    elif word == "SERVICE":
-        command = cmd.Service()
+            raise ParseError(f"{word} '{'|'.join(kinds)}' expected")
+        command = kinds[kind](p, word, kind)
     elif first.kind == END:
         raise ParseError("empty command")
     else:

@@ -27,14 +27,14 @@ class Show:
 
 
 @dataclass(frozen=True)
-class CreateStorage:
+class _Create:
     name: str
     options: Options = ()
     if_not_exists: bool = False
 
 
 @dataclass(frozen=True)
-class AlterStorage:
+class _Alter:
     name: str
     rename: str | None = None
     options: Options = ()
@@ -42,30 +42,33 @@ class AlterStorage:
 
 
 @dataclass(frozen=True)
-class DropStorage:
+class _Drop:
     name: str
     if_exists: bool = False
 
 
-@dataclass(frozen=True)
-class CreateCloud:
-    name: str
-    options: Options = ()
-    if_not_exists: bool = False
+class CreateStorage(_Create):
+    pass
 
 
-@dataclass(frozen=True)
-class AlterCloud:
-    name: str
-    rename: str | None = None
-    options: Options = ()
-    if_exists: bool = False
+class AlterStorage(_Alter):
+    pass
 
 
-@dataclass(frozen=True)
-class DropCloud:
-    name: str
-    if_exists: bool = False
+class DropStorage(_Drop):
+    pass
+
+
+class CreateCloud(_Create):
+    pass
+
+
+class AlterCloud(_Alter):
+    pass
+
+
+class DropCloud(_Drop):
+    pass
 
 
 @dataclass(frozen=True)

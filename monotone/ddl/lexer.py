@@ -102,10 +102,3 @@ def split_statements(text: str) -> list[str]:
 def _blank(m: re.Match) -> str:
     return "" if m.lastgroup == "space" else m.group()
 
-
-def split_int_unit(text: str) -> tuple[int, str]:
-    """'10G' -> (10, 'g'): integers with a unit written attached."""
-    m = re.fullmatch(r"(\d+)([A-Za-z]*)", text)
-    if m is None:
-        raise ParseError(f"'{text}' is not an integer")
-    return int(m.group(1)), m.group(2).lower()

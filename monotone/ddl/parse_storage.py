@@ -1,46 +1,25 @@
-"""CREATE / ALTER / DROP of storages and clouds."""
+"""CREATE / ALTER / DROP of storages and clouds: the same grammar for both kinds."""
 from __future__ import annotations
 
 from ..errors import ParseError
 from . import commands as cmd
 from .parser import Parser
 
+_CLASSES = {"CREATE": {"STORAGE": cmd.CreateStorage, "CLOUD": cmd.CreateCloud},
+            "ALTER": {"STORAGE": cmd.AlterStorage, "CLOUD": cmd.AlterCloud},
+            "DROP": {"STORAGE": cmd.DropStorage, "CLOUD": cmd.DropCloud}}
 
-def create_storage(p: Parser) -> cmd.CreateStorage:
+
+def create(p: Parser, verb: str, kind: str):
     if_not_exists = p.if_not_exists()
-    name = p.name("CREATE STORAGE 'name' expected")
-    return cmd.CreateStorage(name, p.options("CREATE STORAGE"), if_not_exists)
+    name = p.name(f"CREATE {kind} 'name' expected")
+    return _CLASSES[verb][kind](name, p.options(f"CREATE {kind}"), if_not_exists)
 
 
-def alter_storage(p: Parser) -> cmd.AlterStorage:
+def alter(p: Parser, verb: str, kind: str):
     if_exists = p.if_exists()
-    name = p.name("ALTER STORAGE 'name' expected")
-    return _alter(p, "STORAGE", name, if_exists, cmd.AlterStorage)
-
-
-def drop_storage(p: Parser) -> cmd.DropStorage:
-    if_exists = p.if_exists()
-    return cmd.DropStorage(p.name("DROP STORAGE 'name' expected"), if_exists)
-
-
-def create_cloud(p: Parser) -> cmd.CreateCloud:
-    if_not_exists = p.if_not_exists()
-    name = p.name("CREATE CLOUD 'name' expected")
-    return cmd.CreateCloud(name, p.options("CREATE CLOUD"), if_not_exists)
-
-
-def alter_cloud(p: Parser) -> cmd.AlterCloud:
-    if_exists = p.if_exists()
-    name = p.name("ALTER CLOUD 'name' expected")
-    return _alter(p, "CLOUD", name, if_exists, cmd.AlterCloud)
-
-
-def drop_cloud(p: Parser) -> cmd.DropCloud:
-    if_exists = p.if_exists()
-    return cmd.DropCloud(p.name("DROP CLOUD 'name' expected"), if_exists)
-
-
-def _alter(p: Parser, kind: str, name: str, if_exists: bool, cls):
+    name = p.name(f"ALTER {kind} 'name' expected")
+    cls = _CLASSES[verb][kind]
     what = p.keyword("RENAME", "SET")
     if what is None:
         raise ParseError(f"ALTER {kind} name 'RENAME or SET' expected")
@@ -48,3 +27,8 @@ def _alter(p: Parser, kind: str, name: str, if_exists: bool, cls):
         p.keyword("TO")
         return cls(name, rename=p.name(f"ALTER {kind} RENAME 'name' expected"), if_exists=if_exists)
     return cls(name, options=p.options(f"ALTER {kind}"), if_exists=if_exists)
+
+
+def drop(p: Parser, verb: str, kind: str):
+    if_exists = p.if_exists()
+    return _CLASSES[verb][kind](p.name(f"DROP {kind} 'name' expected"), if_exists)
