@@ -14,11 +14,10 @@ from .ddl import commands as cmd
 from .ddl import parse
 from .errors import LINUX_ONLY, MonotoneError
 from .event import Event
-from .format.rows import DELETE, MAX_KEY, U64, Rows, pack_bytes
+from .format.rows import DELETE, MAX_ID, MAX_KEY, U64, Rows, pack_bytes
 from .jsonout import pretty
 from .protocol import Execute
 from .session import Session
-from .writer import SERIAL
 
 # a column of byte strings: a 2-D uint8 array (one row per event), (offsets, data)
 # with n+1 offsets, or a list of bytes
@@ -80,7 +79,7 @@ class Monotone:
         if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
             raise MonotoneError("open() takes a directory path")
         self._session = Session(os.fsdecode(os.fspath(path)), dict(self._settings))
-        self.config.values.update({k: v for k, v in self._session.config.items()
+        self.config.values.update({k: v for k, v in self._session.config.values.items()
                                    if k in self.config.values})
 
     def close(self) -> None:
@@ -124,7 +123,7 @@ class Monotone:
             if not isinstance(ev, Event):
                 raise MonotoneError(f"write() takes a list of Event, but item {i} is "
                                     f"{type(ev).__name__}")
-        ids = [SERIAL if ev.id is None else ev.id for ev in events]
+        ids = [MAX_ID if ev.id is None else ev.id for ev in events]
         for id_ in ids:
             if not isinstance(id_, (int, np.integer)) or isinstance(id_, bool) or not 0 <= id_ < 2**64:
                 raise MonotoneError(f"event id must be None or an int in [0, 2**64-1], got {id_!r}")
@@ -132,7 +131,7 @@ class Monotone:
         values = [_as_bytes(ev.value, "value") for ev in events]
         flags = np.array([ev.flags & DELETE for ev in events], np.uint8)
         rows = _rows(np.array(ids, np.uint64), pack_bytes(keys), pack_bytes(values), flags)
-        return session.writer.write(rows, rows.ids == U64(SERIAL)).tolist()
+        return session.writer.write(rows, rows.ids == U64(MAX_ID)).tolist()
 
     def write_table(self, table) -> np.ndarray:
         """Write a pyarrow Table/RecordBatch or a pandas (or polars) DataFrame as one
@@ -167,9 +166,9 @@ class Monotone:
         flags = np.zeros(n, np.uint8)
         if deletes is not None:
             flags[_deletes(deletes, n)] = DELETE
-        ids = np.full(n, SERIAL, np.uint64) if ids is None else ids.copy()
+        ids = np.full(n, MAX_ID, np.uint64) if ids is None else ids.copy()
         rows = _rows(ids, (ko, kd), (vo, vd), flags)
-        return session.writer.write(rows, ids == U64(SERIAL))
+        return session.writer.write(rows, ids == U64(MAX_ID))
 
     # reading
     def cursor(self, id: int | None = None, key: bytes | None = None, *,

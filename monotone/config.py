@@ -1,11 +1,11 @@
 """The configuration table: one row per variable, as in the original.
 
 Each variable has a type, a default and flags. The table is the single place
-that knows what can be SET, when, and what is persisted in config.json.
+that knows what can be SET, when, and what is persisted in the config file
+(settings.py reads and writes it).
 """
 from __future__ import annotations
 
-import json
 import re
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -13,9 +13,10 @@ from typing import Any
 
 from .ddl.lexer import UNITS
 from .errors import ConfigError
+from .format.rows import MAX_ID
 
 # flags
-PERSIST = 1      # written to config.json
+PERSIST = 1      # written to the config file
 BEFORE_OPEN = 2  # may be set before open()
 RUNTIME = 4      # may be set while open
 HIDDEN = 8       # not listed by SHOW CONFIG / SHOW ALL
@@ -142,7 +143,7 @@ def validate(name: str, value: Any, stored: bool = False) -> None:
                               "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)") from None
     # an explicit id 2**64-2 moves ssn to 2**64-1 (serial ids exhausted), which is then
     # persisted; a user may not SET it there
-    if name == "ssn" and value >= 2**64 - 1 and not stored:
+    if name == "ssn" and value >= MAX_ID and not stored:
         raise ConfigError("SET 'ssn': must be below 2**64-1 (that id marks a serial write)")
     if name == "compression" and value not in COMPRESSIONS:
         raise ConfigError(f"SET 'compression': unknown compression '{value}' "
@@ -154,7 +155,7 @@ def validate(name: str, value: Any, stored: bool = False) -> None:
 
 
 class Config:
-    """Values of every variable, with SET semantics and config.json (de)serialisation."""
+    """Values of every variable, with SET semantics; what the config file keeps of them."""
 
     def __init__(self) -> None:
         self.values = {v.name: v.default for v in VARS}
@@ -194,9 +195,9 @@ class Config:
     def persisted(self) -> dict:
         return {v.name: self.values[v.name] for v in VARS if v.flags & PERSIST}
 
-    def load(self, data: dict, others=("storages", "clouds", "pipeline")) -> None:
-        """Values persisted in config.json; a name it should not hold is an error (a
-        damaged or hand-edited file), a name it lacks keeps its default."""
+    def load(self, data: dict) -> None:
+        """Values persisted in the config file; a name it should not hold is an error
+        (a damaged or hand-edited file), a name it lacks keeps its default."""
         for name, value in data.items():
             var = TABLE.get(name)
             if name == "lsn":
@@ -205,7 +206,7 @@ class Config:
                 value = convert(var, value)
                 validate(name, value, stored=True)
                 self.values[name] = value
-            elif name not in others:
+            else:
                 raise ConfigError(f"unknown name '{name}'")
         if not self.values["uuid"]:
             raise ConfigError("uuid is missing")
@@ -213,6 +214,3 @@ class Config:
     def ensure_uuid(self) -> None:
         if not self.values["uuid"]:
             self.values["uuid"] = str(uuidlib.uuid4())
-
-    def to_json(self) -> str:
-        return json.dumps(self.values)

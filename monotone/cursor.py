@@ -3,8 +3,8 @@
 A cursor takes one snapshot of the partition map when it opens, so a batch
 written across two partitions is seen whole or not at all. It then walks the
 partitions at or after its position up to its max_id, skipping the others,
-and merges each partition's file (one region at a time) with its memtables;
-a reverse cursor walks them down from its position (reverse.py).
+and merges each partition's file (one region at a time) with its memtables
+(partition/merge.py); a reverse cursor walks them down from its position.
 
 A following cursor, at the end, waits for the partitions at or after its
 position to change, then takes a new snapshot from just after the last event
@@ -18,18 +18,17 @@ import threading
 import time
 from itertools import chain
 from operator import length_hint
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from .cloud import AHEAD
 from .errors import MonotoneError
 from .event import Batch, Event
-from .format.rows import Ordered, drop_deletes, merge, merged_windows
-from .reverse import TOP, descending, regions_upto, upto
+from .format.rows import MAX_ID
+from .partition.merge import HIGHEST, LOWEST, MergeIterator
 from .snapshot import Opened, sorted_rows
 
-CHUNK = 1 << 16  # rows per batch taken from memtables
 # Event objects made at a time for per-event reads. Fewer than the collector's
 # first threshold (700 allocations of tracked objects less deallocations), with
 # the previous window freed before the next is made: a loop that lets go of each
@@ -53,13 +52,12 @@ class Cursor:
                  max_id: int | None = None, reverse: bool = False, follow: bool = False,
                  timeout: float | None = None) -> None:
         self._session = session
-        self._max_id = TOP if max_id is None else int(max_id)
+        self._max_id = MAX_ID if max_id is None else int(max_id)
         self._timeout = timeout
         self._stop = threading.Event()
         if reverse:
             top = self._max_id if id is None else int(id)
-            self._source = self._walk(0, top, True, lambda opened, first: descending(
-                opened, *((top, key) if first else (TOP, None))))
+            self._source = self._walk(LOWEST, (top, key), True)
         else:
             start = (int(id or 0), bytes(key or b""))
             self._source = self._follow(start) if follow else self._ascend(start)
@@ -73,7 +71,7 @@ class Cursor:
             self._advance()
 
     def __repr__(self) -> str:
-        top = "" if self._max_id == TOP else f", max_id={self._max_id}"
+        top = "" if self._max_id == MAX_ID else f", max_id={self._max_id}"
         if self._stop.is_set():
             return f"<Cursor {self._kind}{top}, closed>"
         if self._lazy:
@@ -195,62 +193,29 @@ class Cursor:
         self._batch, self._events, self._pos = next(self._source, None), None, 0
 
     def _ascend(self, start: tuple[int, bytes]) -> Iterator[Batch]:
-        start_id, start_key = start
-        return self._walk(start_id, self._max_id, False, lambda opened, first: self._partition(
-            opened, *((start_id, start_key) if first else (0, b""))))
+        return self._walk(start, (self._max_id, None), False)
 
-    def _walk(self, start_id: int, max_id: int, reverse: bool,
-              read: Callable[[Opened, bool], Iterator[Batch]]) -> Iterator[Batch]:
-        """read(partition, whether it is the first) over one snapshot's partitions."""
+    def _walk(self, low: tuple[int, bytes], high: tuple[int, bytes | None],
+              descending: bool) -> Iterator[Batch]:
+        """The events of one snapshot's partitions from low to high, both inclusive."""
         snapshots = self._session.snapshots
-        snapshot = snapshots.take(start_id, max_id, reverse)
+        snapshot = snapshots.take(low[0], high[0], descending)
         views = snapshot.views
         try:
             for i, view in enumerate(views):
                 views[i] = None  # let go of what was read
                 opened = view.opened or snapshots.open(snapshot, view)
-                yield from read(opened, i == 0)  # only the first partition starts inside
+                yield from _partition(opened, low, high, descending)
+                # only the first partition walked holds the cursor's position: the
+                # next ones are read from their end down, or from their start up
+                if descending:
+                    high = HIGHEST
+                else:
+                    low = LOWEST
         finally:  # a cursor closed early: close the files it opened ahead
             for view in views:
                 if view is not None and view.opened is not None:
                     view.opened.close()
-
-    def _partition(self, opened: Opened, start_id: int, start_key: bytes) -> Iterator[Batch]:
-        reader = opened.reader
-        max_id = self._max_id
-        try:
-            mems = [Ordered(sorted_rows(mt, n)) for mt, n in opened.memtables]
-            hi = [upto(m, max_id, None) for m in mems]
-            pos = [min(m.bound(start_id, start_key), h) for m, h in zip(mems, hi)]
-            if reader is not None:
-                index = reader.index
-                first = index.first_region(start_id, start_key)
-                end = regions_upto(index, max_id, None)  # the regions past it are not read
-                for i in range(first, end):
-                    reader.prefetch(i, min(AHEAD + 1, end - i))  # a cloud file: GETs start now
-                    region = reader.read_region(i)
-                    if i == first or i == end - 1:
-                        ordered = Ordered(region)
-                        a = ordered.bound(start_id, start_key) if i == first else 0
-                        b = upto(ordered, max_id, None) if i == end - 1 else len(region)
-                        region = region.slice(a, max(a, b))
-                    if not mems:  # files hold no deletes: nothing to merge or drop
-                        if len(region):
-                            yield Batch.of(region)
-                        continue
-                    parts = [region]
-                    top_id, top_key = int(index.entries["max_id"][i]), index.max_key(i)
-                    for j, m in enumerate(mems):
-                        upper = max(pos[j], min(m.bound(top_id, top_key, "right"), hi[j]))
-                        parts.append(m.rows.slice(pos[j], upper))
-                        pos[j] = upper
-                    out = drop_deletes(merge(parts))
-                    if len(out):
-                        yield Batch.of(out)
-            yield from _merged_chunks(mems, pos, hi)
-        finally:
-            if reader is not None:
-                reader.close()
 
     # following
     def _follow(self, start: tuple[int, bytes]) -> Iterator[Batch]:
@@ -298,8 +263,14 @@ class Cursor:
                     pmap.table[mine].tobytes())
 
 
-def _merged_chunks(mems: list[Ordered], pos: list[int], hi: list[int]) -> Iterator[Batch]:
-    """Memtable rows pos..hi merged, in ascending batches of at most CHUNK rows per
-    memtable (a frozen memtable and the active one after it: views, no copy)."""
-    for out in merged_windows(mems, pos, hi, CHUNK):
-        yield Batch.of(out)
+def _partition(opened: Opened, low: tuple[int, bytes], high: tuple[int, bytes | None],
+               descending: bool) -> Iterator[Batch]:
+    """A partition's events from low to high, a batch (a region, or a window of
+    memtable rows) at a time; its file is closed at the end."""
+    try:
+        mems = [sorted_rows(mt, n) for mt, n in opened.memtables]
+        for rows in MergeIterator(opened.reader, mems, low, high, descending=descending,
+                                  ahead=AHEAD):
+            yield Batch.of(rows)
+    finally:
+        opened.close()

@@ -11,14 +11,13 @@ location is
       storage holds in its cloud, with storage_options to open it (for s3:
       key, secret, endpoint_url, ...); the repository need not exist at all
 encryption_key: the storage's key, for an encrypted storage read through its
-manifest (a manifest never holds keys; a repository's config.json does).
+manifest (a manifest never holds keys; a repository's config file does).
 """
 from __future__ import annotations
 
 from .errors import MonotoneError
+from .format.rows import MAX_ID
 from .offline import Part, from_manifest, from_repository, read_part, split
-
-U64_MAX = 2**64 - 1
 
 
 def _need():
@@ -67,8 +66,8 @@ def read(location: str, *, min_id: int | None = None, max_id: int | None = None,
     """A dask DataFrame of the events at location with ids in [min_id, max_id]."""
     dd, _, _ = _need()
     lo = 0 if min_id is None else int(min_id)
-    hi = U64_MAX if max_id is None else int(max_id)
-    if lo < 0 or hi > U64_MAX or lo > hi:
+    hi = MAX_ID if max_id is None else int(max_id)
+    if lo < 0 or hi > MAX_ID or lo > hi:
         raise MonotoneError(f"monotone.dask.read: min_id {min_id} and max_id {max_id} are "
                             "not a range of ids")
     tasks = [p.to_json() for part in parts(location, storage_options, encryption_key)

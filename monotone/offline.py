@@ -1,8 +1,9 @@
 """Reading partition files with no coordinator: from a repository directory, or
 from a cloud storage's manifest, on any machine.
 
-A Part names one partition file and how to reach it (a local path, or an
-fsspec URL with the options to open it), and a span of its regions; read_part
+A Part names one partition file and how to reach it (a local path, an object
+of a storage's cloud, or an fsspec URL with the options to open it), and a
+span of its regions; objects are read through monotone.cloud. read_part
 turns it into Rows, one region at a time, keeping ids in [min_id, max_id].
 Parts are plain data, so they travel to other processes and machines (Dask
 workers) as they are.
@@ -14,101 +15,74 @@ are in the cloud.
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .cloud import CloudFile, Objects
+from .cloud import Cloud, CloudFile, ObjectMissing, at_url, objects_of
+from .cloud.manifest import decode as decode_manifest
 from .errors import MonotoneError
 from .format.crypto import Cipher, parse_key
-from .format.rows import Rows, concat
-from .partition.files import CLOUD, parse
+from .format.rows import MAX_ID, Rows, concat
+from .partition.files import CLOUD, file_name, parse
 from .partition.reader import Reader
+from .settings import CONFIG, Place, config_path, read_config
 from .store import LocalFile, ReadHandle
 
-MANIFEST = "manifest.json"
 REGIONS_PER_PART = 64  # a big partition is read as several parts of this many regions
+TAIL = 256 * 1024      # bytes fetched of an object's end to read its index
 
 
-@dataclass
+@dataclass(frozen=True)
 class Part:
     min: int                   # the partition
     max: int
-    path: str                  # a local file, or an object's URL
+    path: str                  # a local file, an object's name in place's cloud, or its URL
     size: int                  # bytes of the file (0: ask the file)
     regions: int               # regions in the file (0: all of them, in one part)
     first: int = 0             # the span of regions this part reads
     last: int | None = None
     key: str = ""              # the storage's encryption key (hex), if encrypted
-    cloud: dict | None = None  # an object: the cloud spec (repository) ...
+    place: Place | None = None  # an object: its storage's place (repository) ...
     storage_options: dict = field(default_factory=dict)  # ... or fsspec options (manifest)
 
     def to_json(self) -> dict:
         return asdict(self)
 
-
-class _Remote(ReadHandle):
-    """An object read through fsspec in as few requests as a part needs: the
-    whole object in one GET when the part is the whole partition; else its
-    tail (footer and index) in one GET, then its span of regions in one more
-    (load)."""
-
-    TAIL = 256 * 1024
-
-    def __init__(self, part: Part) -> None:
-        self.name = part.path
-        if part.cloud is not None:
-            objects = Objects(part.cloud, "", "")
-            self.fs, self.path = objects.fs, part.path
-        else:
-            import fsspec
-            self.fs, self.path = fsspec.core.url_to_fs(part.path, **part.storage_options)
-        self.size = part.size or int(self.fs.size(self.path))
-        if part.first == 0 and part.last is None:
-            self.start, self.data = 0, self.fs.cat_file(self.path)  # the whole file: one GET
-        else:
-            self.start = max(0, self.size - self.TAIL)
-            self.data = self.fs.cat_file(self.path, start=self.start, end=self.size)
-        self.span = (0, b"")
-
-    def load(self, offset: int, size: int) -> None:
-        """Fetch bytes [offset, offset + size) at once (a part's regions)."""
-        if offset < self.start:
-            self.span = (offset, self.fs.cat_file(self.path, start=offset, end=offset + size))
-
-    def read(self, offset: int, size: int) -> bytes:
-        if offset >= self.start:
-            return self.data[offset - self.start:offset - self.start + size]
-        at, span = self.span
-        if at <= offset and offset + size <= at + len(span):
-            return span[offset - at:offset - at + size]
-        return self.fs.cat_file(self.path, start=offset, end=offset + size)
-
-    def close(self) -> None:
-        self.data, self.span = b"", (0, b"")
+    @classmethod
+    def from_json(cls, data: dict) -> "Part":
+        place = data.get("place")
+        return cls(**{**data, "place": Place.from_json(place) if place else None})
 
 
-def _open(part: Part) -> Reader:
-    cipher = Cipher(parse_key(part.key)) if part.key else None
-    handle = LocalFile(part.path, own=False) if part.cloud is None and "://" not in part.path and \
-        not part.storage_options else _Remote(part)
-    return Reader(handle, cipher)
+def _handle(part: Part) -> ReadHandle:
+    """The part's file: a local file, or its object read in as few requests as the
+    part needs (the whole object in one GET when the part is the whole partition;
+    else its tail in one GET, then its span of regions in one more)."""
+    if part.place is None and "://" not in part.path and not part.storage_options:
+        return LocalFile(part.path, own=False)
+    if part.place is not None:
+        cloud, name = _cloud(part.place, part.path), part.path
+    else:
+        cloud, name = at_url(part.path, part.storage_options)
+    whole = part.first == 0 and part.last is None
+    return CloudFile.fetch(cloud, name, 0 if whole else TAIL, part.size)
 
 
-def read_part(part: Part | dict, min_id: int = 0, max_id: int = 2**64 - 1) -> Rows:
+def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
     """The events of a part with ids in [min_id, max_id], in order."""
-    part = Part(**part) if isinstance(part, dict) else part
-    with _open(part) as reader:
+    part = Part.from_json(part) if isinstance(part, dict) else part
+    cipher = Cipher(parse_key(part.key)) if part.key else None
+    with Reader(_handle(part), cipher) as reader:
         entries = reader.index.entries
         last = reader.index.regions if part.last is None else min(part.last, reader.index.regions)
         wanted = [i for i in range(part.first, last)
                   if int(entries["max_id"][i]) >= min_id and int(entries["min_id"][i]) <= max_id]
-        load = getattr(reader.file, "load", None)
-        if wanted and load is not None:  # the regions it reads lie side by side: one GET
+        if wanted and reader.file.prefetches:  # the regions lie side by side: one GET
             start = int(entries["offset"][wanted[0]])
-            load(start, int(entries["offset"][wanted[-1]] + entries["size"][wanted[-1]]) - start)
+            end = int(entries["offset"][wanted[-1]] + entries["size"][wanted[-1]])
+            reader.file.prefetch([(start, end - start)])
         out = []
         for i in wanted:
             rows = reader.read_region(i)
@@ -126,7 +100,7 @@ def split(part: Part) -> list[Part]:
     region count is unknown or small)."""
     if part.regions <= REGIONS_PER_PART:
         return [part]
-    return [Part(**{**asdict(part), "first": a, "last": min(a + REGIONS_PER_PART, part.regions)})
+    return [replace(part, first=a, last=min(a + REGIONS_PER_PART, part.regions))
             for a in range(0, part.regions, REGIONS_PER_PART)]
 
 
@@ -134,56 +108,51 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
     """Every partition file of a repository directory (local copies first, cloud
     copies through their stubs), by min."""
     try:
-        with open(os.path.join(path, "config.json")) as f:
-            config = json.load(f)
+        stored = read_config(config_path(path), own=False)
     except FileNotFoundError:
-        raise MonotoneError(f"{path}: no repository here (no config.json)") from None
-    clouds = {c["name"]: c for c in config.get("clouds", [])}
+        raise MonotoneError(f"{path}: no repository here (no {CONFIG})") from None
     parts: dict[int, Part] = {}
-    for storage in config.get("storages", []):
-        directory = os.path.join(path, storage["path"], storage["uuid"])
-        key = storage.get("encryption_key", "") if storage.get("encryption") else ""
-        key = encryption_key or key
-        cloud = clouds.get(storage.get("cloud") or "")
-        objects = Objects(cloud, storage["uuid"], directory) if cloud else None
-        names = os.listdir(directory) if os.path.isdir(directory) else []
+    for storage in stored.storages:
+        cloud = stored.cloud(storage.cloud) if storage.cloud else None
+        place = storage.place(path, cloud)
+        key = encryption_key or place.key
+        names = os.listdir(place.directory) if os.path.isdir(place.directory) else []
         for name in sorted(names):
             parsed = parse(name)
             if parsed is None or parsed[1] not in ("", CLOUD) or parsed[0] in parts:
                 continue
             min_ = parsed[0]
-            local = f"{min_:020d}" in names
+            local = file_name(min_) in names
             if parsed[1] == CLOUD and local:
                 continue  # the local copy is read
-            stub = os.path.join(directory, name)
-            with Reader(LocalFile(stub, own=False) if local else _stub_handle(stub, objects, min_),
-                        Cipher(parse_key(key)) if key else None) as reader:
+            file = os.path.join(place.directory, name)
+            handle = LocalFile(file, own=False) if local else CloudFile.from_stub(
+                LocalFile(file, own=False), _cloud(place, file), file_name(min_))
+            with Reader(handle, Cipher(parse_key(key)) if key else None) as reader:
                 meta, size = reader.meta, reader.file_size
-            target = stub if local else objects.path(f"{min_:020d}")
-            parts[min_] = Part(int(meta["min"]), int(meta["max"]), target, size,
-                               int(meta["regions"]), key=key,
-                               cloud=None if local else cloud)
+            parts[min_] = Part(int(meta["min"]), int(meta["max"]),
+                               file if local else file_name(min_), size,
+                               int(meta["regions"]), key=key, place=None if local else place)
     return [parts[m] for m in sorted(parts)]
 
 
-def _stub_handle(stub: str, objects: Objects | None, min_: int):
-    if objects is None:
-        raise MonotoneError(f"{stub}: a cloud stub in a storage without a cloud")
-    return CloudFile(LocalFile(stub, own=False), objects, f"{min_:020d}")
+def _cloud(place: Place, what: str) -> Cloud:
+    """The cloud an object of a storage is in."""
+    cloud = objects_of(place)
+    if cloud is None:
+        raise MonotoneError(f"{what}: an object of a storage without a cloud")
+    return cloud
 
 
 def from_manifest(url: str, storage_options: dict | None = None,
                   encryption_key: str | None = None) -> list[Part]:
     """The partitions a cloud storage's manifest names, by min."""
-    import fsspec
     options = dict(storage_options or {})
+    cloud, name = at_url(url, options)
     try:
-        with fsspec.open(url, "rb", **options) as f:
-            manifest = json.loads(f.read())
-    except FileNotFoundError:
+        manifest = decode_manifest(cloud.read(name), url)
+    except ObjectMissing:
         raise MonotoneError(f"{url}: no manifest there") from None
-    if manifest.get("format") != "monotone-manifest":
-        raise MonotoneError(f"{url}: not a monotone manifest")
     if manifest.get("encrypted") and not encryption_key:
         raise MonotoneError(f"{url}: storage '{manifest.get('storage')}' is encrypted: "
                             "give its encryption_key")

@@ -2,11 +2,11 @@
 the coordinator serving it."""
 from __future__ import annotations
 
-import json
 import os
 
 from .errors import AccessDenied, MonotoneError
 from .protocol import repo_id
+from .settings import config_path
 from .shm import private
 from .shm.errors import BadPath, Untrusted
 from .shm.segment import memtable_kind, segment_name
@@ -24,7 +24,7 @@ class Layout:
         self.id = repo_id(self.base)
         self.token = token
         self.key = key
-        self.config = os.path.join(self.base, "config.json")
+        self.config = config_path(self.base)
         self.lock = os.path.join(self.base, "monotone.lock")
         self.socket = os.path.join(self.base, SOCKET)
         self.wal = os.path.join(self.base, "wal")
@@ -33,9 +33,6 @@ class Layout:
     @property
     def catalog(self) -> str:
         return segment_name(self.id, self.token, "catalog")
-
-    def storage(self, uuid: str) -> str:
-        return os.path.join(self.base, uuid)
 
     def memtable(self, segno: int) -> str:
         return segment_name(self.id, self.token, memtable_kind(self.key, segno))
@@ -65,30 +62,3 @@ def open_base(base: str, strict: bool = True) -> int:
     except OSError as e:
         raise MonotoneError(f"cannot open repository {base}: {e.strerror}"
                             f"{': ' + e.filename if e.filename else ''}") from None
-
-
-def write_json(path: str, data: dict, sync: bool = True) -> None:
-    """Replace a JSON file atomically: a new temp file beside it, fsync, rename.
-    Readable by its owner only (config.json holds encryption keys and cloud
-    secrets); a temp file of ours left by a crash goes first, anything else at
-    that name is refused rather than written through."""
-    tmp = path + ".incomplete"
-    fd = private.create(tmp, os.O_WRONLY, replace=True)
-    with open(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        if sync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if sync:
-        fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def read_json(path: str) -> dict:
-    """A JSON file of ours (not a link, not another user's), parsed."""
-    with open(private.open_own(path), "rb") as f:
-        return json.load(f)

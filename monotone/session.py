@@ -21,6 +21,7 @@ from .connection import Connection
 from .errors import CoordinatorError, MonotoneError
 from .protocol import GetConfig
 from .repository import Layout, open_base
+from .settings import ClientConfig
 from .shm.locks import LockFile
 from .shm.memtable import MemtableCache
 from .shm.partition_map import PartitionMap
@@ -69,10 +70,10 @@ class Session:
             self.conn.close()
             raise translate(e) from None
         self.layout.key = self.pmap.name_key
-        self.config = hello["config"]
+        self.config = ClientConfig.from_json(hello["config"])
         self.config_version = self.pmap.config_version
         self.memtables = MemtableCache(self.layout.memtable, self.background.submit)
-        self.wal = WalWriter(self.layout.wal, self.background, uuid=self.config["uuid"])
+        self.wal = WalWriter(self.layout.wal, self.background, uuid=self.config.values["uuid"])
         self.shared = Shared(self.pmap, self.locks, self.memtables, self.layout.wal)
         self.map_version = -1
         self.bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -114,11 +115,11 @@ class Session:
             self.wal.close()
             self.conn.detach()
 
-    def cfg(self) -> dict:
+    def cfg(self) -> ClientConfig:
         """The config, fetched again when the coordinator says it changed."""
         version = self.pmap.config_version
         if version != self.config_version:
-            self.config = self.conn.request(GetConfig())["config"]
+            self.config = ClientConfig.from_json(self.conn.request(GetConfig())["config"])
             self.config_version = version
         return self.config
 
@@ -141,7 +142,8 @@ class Session:
             return
         with self.lock:
             if not self.conn.dead:
-                self.wal.close(self.config["wal_sync_on_rotate"])  # no request: it may be gone
+                # no request: it may be gone
+                self.wal.close(self.config.values["wal_sync_on_rotate"])
             self.background.close()  # rotated WAL files synced and closed
             self.memtables.close()
             self.pmap.close()

@@ -18,17 +18,17 @@ from .boundary import ShmError, translate
 from .cloud import objects_of
 from .errors import CoordinatorError, MonotoneError
 from .format.crypto import Cipher, parse_key
-from .format.rows import Rows, sort_dedup
+from .format.rows import MAX_ID, Rows, sort_dedup
 from .partition.files import PartitionFiles
 from .partition.reader import Reader
+from .settings import ClientConfig
 from .shm.locks import PUBLISH, Held
 from .shm.memtable import Memtable
 from .shm.partition_map import ON_STORAGE, Slot
-from .store import store_of
+from .store import Fallback, store_of
 
 EAGER = 256  # partitions a cursor opens when it takes its snapshot
 EAGER_REVERSE = 1  # the same, walking down
-TOP = 2**64 - 1
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Snapshots:
         self.session = session
         self.storages: dict[int, tuple] = {}
 
-    def take(self, start_id: int = 0, max_id: int = TOP, reverse: bool = False) -> Snapshot:
+    def take(self, start_id: int = 0, max_id: int = MAX_ID, reverse: bool = False) -> Snapshot:
         """Every partition holding ids in start_id..max_id, as of now, in the order
         a cursor walks them: by min, or from the last one down with reverse."""
         session = self.session
@@ -97,7 +97,8 @@ class Snapshots:
                                            "reading: open a new cursor") from None
                 raise
 
-    def _views(self, start_id: int, max_id: int, reverse: bool, cfg: dict) -> list[View]:
+    def _views(self, start_id: int, max_id: int, reverse: bool,
+               cfg: ClientConfig) -> list[View]:
         views: list[View] = []
         eager = EAGER_REVERSE if reverse else EAGER
         try:
@@ -134,7 +135,7 @@ class Snapshots:
             except ShmError as e:  # the lock not granted in time
                 raise translate(e) from None
 
-    def _reopen(self, view: View, cfg: dict) -> Opened:
+    def _reopen(self, view: View, cfg: ClientConfig) -> Opened:
         pmap = self.session.pmap
         current = pmap.slot(view.slot)
         row = view.row
@@ -148,7 +149,7 @@ class Snapshots:
             row.places = current.places
         return self._open(view.slot, row, cfg)
 
-    def _open(self, slot: int, row: Slot, cfg: dict) -> Opened:
+    def _open(self, slot: int, row: Slot, cfg: ClientConfig) -> Opened:
         """File reader and memtables of a slot row (PUBLISH held)."""
         reader = None
         if row.gen:
@@ -156,42 +157,46 @@ class Snapshots:
             if row.places & ON_STORAGE:
                 handle = files.open(row.min)
             else:
-                handle = files.open_cloud(row.min)
-                handle.fallback = lambda: self._local_copy(slot, row.min, row.gen, files)
-                handle.current = lambda: self._local_copy(slot, row.min, row.gen, None)
+                handle = files.open_cloud(row.min, self._fallback(slot, row.min, row.gen, files))
             reader = Reader(handle, cipher)
         get = self.session.memtables.get
         return Opened(reader, [(get(seg), n) for seg, n in row.memtables()])
 
-    def _local_copy(self, slot: int, min_: int, gen: int, files: PartitionFiles | None):
-        """The local copy of a partition file being read from the cloud, when its
-        object went (a drop on cloud, as a refresh of it begins): the same file
-        while the partition's generation is the same, else None. Without files:
-        whether the generation is still the partition's."""
+    def _fallback(self, slot: int, min_: int, gen: int, files: PartitionFiles) -> Fallback:
+        """What a cloud file of a partition does when its object goes (a drop on
+        cloud, as a refresh of it begins): the local copy is the same file while
+        the partition's generation is the same."""
+        def copy():
+            return self._if_current(slot, min_, gen, lambda s: files.open(min_)
+                                    if s.places & ON_STORAGE else None)
+
+        def current() -> bool:
+            return self._if_current(slot, min_, gen, lambda s: True) is not None
+
+        return Fallback(copy, current)
+
+    def _if_current(self, slot: int, min_: int, gen: int, then):
+        """then(the partition's slot row) while its generation is gen, else None."""
         session = self.session
 
-        def local(cfg):
+        def check(cfg):
             s = session.pmap.slot(slot)
-            if not (s.live and s.min == min_ and s.gen == gen):
-                return None
-            if files is None:
-                return True
-            return files.open(min_) if s.places & ON_STORAGE else None
+            return then(s) if s.live and s.min == min_ and s.gen == gen else None
 
         with session.lock:
             session.live()
             try:
-                return self._under_publish(local)
+                return self._under_publish(check)
             except ShmError as e:
                 raise translate(e) from None
 
-    def storage(self, id_: int, cfg: dict) -> tuple[PartitionFiles, Cipher | None]:
+    def storage(self, id_: int, cfg: ClientConfig) -> tuple[PartitionFiles, Cipher | None]:
         """Partition files and cipher of a storage, by its id (kept per config)."""
         cached = self.storages.get(id_)
         if cached is None or cached[0] is not cfg:
-            info = cfg["storages"][str(id_)]
-            cipher = Cipher(parse_key(info["key"])) if info["key"] else None
-            files = PartitionFiles(store_of(info), objects=objects_of(info))
+            place = cfg.storages[id_]
+            cipher = Cipher(parse_key(place.key)) if place.key else None
+            files = PartitionFiles(store_of(place), objects=objects_of(place))
             cached = self.storages[id_] = (cfg, files, cipher)
         return cached[1], cached[2]
 

@@ -2,9 +2,9 @@
 
 Partition files are read and written only through a Store: read a byte range
 (one region per read), create a file written front to back, rename,
-remove, list, size. LocalStore keeps them in a local
-directory; the cloud tier puts an fsspec filesystem behind the same verbs.
-What the names mean (states of a partition file) is partition/files.py's business.
+remove, list, size. LocalStore keeps them in a local directory; a copy in a
+cloud is read through the same ReadHandle protocol (cloud.CloudFile). What the
+names mean (states of a partition file) is partition/files.py's business.
 
 LocalStore's files are private (shm/private.py): made 0600 under new names,
 never written through a link; a file opened, renamed or removed must be a
@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import errno
 import os
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from .errors import AccessDenied, MonotoneError, NoSpaceError
+from .settings import Place
 from .shm import libc, private
 from .shm.errors import Untrusted
 
@@ -27,16 +31,45 @@ from .shm.errors import Untrusted
 WRITEBACK = 8 << 20
 
 
-class ReadHandle:
-    """A file open for reading: name (for messages), size, read(offset, size), close()."""
+class ReadHandle(ABC):
+    """A file open for reading: name (for messages), size, read(offset, size), close().
+
+    Every handle declares what it can do, so a reader never probes for it:
+      ranged      read() fetches only the range asked (a pread, one ranged GET);
+                  otherwise the first read fetches the whole file
+      prefetches  prefetch() starts reads ahead, in the background; otherwise
+                  it does nothing
+    and rewritten() says, after a region failed its check, whether the file
+    went while it was read and another took its place (replaced, not damaged):
+    never, for a file that cannot go. What a handle of a file that can go (a
+    cloud object) does then, its opener tells it (a Fallback)."""
     name: str
     size: int
+    ranged = True
+    prefetches = False
 
-    def read(self, offset: int, size: int) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def read(self, offset: int, size: int) -> bytes: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    def prefetch(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """Start reading these (offset, size) ranges; read() takes them, or any part
+        of one, when asked."""
+
+    def rewritten(self) -> bool:
+        return False
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """What a handle does when its file goes while it is read (a partition's cloud
+    object dropped as a refresh of it begins): copy() opens the same file elsewhere
+    (its local copy), or gives None when there is none; current() says whether the
+    file is still the partition's."""
+    copy: Callable[[], ReadHandle | None]
+    current: Callable[[], bool]
 
 
 class WriteHandle:
@@ -102,7 +135,6 @@ def sync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
 
 
 class LocalFile(ReadHandle):
@@ -258,7 +290,7 @@ def _ours():
         raise AccessDenied(f"partition file {e}") from None
 
 
-def store_of(spec: dict) -> LocalStore:
-    """A store from its description (what a storage's config says; what a job carries)."""
-    return LocalStore(spec["directory"])
+def store_of(place: Place) -> LocalStore:
+    """The store of a storage's files (where a client or a job finds them)."""
+    return LocalStore(place.directory)
 

@@ -12,13 +12,12 @@ from . import faults
 from .append import Log, Moved, append
 from .boundary import ShmError, translate
 from .errors import CoordinatorError, MemtableFull, MonotoneError
-from .format.rows import Rows, sort_dedup
+from .format.rows import MAX_ID, Rows, sort_dedup
 from .protocol import EnsurePartitions, RefreshNow, RefreshSoon, WaitMemory
+from .settings import ClientConfig
 from .shm.locks import SEQUENCE, Held
 from .wal import records as walfmt
 from .wal.writer import WalWriter
-
-SERIAL = 2**64 - 1
 
 
 class Writer:
@@ -43,16 +42,18 @@ class Writer:
         session = self.session
         session.live()
         cfg = session.cfg()
+        values = cfg.values
         if serial is not None and serial.any():
-            self._serial(cfg, rows, serial)
+            self._serial(values, rows, serial)
         ids = rows.ids.copy()
         if not len(rows):
             return ids
         ordered = sort_dedup(rows)  # append() moves ssn past its ids
-        if cfg["mm_limit"]:
-            self._memory_limit(cfg, ordered.nbytes)
+        if values["mm_limit"]:
+            self._memory_limit(values, ordered.nbytes)
         parts = self.route(ordered)
-        log = _WalLog(session.wal, ordered, cfg, session.pmap.wal_needed, self._switches(cfg))
+        log = _WalLog(session.wal, ordered, values, session.pmap.wal_needed,
+                      self._switches(cfg))
         for attempt in range(8):
             try:
                 append(session.shared, parts, log)
@@ -72,20 +73,20 @@ class Writer:
                         session.conn.request(RefreshNow(view.min))
         raise MonotoneError("the partitions of the batch kept changing while writing it")
 
-    def _serial(self, cfg: dict, rows: Rows, serial: np.ndarray) -> None:
+    def _serial(self, values: dict, rows: Rows, serial: np.ndarray) -> None:
         """Hand out the next serial ids to the events marked serial, past the
         batch's own explicit ids (so none of the batch replaces another of it)."""
-        if not cfg["serial"]:
-            raise MonotoneError(f"id {SERIAL} (or None) needs serial mode: "
+        if not values["serial"]:
+            raise MonotoneError(f"id {MAX_ID} (or None) needs serial mode: "
                                 "SET serial TO true, or give every event an id")
         session = self.session
         count = int(serial.sum())
         # a batch with serial marks already pays passes over its ids; one more finds
-        # its explicit ids' largest (an explicit id is below SERIAL: + 1 <= SERIAL)
+        # its explicit ids' largest (an explicit id is below MAX_ID: + 1 <= MAX_ID)
         given = int(rows.ids[~serial].max()) + 1 if count < len(serial) else 0
         with Held(session.locks, SEQUENCE):
             ssn = max(session.pmap.ssn, given)
-            if ssn + count > SERIAL:  # the last id would be the serial marker
+            if ssn + count > MAX_ID:  # the last id would be the serial marker
                 raise MonotoneError(f"serial ids are exhausted (ssn is {ssn}): "
                                     "SET ssn to a lower value or give ids")
             session.pmap.ssn = ssn + count
@@ -109,7 +110,8 @@ class Writer:
                 break
             # one id per gap: ids of one interval between the same neighbours share it
             lost = ids[~inside]
-            gaps = np.stack([lost // np.uint64(session.cfg()["interval"]), which[~inside]])
+            interval = np.uint64(session.cfg().values["interval"])
+            gaps = np.stack([lost // interval, which[~inside]])
             _, first_of = np.unique(gaps, axis=1, return_index=True)
             session.conn.request(EnsurePartitions(lost[first_of].tolist()))
         else:
@@ -119,19 +121,19 @@ class Writer:
         starts, ends = [0] + cuts.tolist(), cuts.tolist() + [len(rows)]
         return [(int(live[which[a]]), rows.slice(a, b)) for a, b in zip(starts, ends)]
 
-    def _switches(self, cfg: dict) -> frozenset:
+    def _switches(self, cfg: ClientConfig) -> frozenset:
         """The fault points the config's error_* switches arm (per config fetched)."""
         if self._switched[0] is not cfg:
-            self._switched = (cfg, faults.switched(cfg))
+            self._switched = (cfg, faults.switched(cfg.values))
         return self._switched[1]
 
-    def _hint(self, cfg: dict, parts) -> None:
+    def _hint(self, cfg: ClientConfig, parts) -> None:
         """Ask for a background refresh of memtables past their storage's refresh_wm
         (with workers = 0 it waits for SERVICE)."""
         session = self.session
         for slot, _ in parts:
             view = session.pmap.slot(slot)
-            wm = cfg["storages"][str(view.storage)]["refresh_wm"]
+            wm = cfg.storages[view.storage].refresh_wm
             if view.heap >= wm and not view.hinted:
                 view.hinted = 1
                 try:
@@ -139,15 +141,15 @@ class Writer:
                 except CoordinatorError:
                     pass  # the batch is written; a new coordinator recovers the memtable
 
-    def _memory_limit(self, cfg: dict, need: int) -> None:
+    def _memory_limit(self, values: dict, need: int) -> None:
         """mm_limit: wait for refreshes to free memory ('block') or fail ('error')."""
         pmap = self.session.pmap
-        if pmap.heap_total() + need <= cfg["mm_limit_wm"]:
+        if pmap.heap_total() + need <= values["mm_limit_wm"]:
             return
         pmap.bump("limit_hits")
-        if cfg["mm_limit_behaviour"] == "error":
+        if values["mm_limit_behaviour"] == "error":
             raise MonotoneError(f"memory limit reached: memtables hold {pmap.heap_total()} "
-                                f"bytes, mm_limit_wm is {cfg['mm_limit_wm']} (refresh "
+                                f"bytes, mm_limit_wm is {values['mm_limit_wm']} (refresh "
                                 "partitions, or raise the limit)")
         self.session.conn.request(WaitMemory(need))
 
@@ -155,28 +157,28 @@ class Writer:
 class _WalLog(Log):
     """A batch's WAL record, for append() (no file when the WAL is off)."""
 
-    def __init__(self, wal: WalWriter, rows: Rows, cfg: dict, obsolete_below: int,
+    def __init__(self, wal: WalWriter, rows: Rows, values: dict, obsolete_below: int,
                  switches: frozenset) -> None:
-        self.wal, self.rows, self.cfg = wal, rows, cfg
+        self.wal, self.rows, self.values = wal, rows, values
         self.obsolete_below = obsolete_below
         self.switches = switches
 
     def prepare(self, lsn: int) -> tuple[int, int]:
-        cfg = self.cfg
-        if not cfg["wal"]:
+        values = self.values
+        if not values["wal"]:
             return 0, 0
         self.wal.drop_if_obsolete(self.obsolete_below)
-        return self.wal.prepare(lsn, rotate_wm=cfg["wal_rotate_wm"],
-                                sync_on_rotate=cfg["wal_sync_on_rotate"],
-                                sync=cfg["wal_sync_on_write"])
+        return self.wal.prepare(lsn, rotate_wm=values["wal_rotate_wm"],
+                                sync_on_rotate=values["wal_sync_on_rotate"],
+                                sync=values["wal_sync_on_write"])
 
     def write(self, lsn: int, ssn: int) -> None:
         faults.point("wal", self.switches)
-        cfg = self.cfg
-        if cfg["wal"]:
-            self.wal.write(lsn, walfmt.encode(lsn, ssn, self.rows, cfg["wal_crc"]),
-                           sync=cfg["wal_sync_on_write"])
+        values = self.values
+        if values["wal"]:
+            self.wal.write(lsn, walfmt.encode(lsn, ssn, self.rows, values["wal_crc"]),
+                           sync=values["wal_sync_on_write"])
 
     def cut(self, offset: int) -> None:
-        if self.cfg["wal"]:
+        if self.values["wal"]:
             self.wal.cut(offset)

@@ -106,7 +106,7 @@ def test_every_help_example_is_valid_language():
         assert name in language.CLOUD_OPTIONS, name
     from dataclasses import fields
 
-    from monotone.workers.catalog import Storage
+    from monotone.settings import Storage
     assert set(language.STORAGE_OPTION_NAMES) <= {f.name for f in fields(Storage)}
 
 

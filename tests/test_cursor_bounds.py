@@ -16,8 +16,9 @@ from event_rows import make_rows
 
 import monotone
 from monotone import Event
-from monotone import reverse as reverse_module
-from monotone.format.rows import DELETE, Ordered
+from monotone.format.rows import DELETE
+from monotone.partition import merge as merge_module
+from monotone.partition.merge import MergeIterator
 from monotone.partition.reader import Reader
 
 TOP = 2**64 - 1
@@ -73,7 +74,7 @@ def test_bounds_against_a_model(repo, monkeypatch, seed, chunk):
     """Random writes, deletes and keys over ten partitions, part refreshed into
     files of many regions and part in memtables on top; every read agrees."""
     if chunk:  # memtable rows merged a few at a time: every cut between chunks is met
-        monkeypatch.setattr(reverse_module, "CHUNK", chunk)
+        monkeypatch.setattr(merge_module, "CHUNK", chunk)
     rng = np.random.default_rng(seed)
     ids, model = 200, {}
     db = open_db(repo, interval=20)
@@ -126,7 +127,7 @@ def test_reverse_many_memtable_rows(db):
 def test_memtables_merge_in_chunks(monkeypatch):
     """Two memtables (frozen and active) merged downwards a few rows at a time: an
     (id, key) in both is one event, the active one's, and its deletes hide it."""
-    monkeypatch.setattr(reverse_module, "CHUNK", 3)
+    monkeypatch.setattr(merge_module, "CHUNK", 3)
 
     frozen = [(i, k, b"old", 0) for i in range(10) for k in (b"", b"k")]
     active = [(i, b"k", b"new", DELETE if i % 3 == 0 else 0) for i in range(2, 12)]
@@ -136,9 +137,9 @@ def test_memtables_merge_in_chunks(monkeypatch):
             model.pop((i, k), None)
         else:
             model[(i, k)] = v
-    mems = [Ordered(make_rows(frozen)), Ordered(make_rows(active))]
+    mems = [make_rows(frozen), make_rows(active)]
     out = [(int(b.ids[i]), b.key(i), b.value(i))
-           for b in reverse_module._memtables(mems, [0, 0], [len(frozen), len(active)])
+           for b in MergeIterator(None, mems, descending=True)
            for i in range(len(b))]
     assert out == [(i, k, v) for (i, k), v in sorted(model.items(), reverse=True)]
 

@@ -6,13 +6,14 @@ import pytest
 from event_rows import make_rows
 
 import monotone
-from monotone import cursor as cursor_module
-from monotone.format.rows import DELETE, Ordered, merged_windows
+from monotone.format.rows import DELETE
+from monotone.partition import merge as merge_module
+from monotone.partition.merge import MergeIterator
 
 
-def _merged(mems, pos, hi):
+def _merged(mems, *bounds, descending=False):
     return [(int(b.ids[i]), b.key(i), b.value(i))
-            for b in cursor_module._merged_chunks(mems, list(pos), list(hi))
+            for b in MergeIterator(None, mems, *bounds, descending=descending)
             for i in range(len(b))]
 
 
@@ -20,7 +21,8 @@ def _merged(mems, pos, hi):
 def test_memtables_merge_forward_in_windows(monkeypatch, chunk):
     """Frozen and active memtables that overlap: an (id, key) in both is one event,
     the active one's; its deletes hide the frozen one; windows never split them."""
-    monkeypatch.setattr(cursor_module, "CHUNK", chunk)
+    monkeypatch.setattr(merge_module, "CHUNK", chunk)
+    monkeypatch.setattr(merge_module, "FIRST_CHUNK", 1)
     frozen = [(i, k, b"old", 0) for i in range(10) for k in (b"", b"k", b"kk")]
     active = [(i, b"k", b"new", DELETE if i % 3 == 0 else 0) for i in range(2, 14)]
     model = {(i, k): v for i, k, v, _ in frozen}
@@ -29,30 +31,24 @@ def test_memtables_merge_forward_in_windows(monkeypatch, chunk):
             model.pop((i, k), None)
         else:
             model[(i, k)] = v
-    mems = [Ordered(make_rows(frozen)), Ordered(make_rows(active))]
-    assert _merged(mems, [0, 0], [len(frozen), len(active)]) == \
-        [(i, k, v) for (i, k), v in sorted(model.items())]
+    mems = [make_rows(frozen), make_rows(active)]
+    assert _merged(mems) == [(i, k, v) for (i, k), v in sorted(model.items())]
     # from inside both, up to a bound inside both
     start, end = (3, b"k"), (11, b"")
-    got = _merged(mems, [mems[0].bound(*start), mems[1].bound(*start)],
-                  [mems[0].bound(*end, "right"), mems[1].bound(*end, "right")])
-    assert got == [(i, k, v) for (i, k), v in sorted(model.items()) if start <= (i, k) <= end]
-    # the same windows walked downwards (each window ascending, as a reverse read takes it)
-    down = [(int(r.ids[i]), r.key(i), r.value(i))
-            for r in merged_windows(mems, [0, 0], [len(frozen), len(active)], chunk, 1,
-                                    descending=True)
-            for i in reversed(range(len(r)))]
-    assert down == [(i, k, v) for (i, k), v in sorted(model.items(), reverse=True)]
+    assert _merged(mems, start, end) == \
+        [(i, k, v) for (i, k), v in sorted(model.items()) if start <= (i, k) <= end]
+    # the same walked downwards, from a window of one row, doubling
+    assert _merged(mems, descending=True) == \
+        [(i, k, v) for (i, k), v in sorted(model.items(), reverse=True)]
 
 
 def test_memtables_apart_are_read_as_views(monkeypatch):
     """A frozen memtable and the active one after it (a refresh running while events
     are appended) are handed out as they are: no copy of either."""
-    monkeypatch.setattr(cursor_module, "CHUNK", 4)
+    monkeypatch.setattr(merge_module, "CHUNK", 4)
     frozen = make_rows([(i, b"", b"f", 0) for i in range(10)])
     active = make_rows([(i, b"", b"a", 0) for i in range(10, 19)])
-    batches = list(cursor_module._merged_chunks([Ordered(frozen), Ordered(active)], [0, 0],
-                                                [10, 9]))
+    batches = list(MergeIterator(None, [frozen, active]))
     assert [int(i) for b in batches for i in b.ids] == list(range(19))
     sources = [frozen.ids, active.ids]
     assert all(any(np.shares_memory(b.ids, s) for s in sources) for b in batches)

@@ -15,8 +15,8 @@ from test_cli import cli
 
 import monotone
 from monotone import redact
-from monotone.cloud import CloudError, Objects, secret_option
-from monotone.workers.catalog import Cloud
+from monotone.cloud import CloudError, open_cloud, secret_option
+from monotone.settings import CloudSettings
 
 # redact.url ---------------------------------------------------------------------------
 
@@ -149,8 +149,8 @@ def test_show_clouds_and_repr_hide_the_urls_password(db, repo):
         clouds = json.load(f)["clouds"]
     assert [c["url"] for c in clouds] == ["http://KEY:URLPASS9@host:9000/x?token=TOK7"]
     assert stat.S_IMODE(os.stat(os.path.join(repo, "config.json")).st_mode) == 0o600
-    shown = repr(Cloud("m", type="http", url="http://u:URLPASS9@h", password="KEYPASS9"))
-    assert shown == "Cloud('m', type='http', url='http://u:(secret)@h')"
+    shown = repr(CloudSettings("m", type="http", url="http://u:URLPASS9@h", password="KEYPASS9"))
+    assert shown == "CloudSettings('m', type='http', url='http://u:(secret)@h')"
 
 
 def test_a_cloud_error_names_the_place_without_the_urls_password(db, repo):
@@ -172,9 +172,8 @@ def test_a_cloud_error_names_the_place_without_the_urls_password(db, repo):
 
 
 def test_a_cloud_libraries_message_is_scrubbed_of_the_urls_secrets(tmp_path):
-    spec = {"name": "m", "type": "mock", "url": "http://me:p%40ss99@h/?sig=SIGVAL1", "login": "",
-            "password": "", "options": {}}
-    objects = Objects(spec, "uuid", str(tmp_path))
+    settings = CloudSettings("m", type="mock", url="http://me:p%40ss99@h/?sig=SIGVAL1")
+    objects = open_cloud(settings, "uuid", str(tmp_path))
 
     def fail():
         raise OSError("refused: http://me:p%40ss99@h/ (user me, password p@ss99, sig SIGVAL1)")

@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import ROOT
 
 pytest.importorskip("mypy", reason="mypy is in the test extras: pip install '.[test]'")

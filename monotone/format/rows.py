@@ -6,11 +6,10 @@ value byte arrays. Nothing here loops over events in Python.
 """
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 
 U64 = np.uint64
+MAX_ID = 2**64 - 1  # the highest id; as a written id, it asks for the next serial id
 DELETE = 1  # flag bit of a delete, as in the original C API
 MAX_KEY = 255
 EMPTY_U8 = np.zeros(0, np.uint8)
@@ -171,7 +170,8 @@ def point_key(id_: int, key: bytes, width: int):
     if width == 0:
         return U64(id_)
     pad = key[:width].ljust(width, b"\0")
-    return np.array([id_.to_bytes(8, "big") + pad + bytes([len(key)])], dtype=f"S{8 + width + 1}")[0]
+    point = id_.to_bytes(8, "big") + pad + bytes([len(key)])
+    return np.array([point], dtype=f"S{8 + width + 1}")[0]
 
 
 def sort_dedup(rows: Rows, width: int | None = None) -> Rows:
@@ -227,49 +227,11 @@ class Ordered:
     def bound(self, id_: int, key: bytes, side: str = "left") -> int:
         """Number of rows < (id, key) with side='left', <= with side='right'."""
         rows = self.rows
-        if not len(rows):
-            return 0
+        if not len(rows) or (side == "left" and not id_ and not key):
+            return 0  # nothing is below the lowest position
         if not key and not rows.has_keys:
             return int(np.searchsorted(rows.ids, U64(id_), side=side))
         if self._sk is None or len(key) > self._width:
             self._width = max(key_width(rows), len(key))
             self._sk = sort_keys(rows, self._width)
         return int(np.searchsorted(self._sk, point_key(id_, key, self._width), side=side))
-
-
-def merged_windows(mems: list[Ordered], lo: list[int], hi: list[int], chunk: int,
-                   first: int | None = None, descending: bool = False) -> Iterator[Rows]:
-    """Rows lo..hi of sorted memtables merged (a later one wins on equal (id, key)),
-    deletes dropped, a window at a time, upwards or downwards (each window still in
-    ascending order). A window ends `chunk` rows on in whichever memtable gets there
-    first, so equal events of two memtables always meet in one window, and a window
-    only one memtable has rows in is a view of it, never a copy. The first window
-    takes `first` rows, doubling up to `chunk` (the last events of a reverse read
-    should cost little)."""
-    lo, hi = list(lo), list(hi)
-    size = min(first or chunk, chunk)
-    while True:
-        live = [j for j in range(len(mems)) if lo[j] < hi[j]]
-        if not live:
-            return
-        rows = [mems[j].rows for j in live]
-        if descending:
-            edges = [max(hi[j] - size, lo[j]) for j in live]
-            pivot = max((int(r.ids[e]), r.key(e)) for r, e in zip(rows, edges))
-        else:
-            edges = [min(lo[j] + size, hi[j]) - 1 for j in live]
-            pivot = min((int(r.ids[e]), r.key(e)) for r, e in zip(rows, edges))
-        parts = []
-        for j in live:
-            if descending:
-                cut = min(max(mems[j].bound(*pivot, "left"), lo[j]), hi[j])
-                parts.append(mems[j].rows.slice(cut, hi[j]))
-                hi[j] = cut
-            else:
-                cut = max(lo[j], min(mems[j].bound(*pivot, "right"), hi[j]))
-                parts.append(mems[j].rows.slice(lo[j], cut))
-                lo[j] = cut
-        size = min(size * 2, chunk)
-        out = drop_deletes(merge(parts))
-        if len(out):
-            yield out

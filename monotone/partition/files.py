@@ -7,7 +7,7 @@ In a storage, partition <min> has at most one file in each state:
                      place of <min>
   <min>              the partition file (a local copy)
 and, when the storage has a cloud (the object is <min> in the storage's place
-there, cloud.Objects):
+there, cloud.Cloud):
   <min>.cloud.incomplete  an upload under way: the stub is written, the object
                      may or may not be whole; recovery removes the object (it
                      turns into .cloud.drop) and the stub
@@ -27,10 +27,10 @@ import logging
 import re
 
 from .. import faults
-from ..cloud import CloudError, CloudFile, Objects
+from ..cloud import Cloud, CloudError, CloudFile
 from ..errors import MonotoneError
 from ..shm.partition_map import ON_CLOUD, ON_STORAGE
-from ..store import ReadHandle, Store, WriteHandle
+from ..store import Fallback, ReadHandle, Store, WriteHandle
 from . import fileformat as partition
 
 log = logging.getLogger("monotone")
@@ -58,7 +58,7 @@ def parse(name: str) -> tuple[int, str] | None:
 class PartitionFiles:
     """The partition files of one storage (sync: its `sync` option)."""
 
-    def __init__(self, store: Store, sync: bool = True, objects: Objects | None = None) -> None:
+    def __init__(self, store: Store, sync: bool = True, objects: Cloud | None = None) -> None:
         self.store = store
         self.sync = sync
         self.objects = objects
@@ -125,15 +125,16 @@ class PartitionFiles:
         return places
 
     # the cloud copy
-    def _need_objects(self) -> Objects:
+    def _need_objects(self) -> Cloud:
         if self.objects is None:
             raise MonotoneError(f"storage {self.store.location} has no cloud")
         return self.objects
 
-    def open_cloud(self, min_: int) -> CloudFile:
-        """A partition whose file is in the cloud: index from the stub, regions by GET."""
-        return CloudFile(self.store.open(file_name(min_, CLOUD)), self._need_objects(),
-                         file_name(min_))
+    def open_cloud(self, min_: int, fallback: Fallback | None = None) -> CloudFile:
+        """A partition whose file is in the cloud: index from the stub, regions by GET
+        (fallback: what to do when the object goes while it is read)."""
+        return CloudFile.from_stub(self.store.open(file_name(min_, CLOUD)),
+                                   self._need_objects(), file_name(min_), fallback)
 
     def upload(self, min_: int, switches=()) -> None:
         """The local file's copy into the cloud: stub as .cloud.incomplete, the object,

@@ -7,16 +7,18 @@ A job carries everything it needs by value, so a worker needs nothing else.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-from monotone.format.rows import Ordered, Rows, drop_deletes, merge
+from functools import partial
 
 from .. import faults
 from ..format.crypto import Cipher, parse_key
+from ..format.rows import Rows
+from ..settings import Place
 from ..shm.memtable import MemtableCache
 from ..snapshot import sorted_rows
 from ..store import store_of
 from ..wal import files as wal_files
 from .files import PartitionFiles
+from .merge import MergeIterator
 from .reader import Reader
 from .writer import Writer
 
@@ -27,9 +29,9 @@ class MergeJob:
     min: int                 # the partition
     frozen: int              # memtable segment number
     frozen_rows: int
-    source: dict | None      # the store of the current partition file (None: no file)
+    source: Place | None     # where the current partition file is (None: no file)
     old_key: str             # its storage's key ('' when not encrypted)
-    target: dict             # the store the new file goes to
+    target: Place            # where the new file goes
     compression: str
     compression_level: int
     region_size: int
@@ -42,6 +44,11 @@ class MergeJob:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "MergeJob":
+        source = data["source"] and Place.from_json(data["source"])
+        return cls(**{**data, "source": source, "target": Place.from_json(data["target"])})
 
 
 def _cipher(key: str) -> Cipher | None:
@@ -92,24 +99,33 @@ def _merge_into(writer: Writer, reader: Reader | None, mem: Rows, same_key: bool
     yet full is filled with the rows after it instead, so refreshes of a
     growing partition do not leave a small region each.
     """
-    ordered, pos = Ordered(mem), 0
-    if reader is not None:
-        index = reader.index
-        entries = index.entries
-        copy = reader.codec.name == writer.codec.name and \
+    take_stored = None
+    if reader is not None and reader.codec.name == writer.codec.name and \
             (reader.cipher is None) == (writer.cipher is None) and \
-            (reader.cipher is None or same_key)
-        for i in range(index.regions):
-            upper = ordered.bound(int(entries["max_id"][i]), index.max_key(i), "right")
-            filling = i == index.regions - 1 and upper < len(mem) and \
-                int(entries["size_origin"][i]) < writer.region_size
-            if copy and upper == pos and not filling and (reader.cipher is None or
-                                          int(entries["offset"][i]) == writer.offset
-                                          and not writer.pending):
-                writer.add_stored(reader.read_stored(i), entries[i], index.min_key(i),
-                                  index.max_key(i))
-                continue
-            region = reader.read_region(i)
-            writer.add(drop_deletes(merge([region, mem.slice(pos, upper)])))
-            pos = upper
-    writer.add(drop_deletes(mem.slice(pos, len(mem))))
+            (reader.cipher is None or same_key):
+        take_stored = partial(_take_stored, reader, writer, _to_fill(reader, writer, mem))
+    for rows in MergeIterator(reader, [mem], take_stored=take_stored, windowed=False):
+        writer.add(rows)
+
+
+def _take_stored(reader: Reader, writer: Writer, fill: int, i: int) -> bool:
+    """Copy region i, which no memtable row falls into, as it is stored; not the
+    region to fill, nor one sealed for another offset than it would land at."""
+    entry = reader.index.entries[i]
+    if i == fill or (reader.cipher is not None and
+                     (int(entry["offset"]) != writer.offset or writer.pending)):
+        return False
+    writer.add_stored(reader.read_stored(i), entry, reader.index.min_key(i),
+                      reader.index.max_key(i))
+    return True
+
+
+def _to_fill(reader: Reader, writer: Writer, mem: Rows) -> int:
+    """The file's last region, when it is not full and memtable rows come after
+    it (-1 otherwise)."""
+    index, last, n = reader.index, reader.index.regions - 1, len(mem) - 1
+    if last < 0 or n < 0 or int(index.entries["size_origin"][last]) >= writer.region_size:
+        return -1
+    after = (int(mem.ids[n]), mem.key(n)) > (int(index.entries["max_id"][last]),
+                                             index.max_key(last))
+    return last if after else -1

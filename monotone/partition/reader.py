@@ -59,10 +59,9 @@ class Reader:
     def prefetch(self, first: int, count: int) -> None:
         """Start reading regions first.. first+count-1 when the file is remote (its
         handle fetches them in the background; a local file needs nothing)."""
-        ahead = getattr(self.file, "prefetch", None)
-        if ahead is not None:
+        if self.file.prefetches and self.file.ranged:
             e = self.index.entries[first:first + count]
-            ahead(zip(e["offset"].tolist(), e["size"].tolist()))
+            self.file.prefetch(zip(e["offset"].tolist(), e["size"].tolist()))
 
     def read_stored(self, i: int) -> bytes:
         """Region i as stored (compressed, maybe encrypted), its crc checked."""
@@ -72,8 +71,7 @@ class Reader:
         if len(data) != size:
             raise CorruptionError(f"partition file {self.path}: region {i} is truncated")
         if self.verify and not partition.region_checksum_ok(data, int(e["crc"]), int(e["flags"])):
-            rewritten = getattr(self.file, "rewritten", None)
-            if rewritten is not None and rewritten():
+            if self.file.rewritten():
                 raise MonotoneError(f"partition file {self.path} was rewritten while this "
                                     "cursor read it from the cloud: open a new cursor")
             raise CorruptionError(f"partition file {self.path}: region {i} checksum mismatch")

@@ -35,9 +35,9 @@ from .. import faults
 from ..boundary import ShmError
 from ..errors import MonotoneError, NoSpaceError
 from ..shm import private
+from ..shm.locks import LockFile
 from ..store import sync_path
 from . import records as walfmt
-from ..shm.locks import LockFile
 
 SUFFIX = ".wal"
 NEW = ".new"

@@ -1,101 +1,25 @@
-"""Storages, clouds and the pipeline: their options, checks and persisted form.
+"""Storages, clouds and the pipeline: their checks, and the changes commands make.
 
-Pure data: the coordinator keeps one Catalog, persists it inside config.json
-and sends clients what they need to read files (storage directories, keys).
+The coordinator keeps one Catalog of the typed records of monotone.settings
+(frozen: a change is a new record), persists it in the config file and sends
+clients where each storage's files are (Place).
 """
 from __future__ import annotations
 
-import copy
 import os
 import uuid as uuidlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from monotone import cloud as cloud_module
-from monotone import redact
 from monotone.errors import MonotoneError
 from monotone.format.codec import CODECS
 from monotone.format.crypto import new_key, parse_key
+from monotone.settings import UNSET, CloudSettings, ConfigFile, Place, Storage, Tier
 from monotone.shm import private
 from monotone.shm.errors import BadPath
 
 MAIN = "main"
-UNSET = -1
-
-
-@dataclass
-class Storage:
-    name: str
-    id: int = 0
-    uuid: str = ""
-    path: str = ""
-    cloud: str = ""
-    cloud_drop_local: bool = True
-    sync: bool = True
-    crc: bool = True
-    refresh_wm: int = 40 * 1024 * 1024
-    region_size: int = 128 * 1024
-    compression: str = "lz4"
-    compression_level: int = 0
-    encryption: str = ""
-    encryption_key: str = ""
-
-    def directory(self, base: str) -> str:
-        """<base>/<uuid>, <base>/<path>/<uuid> or <path>/<uuid>."""
-        return os.path.join(base, self.path, self.uuid)
-
-    def show(self, debug: bool = False) -> dict:
-        out = {"uuid": "(filtered)" if debug else self.uuid}
-        for name in ("name", "path", "cloud", "cloud_drop_local", "sync", "crc", "refresh_wm",
-                     "region_size", "compression", "compression_level", "encryption"):
-            out[name] = getattr(self, name)
-        if out["compression"] == "none":
-            out["compression"] = ""  # the original's spelling of no compression
-        return out
-
-
-@dataclass(repr=False)
-class Cloud:
-    """A place for partition files: type 's3', 'mock', or any fsspec protocol by name.
-
-    options: what a protocol other than s3 and mock takes besides url (passed
-    to its filesystem). Secrets (password, and options that look like one)
-    never leave in SHOW, logs or reprs."""
-    name: str
-    type: str = ""
-    login: str = ""
-    password: str = ""
-    url: str = ""
-    debug: bool = False
-    options: dict = field(default_factory=dict)
-
-    def show(self) -> dict:
-        out = {"name": self.name, "type": self.type, "login": self.login,
-               "password": "(secret)", "url": redact.url(self.url), "debug": self.debug}
-        for name, value in self.options.items():
-            out[name] = "(secret)" if cloud_module.secret_option(name) else value
-        return out
-
-    def __repr__(self) -> str:
-        return f"Cloud({self.name!r}, type={self.type!r}, url={redact.url(self.url)!r})"
-
-    def spec(self) -> dict:
-        """What a process needs to reach it (secrets included: for its own processes)."""
-        return asdict(self)
-
-
-@dataclass
-class Tier:
-    name: str
-    partitions: int = UNSET
-    size: int = UNSET
-    events: int = UNSET
-    duration: int = UNSET
-
-    def show(self) -> dict:
-        return asdict(self)
-
-
 LEVELS = {"lz4": (0, 16), "zstd": (0, 22), "none": (0, 0)}  # 0: the codec's default
 _STORAGE_TYPES = {f.name: f.type for f in fields(Storage)}
 _ALIASES = {"access_key": "login", "secret_key": "password"}
@@ -110,7 +34,7 @@ def _unique(what: str, values: list) -> None:
 
 
 def _typed(kind: str, name: str, value: Any, want: str) -> Any:
-    """value checked against its type; kind prefixes the message (config.json checks),
+    """value checked against its type; kind prefixes the message (config file checks),
     commands pass "" and get the original's messages ("sync 'true|false' expected")."""
     prefix = f"{kind}: " if kind else ""
     if want == "bool":
@@ -126,9 +50,10 @@ def _typed(kind: str, name: str, value: Any, want: str) -> Any:
     return value
 
 
-def apply_storage_options(storage: Storage, options, usage: str, creating: bool) -> set[str]:
-    """Set options on storage (checked); return the names changed."""
-    changed = set()
+def apply_storage_options(storage: Storage, options, usage: str,
+                          creating: bool) -> tuple[Storage, set[str]]:
+    """storage with options set (checked), and the names changed."""
+    changes: dict[str, Any] = {}
     for name, value in options:
         want = _STORAGE_TYPES.get(name)
         if want is None or name in ("name", "id"):
@@ -156,14 +81,14 @@ def apply_storage_options(storage: Storage, options, usage: str, creating: bool)
         if name == "region_size" and value <= 0:
             # the original refuses only 0 (a negative size would never cut a region)
             raise MonotoneError("invalid region_size value")
-        setattr(storage, name, value)
-        changed.add(name)
+        changes[name] = value
+    storage = replace(storage, **changes)
     check_level(storage.compression, storage.compression_level)
     if storage.encryption == "aes" and not storage.encryption_key:
-        storage.encryption_key = new_key()
+        storage = replace(storage, encryption_key=new_key())
     # without encryption a key given stays (as the original's): encryption 'aes' set
-    # later uses it; nothing reads it meanwhile (store_spec gives it only when encrypted)
-    return changed
+    # later uses it; nothing reads it meanwhile (a Place gives it only when encrypted)
+    return storage, set(changes)
 
 
 def check_path(path: str, what: str) -> None:
@@ -195,35 +120,40 @@ def check_level(compression: str, level: int) -> None:
                             f"({low}..{high})")
 
 
-def apply_cloud_options(cloud: Cloud, options, usage: str, creating: bool) -> None:
-    """Set options on cloud, checked (a protocol whose package is missing: an error
+def apply_cloud_options(cloud: CloudSettings, options, usage: str,
+                        creating: bool) -> CloudSettings:
+    """cloud with options set, checked (a protocol whose package is missing: an error
     naming the package)."""
+    kind = dict(options).get("type", "") if creating else cloud.type
+    changes: dict[str, Any] = {}
+    extra = dict(cloud.options)
     for given, value in options:
         name = _ALIASES.get(given, given)
         if name in ("name", "options"):
             raise MonotoneError(f"{usage}: unknown option '{name}'")
         if name not in ("type", "login", "password", "url", "debug"):
-            if not creating and cloud.type in ("s3", "mock") or \
-                    creating and dict(options).get("type") in ("s3", "mock"):
+            if not cloud_module.backend(kind).takes_options:
                 raise MonotoneError(f"{usage}: unknown option '{name}'")
             if not isinstance(value, (str, int)):
                 raise MonotoneError(f"{usage}: {name} 'string, integer or boolean' expected")
-            cloud.options[name] = value
+            extra[name] = value
             continue
         value = _typed("", given, value, "bool" if name == "debug" else "str")
         if name == "type" and not creating and value != cloud.type:
             raise MonotoneError("cloud type cannot be changed")
-        setattr(cloud, name, value)
-    cloud_module.check(cloud.spec())
+        changes[name] = value
+    cloud = replace(cloud, **changes, options=extra)
+    cloud_module.check(cloud)
+    return cloud
 
 
 def make_tier(name: str, options) -> Tier:
-    tier = Tier(name)
+    limits = {}
     for opt, value in options:
         if opt not in ("partitions", "size", "events", "duration"):
             raise MonotoneError(f"ALTER PIPELINE: unknown option '{opt}'")
-        setattr(tier, opt, _typed("", opt, value, "int"))
-    return tier
+        limits[opt] = _typed("", opt, value, "int")
+    return Tier(name, **limits)
 
 
 def terminal(tier: Tier) -> bool:
@@ -245,7 +175,7 @@ def check_pipeline(tiers: list[Tier]) -> None:
 @dataclass
 class Catalog:
     storages: list[Storage] = field(default_factory=list)
-    clouds: list[Cloud] = field(default_factory=list)
+    clouds: list[CloudSettings] = field(default_factory=list)
     pipeline: list[Tier] = field(default_factory=list)
 
     # lookup
@@ -261,7 +191,7 @@ class Catalog:
             raise MonotoneError(f"storage '{name}': not exists")
         return storage
 
-    def cloud(self, name: str) -> Cloud | None:
+    def cloud(self, name: str) -> CloudSettings | None:
         return next((c for c in self.clouds if c.name == name), None)
 
     def first_tier(self) -> Storage:
@@ -271,26 +201,30 @@ class Catalog:
         next_id = max((s.id for s in self.storages), default=-1) + 1
         return Storage(name, id=next_id, uuid=str(uuidlib.uuid4()))
 
+    # changes: a record in place of the one it replaces
+    def put_storage(self, storage: Storage) -> None:
+        """storage in place of the storage with its id."""
+        self.storages = [storage if s.id == storage.id else s for s in self.storages]
+
+    def put_cloud(self, name: str, cloud: CloudSettings) -> None:
+        """cloud in place of the cloud called name."""
+        self.clouds = [cloud if c.name == name else c for c in self.clouds]
+
     # persistence
-    def to_json(self) -> dict:
-        return {"storages": [asdict(s) for s in self.storages],
-                "clouds": [asdict(c) for c in self.clouds],
-                "pipeline": [asdict(t) for t in self.pipeline]}
+    def file(self, values: dict) -> ConfigFile:
+        """The config file holding this catalog and values (the variables')."""
+        return ConfigFile(values, self.storages, self.clouds, self.pipeline)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Catalog":
-        """The catalog persisted in config.json, checked (MonotoneError when it is not sane)."""
-        try:
-            catalog = cls([Storage(**s) for s in data.get("storages", [])],
-                          [Cloud(**c) for c in data.get("clouds", [])],
-                          [Tier(**t) for t in data.get("pipeline", [])])
-        except TypeError as e:
-            raise MonotoneError(f"unknown or missing fields ({e})") from None
+    def load(cls, stored: ConfigFile) -> "Catalog":
+        """The catalog a config file holds, checked (MonotoneError when it is not sane)."""
+        catalog = cls(list(stored.storages), list(stored.clouds), list(stored.pipeline))
         catalog.check()
         return catalog
 
     def check(self) -> None:
-        """Every invariant of a catalog (what config.json may hold, what a command may leave)."""
+        """Every invariant of a catalog (what the config file may hold, what a command
+        may leave)."""
         _unique("storage name", [s.name for s in self.storages])
         _unique("storage id", [s.id for s in self.storages])
         _unique("storage uuid", [s.uuid for s in self.storages])
@@ -320,16 +254,12 @@ class Catalog:
             self.need_storage(tier.name)
 
     def for_clients(self, base: str) -> dict:
-        """What readers need: storage id -> directory, key."""
-        return {str(s.id): self.store_spec(s, base) for s in self.storages}
+        """What clients need, as it travels: storage id -> where its files are."""
+        return {str(s.id): self.place(s, base).to_json() for s in self.storages}
 
-    def store_spec(self, storage: Storage, base: str) -> dict:
-        """Where a storage's files are: its directory, and its cloud's spec (or None)."""
-        cloud = self.cloud(storage.cloud) if storage.cloud else None
-        key = storage.encryption_key if storage.encryption else ""
-        return {"directory": storage.directory(base), "uuid": storage.uuid,
-                "key": key, "refresh_wm": storage.refresh_wm,
-                "sync": storage.sync, "cloud": cloud.spec() if cloud else None}
+    def place(self, storage: Storage, base: str) -> Place:
+        """Where a storage's files are: its directory, key, and its cloud's settings."""
+        return storage.place(base, self.cloud(storage.cloud) if storage.cloud else None)
 
     def copy(self) -> "Catalog":
-        return copy.deepcopy(self)
+        return Catalog(list(self.storages), list(self.clouds), list(self.pipeline))

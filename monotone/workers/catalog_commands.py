@@ -6,17 +6,17 @@ through Engine.changing(): checked, applied (directories made), then persisted.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
-from monotone.cloud import objects_of
+from monotone.cloud import Cloud, objects_of
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
+from monotone.settings import CloudSettings, Storage
 from monotone.shm.partition_map import ON_CLOUD
 
 from . import cloud_tier
 from .catalog import (
     MAIN,
-    Cloud,
-    Storage,
     apply_cloud_options,
     apply_storage_options,
     check_pipeline,
@@ -35,23 +35,31 @@ def set_config(engine: Engine, c: cmd.Set) -> None:
 
 # storages
 def _storage_empty(engine: Engine, storage: Storage) -> bool:
-    return not engine.slots_in(storage)
+    return not engine.partitions.in_storage(storage)
+
+
+def _objects(engine: Engine, storage: Storage) -> Cloud | None:
+    """The storage's objects in its cloud (None: it has none, or its cloud is gone)."""
+    if not storage.cloud or engine.catalog.cloud(storage.cloud) is None:
+        return None
+    return objects_of(engine.catalog.place(storage, engine.layout.base))
 
 
 def _attach_cloud(engine: Engine, storage: Storage) -> None:
     """The storage's place in its cloud (bucket) is made when the cloud is attached."""
     if storage.cloud:
-        if engine.catalog.cloud(storage.cloud) is None:
+        objects = _objects(engine, storage)
+        if objects is None:
             raise MonotoneError(f"storage '{storage.name}': cloud '{storage.cloud}' not exists")
-        objects = objects_of(engine.catalog.store_spec(storage, engine.layout.base))
         objects.attach()
         cloud_tier.publish_manifest(engine, storage, objects)
 
 
 def _detach_cloud(engine: Engine, storage: Storage) -> None:
     """The storage's place in its cloud goes, if empty (best effort, as the original)."""
-    if storage.cloud and engine.catalog.cloud(storage.cloud) is not None:
-        objects_of(engine.catalog.store_spec(storage, engine.layout.base)).detach()
+    objects = _objects(engine, storage)
+    if objects is not None:
+        objects.detach()
 
 
 def _existing(found, kind: str, c):
@@ -68,10 +76,9 @@ def create_storage(engine: Engine, c: cmd.CreateStorage) -> None:
         if c.if_not_exists:
             return
         raise MonotoneError(f"storage '{c.name}': already exists")
-    storage = catalog.new_storage(c.name)
-    storage.compression = engine.config.compression
-    storage.compression_level = engine.config.compression_level
-    apply_storage_options(storage, c.options, "CREATE STORAGE", creating=True)
+    storage = replace(catalog.new_storage(c.name), compression=engine.config.compression,
+                      compression_level=engine.config.compression_level)
+    storage, _ = apply_storage_options(storage, c.options, "CREATE STORAGE", creating=True)
     if any(s.uuid == storage.uuid for s in catalog.storages):
         raise MonotoneError(f"storage '{c.name}': uuid '{storage.uuid}' is used by another storage")
     _attach_cloud(engine, storage)
@@ -90,16 +97,16 @@ def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
         if catalog.storage(c.rename) is not None:
             raise MonotoneError(f"storage '{c.rename}': already exists")
         with engine.changing():
-            for tier in engine.catalog.pipeline:
-                if tier.name == storage.name:
-                    tier.name = c.rename
-            engine.catalog.need_storage(storage.name).name = c.rename
+            engine.catalog.pipeline = [replace(t, name=c.rename) if t.name == storage.name
+                                       else t for t in engine.catalog.pipeline]
+            engine.catalog.put_storage(replace(storage, name=c.rename))
         return
-    updated = storage.__class__(**vars(storage))
-    changed = apply_storage_options(updated, c.options, "ALTER STORAGE", creating=False)
+    updated, changed = apply_storage_options(storage, c.options, "ALTER STORAGE",
+                                             creating=False)
     fixed = changed & {"crc", "path", "encryption", "encryption_key"}
     if updated.cloud != storage.cloud and any(
-            engine.pmap.slot(s).places & ON_CLOUD for s in engine.slots_in(storage)):
+            engine.partitions.slot(s).places & ON_CLOUD
+            for s in engine.partitions.in_storage(storage)):
         raise MonotoneError(f"storage '{storage.name}': some partitions are still on the "
                             "cloud (DROP PARTITIONS ... ON CLOUD first)")
     if fixed and not _storage_empty(engine, storage):
@@ -109,7 +116,7 @@ def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
         _attach_cloud(engine, updated)
     old_directory = engine.directory(storage)
     with engine.changing():
-        vars(engine.catalog.need_storage(storage.name)).update(vars(updated))
+        engine.catalog.put_storage(updated)
     if updated.cloud != storage.cloud:
         _detach_cloud(engine, storage)
     if engine.directory(updated) != old_directory:
@@ -127,10 +134,13 @@ def drop_storage(engine: Engine, c: cmd.DropStorage) -> None:
         raise MonotoneError(f"storage '{storage.name}': has dependencies (it is in the pipeline)")
     if not _storage_empty(engine, storage):
         raise MonotoneError(f"storage '{storage.name}': has partitions")
+    objects = _objects(engine, storage)
     with engine.changing():
         engine.catalog.storages = [s for s in engine.catalog.storages if s.name != storage.name]
-    _detach_cloud(engine, storage)
-    _remove_dir(os.path.join(engine.directory(storage), "mock"))
+    if objects is not None:
+        objects.detach()
+        if objects.local_directory:  # inside the storage's own directory
+            _remove_dir(objects.root)
     _remove_dir(engine.directory(storage))
 
 
@@ -148,8 +158,7 @@ def create_cloud(engine: Engine, c: cmd.CreateCloud) -> None:
         if c.if_not_exists:
             return
         raise MonotoneError(f"cloud '{c.name}': already exists")
-    cloud = Cloud(c.name)
-    apply_cloud_options(cloud, c.options, "CREATE CLOUD", creating=True)
+    cloud = apply_cloud_options(CloudSettings(c.name), c.options, "CREATE CLOUD", creating=True)
     with engine.changing():
         engine.catalog.clouds.append(cloud)
 
@@ -163,15 +172,13 @@ def alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
         if catalog.cloud(c.rename) is not None:
             raise MonotoneError(f"cloud '{c.rename}': already exists")
         with engine.changing():
-            for storage in engine.catalog.storages:
-                if storage.cloud == cloud.name:
-                    storage.cloud = c.rename
-            engine.catalog.cloud(cloud.name).name = c.rename
+            engine.catalog.storages = [replace(s, cloud=c.rename) if s.cloud == cloud.name
+                                       else s for s in engine.catalog.storages]
+            engine.catalog.put_cloud(cloud.name, replace(cloud, name=c.rename))
         return
-    updated = Cloud(**{**vars(cloud), "options": dict(cloud.options)})
-    apply_cloud_options(updated, c.options, "ALTER CLOUD", creating=False)
+    updated = apply_cloud_options(cloud, c.options, "ALTER CLOUD", creating=False)
     with engine.changing():
-        vars(engine.catalog.cloud(cloud.name)).update(vars(updated))
+        engine.catalog.put_cloud(cloud.name, updated)
 
 
 def drop_cloud(engine: Engine, c: cmd.DropCloud) -> None:

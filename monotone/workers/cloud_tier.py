@@ -5,6 +5,9 @@ both; the slot's `places` says which, and readers choose by it (the local
 copy first). Each step here is a task step on a claimed partition:
 
   upload           TransferJob (stub, object, stub renamed), then ON_CLOUD is set
+                   and the manifest rewritten; an offload (after a refresh, or
+                   resumed at start) then drops the local copy if the storage
+                   says cloud_drop_local
   download         TransferJob (object to <min>.incomplete, renamed), then
                    ON_STORAGE is set
   drop cloud copy  ON_CLOUD cleared under PUBLISH (no new reader chooses it),
@@ -26,151 +29,131 @@ behind by one step; the coordinator rewrites it when it starts.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from monotone import faults
-from monotone.cloud import objects_of
+from monotone.cloud import manifest, objects_of
 from monotone.errors import MonotoneError
 from monotone.jsonout import size_text
 from monotone.partition.files import file_name
+from monotone.settings import Storage
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
-from .catalog import Storage
+from .claims import Manifest
 from .engine import Engine
-from .tasks import WaitSlot
-from .transfer import DOWNLOAD, DROP, MANIFEST, MANIFEST_NAME, UPLOAD, TransferJob
+from .transfer import DOWNLOAD, DROP, MANIFEST, UPLOAD, TransferJob
 
 log = logging.getLogger("monotone")
 
-FORMAT = "monotone-manifest"
-VERSION = 1
 
 
 def _job(engine: Engine, slot: int, kind: str) -> TransferJob:
     storage = engine.storage_of(slot)
-    return TransferJob(kind, engine.pmap.slot(slot).min, engine.store(storage),
+    return TransferJob(kind, engine.partitions.slot(slot).min, engine.store(storage),
                        engine.syncs(storage), sorted(faults.switched(engine.config.values)))
 
 
-def _places(engine: Engine, slot: int, add: int = 0, remove: int = 0) -> None:
-    with engine.shared.publishing():
-        s = engine.pmap.slot(slot)
-        engine.pmap.set_places(slot, (s.places | add) & ~remove)
-
-
-def upload(engine: Engine, slot: int):
-    """Copy the partition's local file into its storage's cloud (if not there yet)."""
-    s = engine.pmap.slot(slot)
-    if s.places & ON_CLOUD:
+def upload(engine: Engine, slot: int, offload: bool = False):
+    """Copy the partition's local file into its storage's cloud, if it is not there
+    yet: every upload comes here (UPLOAD, the end of a refresh, an upload resumed at
+    start). An offload is the storage's own doing (the last two): nothing when the
+    storage has no cloud or the file no local copy, and the local copy dropped after
+    when the storage says cloud_drop_local."""
+    storage = engine.storage_of(slot)
+    s = engine.partitions.slot(slot)
+    if offload and not (storage.cloud and s.places & ON_STORAGE):
         return
-    if not s.places & ON_STORAGE:
-        raise MonotoneError(f"upload: partition '{s.min}' file does not exist locally")
-    start = time.monotonic()
-    yield _job(engine, slot, UPLOAD)
-    faults.point("upload.done")
-    _places(engine, slot, add=ON_CLOUD)
-    log.info("upload partition %d: %s to cloud %s, %.3f s", s.min, size_text(s.file_size),
-             engine.storage_of(slot).cloud, time.monotonic() - start)
-    yield from write_manifest(engine, engine.storage_of(slot))
+    if not s.places & ON_CLOUD:
+        if not s.places & ON_STORAGE:
+            raise MonotoneError(f"upload: partition '{s.min}' file does not exist locally")
+        start = time.monotonic()
+        yield _job(engine, slot, UPLOAD)
+        faults.point("upload.done")
+        engine.partitions.set_places(slot, add=ON_CLOUD)
+        log.info("upload partition %d: %s to cloud %s, %.3f s", s.min,
+                 size_text(s.file_size), storage.cloud, time.monotonic() - start)
+        yield from write_manifest(engine, storage)
+    if offload and storage.cloud_drop_local:
+        drop_local_copy(engine, slot)
 
 
 def download(engine: Engine, slot: int):
     """Copy the partition's cloud object back as its local file (if not there)."""
-    s = engine.pmap.slot(slot)
+    s = engine.partitions.slot(slot)
     if s.places & ON_STORAGE or not s.places & ON_CLOUD:
         return
     start = time.monotonic()
     yield _job(engine, slot, DOWNLOAD)
     faults.point("download.done")
-    _places(engine, slot, add=ON_STORAGE)
+    engine.partitions.set_places(slot, add=ON_STORAGE)
     log.info("download partition %d: %s from cloud %s, %.3f s", s.min, size_text(s.file_size),
              engine.storage_of(slot).cloud, time.monotonic() - start)
 
 
 def drop_cloud_copy(engine: Engine, slot: int):
     """Remove the partition's cloud copy (and an object an earlier drop left)."""
-    s = engine.pmap.slot(slot)
-    files = engine.files(engine.storage_of(slot))
+    s = engine.partitions.slot(slot)
+    storage = engine.storage_of(slot)
+    files = engine.files(storage)
     if s.places & ON_CLOUD:
-        _places(engine, slot, remove=ON_CLOUD)
-        log.info("drop partition %d on cloud %s", s.min, engine.storage_of(slot).cloud)
+        engine.partitions.set_places(slot, remove=ON_CLOUD)
+        log.info("drop partition %d on cloud %s", s.min, storage.cloud)
         files.drop_stub(s.min)
         faults.point("cloud.dropping")
-        yield from write_manifest(engine, engine.storage_of(slot))
+        yield from write_manifest(engine, storage)
     if files.objects is not None and files.dropping(s.min):
         yield _job(engine, slot, DROP)
 
 
 def drop_local_copy(engine: Engine, slot: int) -> None:
-    s = engine.pmap.slot(slot)
-    _places(engine, slot, remove=ON_STORAGE)
-    log.info("drop partition %d on storage %s (its cloud copy stays)", s.min,
-             engine.storage_of(slot).name)
-    faults.point("local.dropping")
-    engine.files(engine.storage_of(slot)).drop_local(s.min)
-
-
-def offload(engine: Engine, slot: int):
-    """After a new file: into the storage's cloud, and the local copy goes when the
-    storage says cloud_drop_local (the end of a refresh, or a resumed upload)."""
+    s = engine.partitions.slot(slot)
     storage = engine.storage_of(slot)
-    if not storage.cloud or not engine.pmap.slot(slot).places & ON_STORAGE:
-        return
-    yield from upload(engine, slot)
-    if storage.cloud_drop_local:
-        drop_local_copy(engine, slot)
+    engine.partitions.set_places(slot, remove=ON_STORAGE)
+    log.info("drop partition %d on storage %s (its cloud copy stays)", s.min, storage.name)
+    faults.point("local.dropping")
+    engine.files(storage).drop_local(s.min)
 
 
 def waiting_upload(engine: Engine) -> list[int]:
     """Partitions of storages with a cloud whose file has no cloud copy yet (an
     upload that failed or was cut short: resumed in the background)."""
-    out = []
-    for slot in engine.live_slots().tolist():
-        s = engine.pmap.slot(slot)
-        if s.places == ON_STORAGE and engine.storage_of(slot).cloud:
-            out.append(slot)
-    return out
+    return [slot for slot in engine.partitions.live()
+            if engine.partitions.slot(slot).places == ON_STORAGE
+            and engine.storage_of(slot).cloud]
 
 
-def manifest(engine: Engine, storage: Storage) -> dict:
+def manifest_of(engine: Engine, storage: Storage) -> bytes:
     """The manifest of a cloud storage as the partition map says it now."""
     parts = []
-    for slot in engine.slots_in(storage):
-        s = engine.pmap.slot(slot)
+    for slot in engine.partitions.in_storage(storage):
+        s = engine.partitions.slot(slot)
         if s.places & ON_CLOUD:
             parts.append({"min": s.min, "max": s.max, "object": file_name(s.min),
                           "size": s.file_size, "events": s.file_events, "regions": s.regions,
                           "lsn": s.file_lsn, "created": s.created, "refreshes": s.refreshes})
-    return {"format": FORMAT, "version": VERSION, "storage": storage.name,
-            "uuid": storage.uuid, "compression": storage.compression,
-            "encrypted": bool(storage.encryption), "crc": storage.crc, "partitions": parts}
+    return manifest.encode(storage, parts)
 
 
 def publish_manifest(engine: Engine, storage: Storage, objects) -> None:
     """Write a storage's manifest here and now (a cloud just attached: in the
     catalog command, before the storage holds anything)."""
-    objects.write(MANIFEST_NAME, json.dumps(manifest(engine, storage), indent=1).encode())
+    objects.write(manifest.NAME, manifest_of(engine, storage))
 
 
 def write_manifest(engine: Engine, storage: Storage):
     """Rewrite a cloud storage's manifest (one write at a time per storage)."""
     if not storage.cloud:
         return
-    key = -(storage.id + 1)  # a pseudo-partition in engine.busy: this storage's manifest
-    while key in engine.busy:
-        yield WaitSlot(key)
-    engine.busy.add(key)
-    try:
-        content = json.dumps(manifest(engine, storage), indent=1)
+    key = Manifest(storage.id)
+    yield from engine.claims.wait(key)
+    with engine.claims.holding(key, "manifest"):
+        content = manifest_of(engine, storage).decode()
         yield TransferJob(MANIFEST, 0, engine.store(storage), engine.syncs(storage),
                           content=content)
-    finally:
-        engine.busy.discard(key)
 
 
 def manifest_url(engine: Engine, storage: Storage) -> str | None:
     """Where a cloud storage's manifest is, as an fsspec URL."""
     objects = objects_of(engine.store(storage))
-    return objects.url(MANIFEST_NAME) if objects is not None else None
+    return objects.url(manifest.NAME) if objects is not None else None

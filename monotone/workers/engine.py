@@ -14,23 +14,24 @@ from monotone.append import Shared, append
 from monotone.cloud import objects_of
 from monotone.config import Config, lock_timeout, setting
 from monotone.connection import START_WAITS, serving
-from monotone.ddl import commands as cmd
 from monotone.errors import AccessDenied, MonotoneError
 from monotone.format.crypto import Cipher, parse_key
-from monotone.format.rows import Rows, sort_dedup
+from monotone.format.rows import MAX_ID, Rows, sort_dedup
 from monotone.partition.files import PartitionFiles
-from monotone.repository import Layout, open_base, read_json, write_json
+from monotone.repository import Layout, open_base
+from monotone.settings import Place, Storage, read_config, write_config
 from monotone.shm import private, segment
 from monotone.shm.errors import ShmError, Untrusted
 from monotone.shm.locks import ATTACHED, COORDINATOR, SEQUENCE, Held, LockFile, holders
-from monotone.shm.memtable import Memtable, MemtableCache
+from monotone.shm.memtable import MemtableCache
 from monotone.shm.partition_map import FileStats, PartitionMap
-from monotone.shm.segment import NameTaken
 from monotone.store import store_of
 from monotone.wal.files import wal_files
 from monotone.wal.writer import WalWriter
 
-from .catalog import MAIN, Catalog, Storage
+from .catalog import MAIN, Catalog
+from .claims import Claims
+from .partitions import Partitions, untaken
 
 log = logging.getLogger("monotone")
 SLOTS = 1 << 14  # the catalog is backed whole: 4 MiB
@@ -43,17 +44,6 @@ def file_stats(meta: dict) -> FileStats:
                      size=int(meta["file_size"]), size_origin=int(meta["size_uncompressed"]),
                      regions=int(meta["regions"]), refreshed=int(meta.get("refreshed", 0)),
                      refreshes=int(meta.get("refreshes", 0)))
-
-
-def untaken(make, what: str):
-    """make() again, under its next name, while someone else took the name first (a
-    few times: names nobody can guess are not taken by chance)."""
-    for _ in range(16):
-        try:
-            return make()
-        except NameTaken as e:
-            log.warning("%s: skipped", e)
-    raise MonotoneError(f"no free shared memory name for {what} in {segment.SHM_DIR}")
 
 
 class AlreadyServed(Exception):
@@ -72,8 +62,8 @@ class Engine:
         self.mapped = False
         self.locks: LockFile | None = None
         self.owner = False             # holds COORDINATOR: the repository's segments are ours
-        self.busy: set[int] = set()  # partitions a task is working on
-        self.pool = None               # the worker pools (merges, uploads), set by the server
+        self.storage_files: dict[int, PartitionFiles] = {}  # by storage id, as the catalog says
+        self.pool = None               # the worker pools (merges, uploads), for SHOW WORKERS
         self.uploads = None
         try:
             self._start(settings)
@@ -108,6 +98,8 @@ class Engine:
         self.mapped = True
         self.memtables = MemtableCache(self.layout.memtable)
         self.shared = Shared(self.pmap, self.locks, self.memtables, self.layout.wal)
+        self.partitions = Partitions(self.shared, self.layout)
+        self.claims = Claims(self.partitions)  # which task works on which partition
         self.wal = WalWriter(self.layout.wal, uuid=self.config.uuid)  # drop records
 
     def _elect(self, timeout: float) -> None:
@@ -131,11 +123,9 @@ class Engine:
         exists = os.path.lexists(path)
         if exists:
             try:
-                data = read_json(path)
-                if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                cfg.load(data)
-                self.catalog = Catalog.from_json(data)
+                stored = read_config(path)
+                cfg.load(stored.values)
+                self.catalog = Catalog.load(stored)
             except Untrusted as e:
                 raise AccessDenied(f"cannot read {path}: {e}") from None
             except (OSError, ValueError, TypeError, MonotoneError) as e:
@@ -209,8 +199,7 @@ class Engine:
         data = self.config.persisted()
         if self.mapped:
             data["ssn"] = self.pmap.ssn
-        data.update(self.catalog.to_json())
-        write_json(self.layout.config, data, sync=self.config.sync)
+        write_config(self.layout.config, self.catalog.file(data), sync=self.config.sync)
 
     @contextmanager
     def changing(self):
@@ -224,6 +213,8 @@ class Engine:
         except BaseException:
             self.catalog, self.config.values = catalog, values
             raise
+        finally:
+            self.storage_files.clear()  # made again from the catalog as it is now
         self.pmap.bump("config_version")  # clients fetch the config again
 
     def config_changed(self) -> None:
@@ -250,15 +241,19 @@ class Engine:
     def storage_of(self, slot: int) -> Storage:
         return self.catalog.storage_by_id(self.pmap.slot(slot).storage)
 
-    def store(self, storage: Storage) -> dict:
+    def store(self, storage: Storage) -> Place:
         """Where a storage's files are (its directory, its cloud), as a worker's job
-        carries it (store.store_of, store.objects_of)."""
-        return self.catalog.store_spec(storage, self.layout.base)
+        carries it (store.store_of, cloud.objects_of)."""
+        return self.catalog.place(storage, self.layout.base)
 
     def files(self, storage: Storage) -> PartitionFiles:
         """A storage's partition files."""
-        spec = self.store(storage)
-        return PartitionFiles(store_of(spec), self.syncs(storage), objects_of(spec))
+        files = self.storage_files.get(storage.id)
+        if files is None:
+            place = self.store(storage)
+            files = PartitionFiles(store_of(place), self.syncs(storage), objects_of(place))
+            self.storage_files[storage.id] = files
+        return files
 
     def syncs(self, storage: Storage) -> bool:
         """Whether a storage's files are synced: its `sync`, unless the global one is off."""
@@ -269,33 +264,11 @@ class Engine:
         return Cipher(parse_key(storage.encryption_key)) if storage.encryption else None
 
     # partitions
-    def live_slots(self) -> np.ndarray:
-        return self.pmap.live()
-
-    def new_memtable(self) -> int:
-        """A new memtable segment, its segno."""
-        def memtable():
-            segno = self.pmap.bump("segno")
-            self.memtables.add(Memtable.create(self.layout.memtable(segno), segno))
-            return segno
-        return untaken(memtable, "a memtable")
-
-    def new_slot(self, lo: int, hi: int, storage: Storage | None = None,
-                 created: int | None = None) -> int:
-        storage = storage or self.catalog.first_tier()
-        segno = self.new_memtable()
-        try:
-            return self.pmap.add(lo, hi, segno, storage.id,
-                                 created if created is not None else int(time.time() * 1e6))
-        except ValueError as e:
-            self.memtables.forget(segno)
-            segment.unlink(self.layout.memtable(segno))
-            raise MonotoneError(f"too many partitions: {e}") from None
-
-    def ensure_partitions(self, ids) -> None:
+    def ensure_partitions(self, ids) -> bool:
         """Create the partitions that ids fall in but no partition covers yet: as the
         original, every gap of the interval an id falls in ([id - id % interval,
-        + interval - 1]) becomes a partition, not only the one holding the id."""
+        + interval - 1]) becomes a partition, not only the one holding the id.
+        Whether any was created."""
         ids = np.unique(np.asarray(ids, np.uint64))
         _, inside = self.pmap.route(self.pmap.bounds(), ids)
         missing = ids[~inside]
@@ -305,11 +278,13 @@ class Engine:
             if id_ <= done:
                 continue
             lo = id_ - id_ % interval
-            done = min(lo + interval - 1, 2**64 - 1)
+            done = min(lo + interval - 1, MAX_ID)
             self.fill(lo, done)
+        return len(missing) > 0
 
     def fill(self, lo: int, hi: int) -> int:
-        """Create partitions over the gaps of [lo, hi]; the last one's max (-1: none)."""
+        """Create partitions over the gaps of [lo, hi], in the first storage of the
+        pipeline; the last one's max (-1: none)."""
         last = -1
         while lo <= hi:
             live, mins, maxs = self.pmap.bounds()
@@ -320,26 +295,12 @@ class Engine:
                     break                    # wrapped past 2**64-1
                 continue
             gap_hi = min(hi, int(mins[i]) - 1) if i < len(live) else hi
-            self.new_slot(lo, gap_hi)
+            self.partitions.add(lo, gap_hi, self.catalog.first_tier())
             last = gap_hi
             lo = gap_hi + 1
             if lo == 0:
                 break
         return last
-
-    def slots_in(self, storage: Storage) -> list[int]:
-        """The live partitions whose files are in a storage, by min."""
-        return [i for i in self.pmap.live().tolist() if self.pmap.slot(i).storage == storage.id]
-
-    def partition_of(self, id_: int) -> int | None:
-        """The slot of the partition holding id."""
-        return self.pmap.partition_of(id_)
-
-    def range_slots(self, lo: int, hi: int) -> list[int]:
-        """The partitions a range command acts on (cmd.range_members), by slot."""
-        live, mins, maxs = self.pmap.bounds()
-        slots = live.tolist()
-        return [slots[i] for i in cmd.range_members(zip(mins.tolist(), maxs.tolist()), lo, hi)]
 
     def apply(self, rows: Rows, lsn: int) -> None:
         """Replay one WAL batch into memtables (recovery), partition by partition,
@@ -357,12 +318,6 @@ class Engine:
                 parts.append((slot, rows.slice(a, b)))
         if parts:
             append(self.shared, parts, lsn=lsn)
-
-    def forget_partition(self, slot: int) -> None:
-        """Forget a partition: its slot and memtables (files are the caller's)."""
-        for segno in self.pmap.remove(slot):
-            self.memtables.forget(segno)
-            segment.unlink(self.layout.memtable(segno))
 
     def close(self) -> None:
         """Stop using the repository; whatever fails, no segment of it is left."""

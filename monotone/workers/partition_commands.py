@@ -2,7 +2,7 @@
 pipeline's retention, checkpoint, and collecting the WAL after them.
 
 The multi-step ones are generators (tasks.py) run under the PARTITIONS lock,
-each claiming the partitions it works on.
+each claiming the partitions it works on (claims.py).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 from monotone import faults
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
+from monotone.format.rows import MAX_ID
 from monotone.jsonout import size_text
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
@@ -29,7 +30,7 @@ log = logging.getLogger("monotone")
 
 # partitions
 def create_partition(engine: Engine, c: cmd.CreatePartition) -> None:
-    hi = c.max if c.max is not None else min(c.min + engine.config.interval, 2**64 - 1)
+    hi = c.max if c.max is not None else min(c.min + engine.config.interval, MAX_ID)
     if c.min > hi:
         raise MonotoneError(f"fill: invalid partition interval [{c.min}, {hi}]")
     engine.fill(c.min, hi)
@@ -38,13 +39,13 @@ def create_partition(engine: Engine, c: cmd.CreatePartition) -> None:
 def _targets(engine: Engine, c: cmd.PartitionCommand, verb: str) -> list[int]:
     """The slots a partition command acts on (the original's single/range rules)."""
     if c.single:
-        slot = engine.partition_of(c.min)
+        slot = engine.partitions.containing(c.min)
         if slot is None:
             if c.if_exists:
                 return []
             raise PartitionNotFound(f"{verb}: partition '{c.min}' not found")
         return [slot]
-    return engine.range_slots(c.min, c.max)
+    return engine.partitions.in_range(c.min, c.max)
 
 
 def refresh_partitions(engine: Engine, c: cmd.Refresh):
@@ -68,25 +69,16 @@ def drop_partitions(engine: Engine, c: cmd.Drop):
         if c.on is None:
             yield from drop_partition(engine, slot)
         else:
-            yield from _claimed(engine, slot, lambda: drop_copy(engine, slot, c))
+            yield from engine.claims.claimed(slot, f"drop on {c.on}",
+                                             lambda: drop_copy(engine, slot, c))
     collect_wal(engine)
-
-
-def _claimed(engine: Engine, slot: int, step):
-    """Run step() (a task) with the partition claimed."""
-    if not (yield from refresher.claim(engine, slot)):
-        return
-    try:
-        yield from step()
-    finally:
-        engine.busy.discard(slot)
 
 
 def drop_copy(engine: Engine, slot: int, c: cmd.Drop):
     """DROP ... ON STORAGE | ON CLOUD: one copy of the partition's file goes. The
     only copy is never dropped this way (that would lose the partition's events
     with the partition still there): a single partition says so, a range skips it."""
-    s = engine.pmap.slot(slot)
+    s = engine.partitions.slot(slot)
     this, other = (ON_CLOUD, ON_STORAGE) if c.on == "cloud" else (ON_STORAGE, ON_CLOUD)
     if s.places & this and not s.places & other:
         if c.single:
@@ -105,27 +97,26 @@ def drop_copy(engine: Engine, slot: int, c: cmd.Drop):
 def drop_partition(engine: Engine, slot: int):
     """Drop a partition: a WAL record first (so recovery does not bring it back),
     then the slot, the memtables and the files (a cloud copy last: its object
-    is removed by an upload worker)."""
-    if not (yield from refresher.claim(engine, slot)):
-        return
-    try:
-        s = engine.pmap.slot(slot)
-        storage, min_, places = engine.storage_of(slot), s.min, s.places
-        log.info("drop partition %d: %d events in the file, %d in memory, %s, storage %s",
-                 min_, s.file_events, s.rows + s.frozen_rows, size_text(s.file_size),
-                 storage.name)
-        _drop_claimed(engine, slot)  # the slot is free from here
-        if places & ON_CLOUD:
-            engine.files(storage).drop_stub(min_)
-            faults.point("cloud.dropping")
-            yield from cloud_tier.write_manifest(engine, storage)
-            yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
-    finally:
-        engine.busy.discard(slot)
+    is removed by an upload worker): a task, on the partition claimed."""
+    return engine.claims.claimed(slot, "drop", lambda: _drop(engine, slot))
+
+
+def _drop(engine: Engine, slot: int):
+    s = engine.partitions.slot(slot)
+    storage, min_, places = engine.storage_of(slot), s.min, s.places
+    log.info("drop partition %d: %d events in the file, %d in memory, %s, storage %s",
+             min_, s.file_events, s.rows + s.frozen_rows, size_text(s.file_size),
+             storage.name)
+    _drop_claimed(engine, slot)  # the slot is free from here
+    if places & ON_CLOUD:
+        engine.files(storage).drop_stub(min_)
+        faults.point("cloud.dropping")
+        yield from cloud_tier.write_manifest(engine, storage)
+        yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
 
 
 def _drop_claimed(engine: Engine, slot: int) -> None:
-    s = engine.pmap.slot(slot)
+    s = engine.partitions.slot(slot)
     lo, hi, places = s.min, s.max, s.places
     with engine.shared.locked([slot]):
         if engine.config.wal:
@@ -138,19 +129,19 @@ def _drop_claimed(engine: Engine, slot: int) -> None:
         faults.point("drop.logged")
         files = engine.files(engine.storage_of(slot))
         with engine.shared.publishing():
-            engine.forget_partition(slot)
+            engine.partitions.forget(slot)
     if places & ON_STORAGE:
         files.remove(lo)
     for storage in engine.catalog.storages:  # and what a refresh left half done
         engine.files(storage).discard(lo)
 
 
-def transfer_targets(engine: Engine, c) -> list[int]:
-    """The partitions an UPLOAD or DOWNLOAD acts on, checked (errors before any work)."""
-    verb = "upload" if isinstance(c, cmd.Upload) else "download"
+def transfer_targets(engine: Engine, c: cmd.Upload | cmd.Download, verb: str) -> list[int]:
+    """The partitions an UPLOAD or DOWNLOAD (verb) acts on, checked (errors before any
+    work)."""
     out = []
     for slot in _targets(engine, c, verb):
-        s = engine.pmap.slot(slot)
+        s = engine.partitions.slot(slot)
         if not engine.storage_of(slot).cloud:
             if c.if_cloud:
                 continue
@@ -162,16 +153,28 @@ def transfer_targets(engine: Engine, c) -> list[int]:
     return out
 
 
-def transfer_one(engine: Engine, slot: int, upload: bool):
-    step = cloud_tier.upload if upload else cloud_tier.download
-    yield from _claimed(engine, slot, lambda: step(engine, slot))
+def upload_one(engine: Engine, slot: int, offload: bool = False):
+    """The upload of a partition (cloud_tier.upload), as a task claiming it."""
+    return engine.claims.claimed(slot, "upload",
+                                 lambda: cloud_tier.upload(engine, slot, offload))
 
 
-def transfer(engine: Engine, c):
-    """UPLOAD / DOWNLOAD, run here (with upload workers the coordinator schedules
-    transfer_one per partition instead and answers at once)."""
-    for slot in transfer_targets(engine, c):
-        yield from transfer_one(engine, slot, isinstance(c, cmd.Upload))
+def download_one(engine: Engine, slot: int):
+    """The download of a partition, as a task claiming it."""
+    return engine.claims.claimed(slot, "download", lambda: cloud_tier.download(engine, slot))
+
+
+def upload_partitions(engine: Engine, c: cmd.Upload):
+    """UPLOAD, run here (with upload workers the coordinator schedules each
+    partition's upload instead, and answers at once)."""
+    for slot in transfer_targets(engine, c, "upload"):
+        yield from upload_one(engine, slot)
+
+
+def download_partitions(engine: Engine, c: cmd.Download):
+    """DOWNLOAD, run here (with upload workers: as UPLOAD)."""
+    for slot in transfer_targets(engine, c, "download"):
+        yield from download_one(engine, slot)
 
 
 def rebalance_now(engine: Engine, c: cmd.Rebalance):
@@ -196,10 +199,10 @@ def _rebalance_step(engine: Engine):
     now = int(time.time() * 1e6)
     for i, tier in enumerate(pipeline):
         storage = engine.catalog.need_storage(tier.name)
-        slots = engine.slots_in(storage)
+        slots = engine.partitions.in_storage(storage)
         if not slots:
             continue
-        parts = [engine.pmap.slot(s) for s in slots]
+        parts = [engine.partitions.slot(s) for s in slots]
         first = min(range(len(parts)), key=lambda j: (parts[j].created, parts[j].min))
         oldest = slots[first]
         over = ((tier.partitions >= 0 and len(parts) > tier.partitions)
@@ -216,20 +219,9 @@ def _rebalance_step(engine: Engine):
 
 
 # checkpoint and WAL
-def checkpoint_now(engine: Engine, c: cmd.Checkpoint):
-    return checkpoint(engine)
-
-
-def in_memory(engine: Engine) -> list[int]:
-    """The partitions with events in memtables."""
-    pmap = engine.pmap
-    return [slot for slot in pmap.live().tolist()
-            if (s := pmap.slot(slot)).rows or s.frozen or s.lsn_min]
-
-
 def checkpoint(engine: Engine):
     """Refresh every partition with events in memory, one after another."""
-    for slot in in_memory(engine):
+    for slot in engine.partitions.in_memory():
         yield from refresher.refresh(engine, slot)
     collect_wal(engine)
 

@@ -2,14 +2,14 @@
 
 Workers are separate processes (real parallelism past the GIL), each with a
 socket pair to the coordinator. The coordinator keeps two pools of the same
-program: `workers` for merges, `workers_upload` for cloud transfers. One starts with the coordinator; more start
-on demand, up to `workers`, when jobs wait behind the busy ones (a job waits
-for a worker that is busy; a second waiting job starts a new one). Starting a
-worker costs about 0.15 s of CPU (imports), which a machine busy writing
-feels, and one partition refreshed at a time needs one worker. A job's result
-comes back through the coordinator's event loop. A worker
-that dies fails its job (the partition keeps its frozen memtable and is
-refreshed again later) and is replaced.
+program: `workers` for merges, `workers_upload` for cloud transfers. One
+starts with the coordinator; more start on demand, up to `workers`, when jobs
+wait behind the busy ones (a job waits for a worker that is busy; a second
+waiting job starts a new one). Starting a worker costs about 0.15 s of CPU
+(imports), which a machine busy writing feels, and one partition refreshed at
+a time needs one worker. A job's result comes back through the coordinator's
+event loop. A worker that dies fails its job (the partition keeps its frozen
+memtable and is refreshed again later) and is replaced.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ Job = MergeJob | TransferJob
 
 log = logging.getLogger("monotone")
 
-Done = Callable[[dict], None]  # called with {"ok": True, "meta": ...} or {"ok": False, "error": ...}
+# called with {"ok": True, "meta": ...} or {"ok": False, "error": ...}
+Done = Callable[[dict], None]
 
 
 class Worker:

@@ -4,10 +4,11 @@ Partition files may be left in any state a refresh, move, upload, download
 or drop can crash in. A refresh that wrote its new file whole (<min>.complete)
 but crashed before it replaced the old <min> is undone, as the original's: the
 old file stays (the WAL still holds what the new one added), in the same
-storage or another (a move). partition.files.PartitionFiles.settle() then finishes or undoes
-the other states, and says where each partition's copies are (local file, cloud stub). A move writes into
-another storage; if a crash left <min> in two storages,
-the newer one (more refreshes) wins and the other is removed.
+storage or another (a move). partition.files.PartitionFiles.settle() then
+finishes or undoes the other states, and says where each partition's copies
+are (local file, cloud stub). A move writes into another storage; if a crash
+left <min> in two storages, the newer one (more refreshes) wins and the other
+is removed.
 Then every intact WAL record is replayed in lsn order into memtables, except
 what a partition file already holds (record lsn <= file lsn). A drop record
 removes the partition as it was at that lsn.
@@ -34,8 +35,7 @@ def recover(engine: Engine) -> None:
     start = time.monotonic()
     made_private(engine)
     lsn, ssn = recover_files(engine)
-    files = engine.pmap.live()
-    log.info("recovery: partition files read: %d", len(files))
+    log.info("recovery: partition files read: %d", len(engine.partitions.live()))
     # lsn is not persisted (as the original): it goes on from what the files hold,
     # past every WAL file's name, so a new WAL file never takes an existing name
     lsn = max([lsn, *(wal.first_lsn(path) for path in wal.wal_files(engine.layout.wal))])
@@ -98,8 +98,8 @@ def recover_files(engine: Engine) -> tuple[int, int]:
             if where & ON_CLOUD:
                 files.drop_stub(min_)
                 files.finish_drop(min_)
-        slot = engine.new_slot(int(meta["min"]), int(meta["max"]), storage,
-                               int(meta.get("created", 0)))
+        slot = engine.partitions.add(int(meta["min"]), int(meta["max"]), storage,
+                                     int(meta.get("created", 0)))
         engine.pmap.set_file(slot, file_stats(meta), places=places)
         lsn = max(lsn, int(meta.get("lsn", 0)))
         ssn = max(ssn, int(meta.get("ssn", 0)))
@@ -128,15 +128,15 @@ def replay_wal(engine: Engine) -> None:
 
 def replay_drop(engine: Engine, min_: int, lsn: int) -> None:
     """A partition dropped at lsn goes again, unless its file is newer than the drop."""
-    slot = engine.pmap.find(min_)
+    slot = engine.partitions.find(min_)
     if slot is None:
         return
-    s = engine.pmap.slot(slot)
+    s = engine.partitions.slot(slot)
     if s.gen and s.file_lsn > lsn:
         return
     files = engine.files(engine.storage_of(slot))
     places = s.places
-    engine.forget_partition(slot)
+    engine.partitions.forget(slot)
     if places & ON_STORAGE:
         files.remove(min_)
     if places & ON_CLOUD:

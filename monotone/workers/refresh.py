@@ -31,49 +31,34 @@ import time
 from monotone import faults
 from monotone.jsonout import size_text
 from monotone.partition.merger import MergeJob
-from monotone.shm import segment
+from monotone.settings import Storage
 from monotone.shm.locks import SEQUENCE, Held
 from monotone.shm.partition_map import ON_CLOUD
 
 from . import cloud_tier
-from .catalog import Storage
 from .engine import Engine, file_stats
-from .tasks import WaitSlot
 
 log = logging.getLogger("monotone")
 
 
-def claim(engine: Engine, slot: int):
-    """Wait until no other task works on the partition, then take it.
-
-    Returns False when the partition went away (dropped) meanwhile."""
-    min_ = engine.pmap.slot(slot).min
-    while slot in engine.busy:
-        yield WaitSlot(slot)
-    s = engine.pmap.slot(slot)
-    if not s.live or s.min != min_:
-        return False
-    engine.busy.add(slot)
-    return True
-
-
 def refresh(engine: Engine, slot: int, target: Storage | None = None):
-    """Rewrite one partition with its memtable merged in, into target (default: where it is)."""
-    if not (yield from claim(engine, slot)):
-        return
-    try:
-        s = engine.pmap.slot(slot)
-        target = target or engine.storage_of(slot)
-        if s.places & ON_CLOUD:
-            yield from cloud_tier.download(engine, slot)
-            yield from cloud_tier.drop_cloud_copy(engine, slot)
-        resumed = bool(s.frozen)  # left by a refresh that failed
+    """Rewrite one partition with its memtable merged in, into target (default: where
+    it is): a task, on the partition claimed."""
+    return engine.claims.claimed(slot, "refresh" if target is None else "move",
+                                 lambda: _refresh(engine, slot, target))
+
+
+def _refresh(engine: Engine, slot: int, target: Storage | None):
+    s = engine.partitions.slot(slot)
+    target = target or engine.storage_of(slot)
+    if s.places & ON_CLOUD:
+        yield from cloud_tier.download(engine, slot)
+        yield from cloud_tier.drop_cloud_copy(engine, slot)
+    resumed = bool(s.frozen)  # left by a refresh that failed
+    yield from _refresh_once(engine, slot, target)
+    if resumed and s.rows:
         yield from _refresh_once(engine, slot, target)
-        if resumed and s.rows:
-            yield from _refresh_once(engine, slot, target)
-        yield from cloud_tier.offload(engine, slot)
-    finally:
-        engine.busy.discard(slot)
+    yield from cloud_tier.upload(engine, slot, offload=True)
 
 
 def _refresh_once(engine: Engine, slot: int, target: Storage):
@@ -97,9 +82,9 @@ def _freeze(engine: Engine, slot: int) -> None:
     first, so no pending batch is frozen), PUBLISH (no snapshot sees half of
     the switch) and SEQUENCE (WAL gc never sees the partition's lsn_min gone)."""
     with engine.shared.locked([slot]):
-        if engine.pmap.slot(slot).frozen:
+        if engine.partitions.slot(slot).frozen:
             return
-        segno = engine.new_memtable()
+        segno = engine.partitions.new_memtable()
         with engine.shared.publishing(), Held(engine.locks, SEQUENCE):
             engine.pmap.freeze(slot, segno)
     faults.point("refresh.frozen")
@@ -107,7 +92,7 @@ def _freeze(engine: Engine, slot: int) -> None:
 
 def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
     """Steps 2 and 3, described for whoever runs them."""
-    s = engine.pmap.slot(slot)
+    s = engine.partitions.slot(slot)
     source = engine.storage_of(slot)
     cfg = engine.config.values
     return MergeJob(
@@ -136,5 +121,4 @@ def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dic
         segno = engine.pmap.switch(slot, file_stats(meta), target.id)
         if job.source is not None and source.id != target.id:
             engine.files(source).remove(job.min)  # a move: the old copy goes
-    engine.memtables.forget(segno)
-    segment.unlink(engine.layout.memtable(segno))
+    engine.partitions.drop_memtable(segno)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from . import partition_commands as partitions
+from . import partition_commands
 from . import refresh as refresher
 from .engine import Engine
 from .tasks import PARTITIONS, Scheduler
@@ -31,12 +31,7 @@ class ServiceQueue:
             self.queue.append((kind, min_))
 
     def refresh(self, slot: int) -> None:
-        self.add(REFRESH, self.engine.pmap.slot(slot).min)
-
-    def checkpoint(self) -> None:
-        """CHECKPOINT: a refresh of every partition with events in memory, queued."""
-        for slot in partitions.in_memory(self.engine):
-            self.refresh(slot)
+        self.add(REFRESH, self.engine.partitions.slot(slot).min)
 
     def created(self) -> None:
         """New partitions: with a pipeline, its retention is due."""
@@ -51,11 +46,11 @@ class ServiceQueue:
         while self.queue:
             kind, min_ = self.queue.popleft()
             if kind == REBALANCE:
-                self.scheduler.submit(lambda: partitions.rebalance(engine), done,
+                self.scheduler.submit(lambda: partition_commands.rebalance(engine), done,
                                       "service rebalance", PARTITIONS)
                 return
-            slot = engine.partition_of(min_)
-            if slot is not None and engine.pmap.slot(slot).min == min_:
+            slot = engine.partitions.find(min_)
+            if slot is not None:
                 self.scheduler.submit(lambda: refresher.refresh(engine, slot), done,
                                       "service refresh", PARTITIONS)
                 return

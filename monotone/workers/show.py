@@ -7,12 +7,12 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.partition.reader import Reader
+from monotone.settings import Storage
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 from monotone.snapshot import sorted_rows
 from monotone.wal.files import wal_files
 
 from . import cloud_tier
-from .catalog import Storage
 from .engine import Engine
 
 
@@ -35,13 +35,11 @@ def item_value(engine: Engine, item: cmd.ShowItem):
     if what == "storage":
         return storage_json(engine, engine.catalog.need_storage(item.name), item.debug)
     if what == "partitions":
-        slots = engine.live_slots().tolist()
-        if item.name is not None:
-            sid = engine.catalog.need_storage(item.name).id
-            slots = [s for s in slots if engine.pmap.slot(s).storage == sid]
+        slots = engine.partitions.live() if item.name is None else \
+            engine.partitions.in_storage(engine.catalog.need_storage(item.name))
         return [partition_json(engine, s, item.debug) for s in slots]
     if what == "partition":
-        slot = engine.partition_of(item.id)
+        slot = engine.partitions.containing(item.id)
         if slot is None:
             raise PartitionNotFound(f"partition '{item.id}': not exists")
         return partition_json(engine, slot, item.debug)
@@ -77,18 +75,18 @@ def heap_bytes(engine: Engine, slot: int) -> int:
     mm_page_size pages per memtable with events (a page of 2 MiB for one event)."""
     page = engine.config.mm_page_size
     return sum(-(-engine.memtables.get(seg).bytes_used(n) // page) * page
-               for seg, n in engine.pmap.slot(slot).memtables())
+               for seg, n in engine.partitions.slot(slot).memtables())
 
 
 def heap_events(engine: Engine, slot: int) -> int:
     """Events in a partition's memtables, as the original counts them: one per
     (id, key) in each memtable (a replaced event once, a delete too)."""
     return sum(len(sorted_rows(engine.memtables.get(seg), n))
-               for seg, n in engine.pmap.slot(slot).memtables())
+               for seg, n in engine.partitions.slot(slot).memtables())
 
 
 def partition_json(engine: Engine, slot: int, debug: bool = False) -> dict:
-    s = engine.pmap.slot(slot)
+    s = engine.partitions.slot(slot)
     on_storage, on_cloud = bool(s.places & ON_STORAGE), bool(s.places & ON_CLOUD)
     heap = heap_events(engine, slot)
     out = {
@@ -110,7 +108,7 @@ def partition_json(engine: Engine, slot: int, debug: bool = False) -> dict:
 def index_json(engine: Engine, slot: int) -> dict:
     storage = engine.storage_of(slot)
     files = engine.files(storage)
-    s = engine.pmap.slot(slot)
+    s = engine.partitions.slot(slot)
     handle = files.open(s.min) if s.places & ON_STORAGE else files.open_cloud(s.min)
     with Reader(handle, engine.cipher(storage)) as r:  # the index: no cloud request
         meta = r.meta
@@ -124,8 +122,8 @@ def index_json(engine: Engine, slot: int) -> dict:
 
 
 def storage_json(engine: Engine, storage: Storage, debug: bool = False) -> dict:
-    slots = engine.slots_in(storage)
-    parts = [engine.pmap.slot(s) for s in slots]
+    slots = engine.partitions.in_storage(storage)
+    parts = [engine.partitions.slot(s) for s in slots]
     heap = sum(heap_events(engine, s) for s in slots)
     stats = {
         "min": min((p.min for p in parts), default=0),
@@ -165,7 +163,7 @@ def workers_json(engine: Engine) -> dict:
                 out[name] += stats[name]
     out["workers"] = engine.pool.size if engine.pool else 0
     out["workers_upload"] = engine.uploads.size if engine.uploads else 0
-    out["partitions_busy"] = len(engine.busy)
+    out["partitions_busy"] = engine.claims.partitions_held()
     return out
 
 
@@ -174,8 +172,8 @@ def memory_json(engine: Engine) -> dict:
     cfg = engine.config
     page = cfg.mm_page_size
     backed = used = 0
-    for slot in engine.live_slots().tolist():
-        for seg, n in engine.pmap.slot(slot).memtables(empty=True):
+    for slot in engine.partitions.live():
+        for seg, n in engine.partitions.slot(slot).memtables(empty=True):
             mt = engine.memtables.get(seg)
             backed += mt.backed_bytes()
             used += mt.bytes_used(n)

@@ -3,7 +3,7 @@
 A handler that needs a merge yields a MergeJob and is resumed with the new
 file's meta (or the error thrown into it), likewise a cloud transfer
 (TransferJob, run by the upload workers); one that needs a partition no other
-task is working on yields WaitSlot. The scheduler runs a job in the worker
+task is working on yields Wait (claims.py). The scheduler runs a job in the worker
 pool, or inline when there is none (workers = 0: everything is synchronous
 and deterministic). The coordinator's event loop stays free meanwhile, so
 writers needing a new partition never wait behind a refresh.
@@ -11,7 +11,7 @@ writers needing a new partition never wait behind a refresh.
 Every command comes with the lock it needs (commands.py):
   NOW         runs at once: reads, and changes made in one step
   PARTITIONS  work on partitions that spans steps (refresh, move, drop, ...):
-              any number at a time, each claiming its partitions (WaitSlot)
+              any number at a time, each claiming its partitions (claims.py)
   CATALOG     a change of storages, clouds, pipeline or config: waits until
               no PARTITIONS work runs, and PARTITIONS work waits for it, so a
               move never finishes into a storage dropped meanwhile
@@ -22,7 +22,6 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from monotone import errors
@@ -31,16 +30,12 @@ from monotone.partition import merger
 from monotone.partition.merger import MergeJob
 
 from . import transfer
+from .claims import Key, Wait
 from .transfer import TransferJob
 
 log = logging.getLogger("monotone")
 Finish = Callable[[Any, BaseException | None], None]
 NOW, PARTITIONS, CATALOG = "now", "partitions", "catalog"
-
-
-@dataclass(frozen=True)
-class WaitSlot:
-    slot: int
 
 
 class Task:
@@ -54,7 +49,7 @@ class Scheduler:
         self.pool = pool          # merges (None: run inline)
         self.uploads = uploads    # cloud transfers (None: run inline)
         self.tasks: set[Task] = set()
-        self.waiting: list[tuple[Task, int]] = []
+        self.waiting: list[tuple[Task, Key]] = []  # tasks waiting for a claim
         self.queue: deque = deque()   # commands waiting for their lock
         self.held = {PARTITIONS: 0, CATALOG: 0}
 
@@ -113,10 +108,10 @@ class Scheduler:
                 self._end(task, None, e)
                 return
             value, error = None, None
-            if isinstance(item, WaitSlot):
-                if item.slot not in self.engine.busy:
+            if isinstance(item, Wait):
+                if item.key not in self.engine.claims:
                     continue
-                self.waiting.append((task, item.slot))
+                self.waiting.append((task, item.key))
                 return
             if not isinstance(item, (MergeJob, TransferJob)):
                 error = MonotoneError(f"internal error: a task waited for {item!r}")
@@ -151,9 +146,10 @@ class Scheduler:
         self._dispatch()
 
     def wake(self) -> None:
-        """Resume tasks waiting for partitions that are free now."""
-        ready = [(t, s) for t, s in self.waiting if s not in self.engine.busy]
-        self.waiting = [(t, s) for t, s in self.waiting if s in self.engine.busy]
+        """Resume tasks waiting for claims that are released now."""
+        claims = self.engine.claims
+        ready = [(t, k) for t, k in self.waiting if k not in claims]
+        self.waiting = [(t, k) for t, k in self.waiting if k in claims]
         for task, _ in ready:
             self._advance(task)
 

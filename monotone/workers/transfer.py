@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from monotone.cloud import CloudError, objects_of
+from monotone.cloud import CloudError, manifest, objects_of
 from monotone.partition.files import PartitionFiles
+from monotone.settings import Place
 from monotone.store import store_of
 
 UPLOAD, DOWNLOAD, DROP, MANIFEST = "upload", "download", "drop", "manifest"
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass
 class TransferJob:
     kind: str                # UPLOAD, DOWNLOAD, DROP (the object of a .cloud.drop), MANIFEST
     min: int                 # the partition
-    store: dict              # its storage: directory, uuid, cloud
+    place: Place             # its storage: directory, uuid, cloud
     sync: bool
     switches: list = field(default_factory=list)  # fault points armed by error_* switches
     content: str = ""        # MANIFEST: the manifest to write
@@ -31,9 +31,13 @@ class TransferJob:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict) -> "TransferJob":
+        return cls(**{**data, "place": Place.from_json(data["place"])})
+
 
 def run(job: TransferJob) -> dict:
-    files = PartitionFiles(store_of(job.store), job.sync, objects_of(job.store))
+    files = PartitionFiles(store_of(job.place), job.sync, objects_of(job.place))
     if job.kind == UPLOAD:
         files.upload(job.min, job.switches)
     elif job.kind == DOWNLOAD:
@@ -44,7 +48,7 @@ def run(job: TransferJob) -> dict:
                              f"{files.objects.where()}; it is removed at the next open "
                              "(see the log)")
     elif job.kind == MANIFEST:
-        files.objects.write(MANIFEST_NAME, job.content.encode())
+        files.objects.write(manifest.NAME, job.content.encode())
     else:
         raise ValueError(f"unknown transfer {job.kind!r}")
     return {}

@@ -50,8 +50,8 @@ def main() -> int:
             if message is None:
                 return 0
             merge = message.get("kind") == "MergeJob"
-            job = merger.MergeJob(**message["job"]) if merge else \
-                transfer.TransferJob(**message["job"])
+            job = merger.MergeJob.from_json(message["job"]) if merge else \
+                transfer.TransferJob.from_json(message["job"])
             try:
                 meta = merger.run(job, memtables) if merge else transfer.run(job)
                 reply = {"ok": True, "meta": meta}

@@ -1,0 +1,203 @@
+"""The cloud interface: one storage's objects in one cloud, through the
+original's verbs.
+
+  attach / detach   make the storage's place in the cloud / remove it if empty
+  put / get         a whole object from / into a local file (upload, download)
+  read              a byte range of an object (one ranged GET), or all of it
+  write             a small object written whole (the manifest)
+  remove, exists, size, list, url
+
+Cloud does what every backend shares: each request goes through _call, which
+logs it when the cloud's `debug` is on (never a secret), scrubs secrets from
+failures and turns them into CloudError (ObjectMissing for an object that is
+not there). A backend (registry.py names them) gives the primitives behind
+the verbs, and declares what it can do:
+  ranged_reads     read() of a range fetches only that range
+  local_directory  its objects live in a directory inside the storage's own,
+                   removed with the storage
+  takes_options    options besides type, login, password, url and debug go to
+                   its filesystem
+"""
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from typing import Iterable
+
+from .. import redact
+from ..errors import MonotoneError
+from ..settings import CloudSettings
+
+log = logging.getLogger("monotone")
+
+
+class CloudError(MonotoneError):
+    """A cloud request failed (server down, refused, timeout, object missing)."""
+
+
+class ObjectMissing(CloudError):
+    """The object asked for is not in the cloud (dropped, or never uploaded)."""
+
+
+def secret_option(name: str) -> bool:
+    """Whether a filesystem option looks like a secret (shown as "(secret)")."""
+    return redact.secret_name(name)
+
+
+class Cloud(ABC):
+    """One storage's objects in its cloud: under root, an object per name."""
+
+    ranged_reads = True
+    local_directory = False
+    takes_options = True
+
+    def __init__(self, settings: CloudSettings, root: str) -> None:
+        self.settings = settings
+        self.root = root
+        # secrets to scrub from messages (a very short one would mangle the text
+        # instead; the access key is no secret: SHOW prints it), the url's own
+        # (a password or token in it) as written and percent-decoded
+        self._secrets = [s for s in (settings.password, *redact.secrets(settings.url or ""),
+                                     *(str(v) for k, v in settings.options.items()
+                                       if secret_option(k))) if len(s) >= 4]
+
+    @classmethod
+    def check(cls, settings: CloudSettings) -> None:
+        """The cloud's options make sense, and what it needs is installed."""
+
+    @classmethod
+    @abstractmethod
+    def root_of(cls, settings: CloudSettings, uuid: str, directory: str) -> str:
+        """Where a storage's objects are (uuid, directory: the storage's)."""
+
+    def where(self, name: str = "") -> str:
+        """An object's place, for messages: cloud name, type and path."""
+        return f"cloud '{self.settings.name}' ({self.settings.type}) " \
+               f"{redact.url(self.path(name))}"
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}" if name else self.root
+
+    def _call(self, op: str, name: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            result = fn(*args, **kwargs)
+        except FileNotFoundError:
+            self._log(op, name, start, "not found")
+            raise ObjectMissing(f"{self.where(name)}: {op}: no such object") from None
+        except MonotoneError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure of a cloud library
+            text = self._scrub(f"{type(e).__name__}: {e}")
+            self._log(op, name, start, text)
+            raise CloudError(f"{self.where(name)}: {op} failed: {text}") from None
+        self._log(op, name, start, "ok")
+        return result
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, redact.SECRET)
+        return text
+
+    def _log(self, op: str, name: str, start: float, outcome: str) -> None:
+        if self.settings.debug:
+            log.info("cloud %s: %s %s: %s (%.1f ms)", self.settings.name, op,
+                     redact.url(self.path(name)), outcome, (time.perf_counter() - start) * 1e3)
+
+    # the verbs
+    def attach(self) -> None:
+        """Make the storage's place in the cloud if it is not there."""
+        self._call("MKDIR", "", self._make_root)
+
+    def detach(self) -> None:
+        """Remove the storage's place in the cloud if it is empty (best effort)."""
+        try:
+            if not self.list():
+                self._call("REMOVE bucket", "", self._remove_root)
+        except MonotoneError as e:
+            log.warning("%s", e)
+
+    def put(self, local_path: str, name: str) -> None:
+        """Upload a local file as an object, whole."""
+        self._call("PUT", name, self._put, local_path, self.path(name))
+
+    def get(self, name: str, local_path: str) -> None:
+        """Download an object into a local file."""
+        self._call("GET", name, self._get, self.path(name), local_path)
+
+    def read(self, name: str, offset: int = 0, size: int | None = None) -> bytes:
+        """Bytes [offset, offset + size) of an object, one ranged GET (size None:
+        the whole object, one GET)."""
+        if size is None:
+            return self._call("GET", name, self._read_all, self.path(name))
+        return self._call(f"GET {offset}+{size}", name, self._read, self.path(name),
+                          offset, size)
+
+    def write(self, name: str, data: bytes) -> None:
+        """A small object written whole (each object appears at once)."""
+        self._call("PUT", name, self._write, self.path(name), data)
+
+    def remove(self, name: str) -> bool:
+        """Remove an object; False when it was not there."""
+        try:
+            self._call("DELETE", name, self._remove, self.path(name))
+        except CloudError:
+            if self.exists(name):
+                raise
+            return False
+        return True
+
+    def exists(self, name: str) -> bool:
+        return bool(self._call("HEAD", name, self._exists, self.path(name)))
+
+    def size(self, name: str) -> int:
+        return int(self._call("HEAD", name, self._size, self.path(name)))
+
+    def list(self) -> list[str]:
+        """Names of the storage's objects (a listing: only for checks and tools)."""
+        try:
+            found = self._call("LIST", "", self._list, self.root)
+        except CloudError:
+            if not self._call("HEAD", "", self._exists, self.root):
+                return []
+            raise
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found)
+
+    @abstractmethod
+    def url(self, name: str) -> str:
+        """An fsspec URL of an object, for readers elsewhere (with the cloud's options)."""
+
+    # the primitives: one request each, on paths under root
+    @abstractmethod
+    def _make_root(self) -> None: ...
+
+    @abstractmethod
+    def _remove_root(self) -> None: ...
+
+    @abstractmethod
+    def _put(self, local_path: str, path: str) -> None: ...
+
+    @abstractmethod
+    def _get(self, path: str, local_path: str) -> None: ...
+
+    @abstractmethod
+    def _read(self, path: str, offset: int, size: int) -> bytes: ...
+
+    @abstractmethod
+    def _read_all(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    def _write(self, path: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _remove(self, path: str) -> None: ...
+
+    @abstractmethod
+    def _exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def _size(self, path: str) -> int: ...
+
+    @abstractmethod
+    def _list(self, path: str) -> Iterable[str]: ...

@@ -1,0 +1,132 @@
+"""Reading a partition file whose object is in a cloud: CloudFile, the read
+handle of cold reads (through the partition's local stub) and of readers with
+no coordinator (monotone.offline, through the object alone)."""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future
+
+from ..errors import CorruptionError
+from ..partition import fileformat as partition
+from ..store import Fallback, ReadHandle
+from .base import Cloud, ObjectMissing
+
+AHEAD = 4      # regions a cold read fetches ahead of the one it stands on
+_THREADS = 8
+
+_pool = None
+_pool_pid = 0
+_lock = threading.Lock()
+
+
+def _threads():
+    """The read-ahead threads of this process (a fork gets its own)."""
+    global _pool, _pool_pid
+    from concurrent.futures import ThreadPoolExecutor
+    with _lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="monotone-cloud")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+class CloudFile(ReadHandle):
+    """A partition file that lives in a cloud, read by byte ranges of its object.
+
+    The file's tail (index and footer) is held in memory, so a reader opens it
+    with no request of its own: from the local stub (from_stub: no request at
+    all), or fetched with the object (fetch). Each region is then one ranged
+    GET; prefetch() starts GETs in background threads and read() takes them.
+    When the object goes while it is read, fallback says what to do."""
+
+    prefetches = True
+
+    def __init__(self, cloud: Cloud, name: str, size: int, tail: bytes,
+                 fallback: Fallback | None = None) -> None:
+        self.cloud = cloud
+        self.object = name
+        self.name = cloud.where(name)
+        self.size = size
+        self.ranged = cloud.ranged_reads
+        self.tail = tail
+        self.start = size - len(tail)  # where the tail begins in the object
+        self.fallback = fallback
+        self.ahead: dict[tuple[int, int], Future] = {}  # (offset, size) -> its GET
+        self.local: ReadHandle | None = None  # the same file, after the object went
+
+    @classmethod
+    def from_stub(cls, stub: ReadHandle, cloud: Cloud, name: str,
+                  fallback: Fallback | None = None) -> "CloudFile":
+        """The file of a stub: the file's tail as it is in the object."""
+        try:
+            tail = stub.read(0, stub.size)
+        finally:
+            stub.close()
+        if len(tail) < partition.FOOTER.size:
+            raise CorruptionError(f"cloud stub {stub.name}: truncated")
+        offset, length, _, _ = partition.decode_footer(tail[-partition.FOOTER.size:],
+                                                       stub.name)
+        if length + partition.FOOTER.size != len(tail):
+            raise CorruptionError(f"cloud stub {stub.name}: does not hold the file's index")
+        return cls(cloud, name, offset + len(tail), tail, fallback)
+
+    @classmethod
+    def fetch(cls, cloud: Cloud, name: str, tail: int = 0, size: int = 0) -> "CloudFile":
+        """An object read without a stub: all of it in one GET (tail 0), or its last
+        `tail` bytes (size: the object's, 0: asked for)."""
+        if not tail:
+            data = cloud.read(name)
+            return cls(cloud, name, len(data), data)
+        size = size or cloud.size(name)
+        start = max(0, size - tail)
+        return cls(cloud, name, size, cloud.read(name, start, size - start))
+
+    def read(self, offset: int, size: int) -> bytes:
+        if offset >= self.start:
+            return self.tail[offset - self.start:offset - self.start + size]
+        if self.local is not None:
+            return self.local.read(offset, size)
+        try:
+            return self._get(offset, size)
+        except ObjectMissing:
+            if self.fallback is None:
+                raise
+            self.local = self.fallback.copy()
+            if self.local is None:
+                raise ObjectMissing(f"{self.name}: the partition was rewritten while this "
+                                    "cursor read it from the cloud: open a new cursor") from None
+            return self.local.read(offset, size)
+
+    def _get(self, offset: int, size: int) -> bytes:
+        """A range of the object: fetched ahead, or one GET (without ranged reads:
+        the whole object, once)."""
+        if not self.ranged:
+            self.tail, self.start = self.cloud.read(self.object), 0
+            return self.tail[offset:offset + size]
+        future = self.ahead.pop((offset, size), None)
+        if future is not None:
+            return future.result()
+        for (at, length), future in self.ahead.items():
+            if at <= offset and offset + size <= at + length:
+                return future.result()[offset - at:offset - at + size]
+        return self.cloud.read(self.object, offset, size)
+
+    def prefetch(self, ranges) -> None:
+        if self.local is not None:
+            return
+        pool = _threads()
+        for offset, size in ranges:
+            if offset < self.start and (offset, size) not in self.ahead:
+                self.ahead[(offset, size)] = pool.submit(self.cloud.read, self.object,
+                                                         offset, size)
+
+    def rewritten(self) -> bool:
+        return self.fallback is not None and not self.fallback.current()
+
+    def close(self) -> None:
+        for future in self.ahead.values():
+            future.cancel()
+        self.ahead.clear()
+        if self.local is not None:
+            self.local.close()

@@ -1,0 +1,116 @@
+"""Any fsspec protocol by name (file, gcs, az, sftp, http, ...) as a cloud: url
+is the root, a storage's objects are under <url>/<uuid>, and the cloud's
+other options go to the filesystem as they are. The S3 and mock backends are
+this one with a filesystem and a few verbs of their own.
+
+fsspec and the protocols' packages are imported only when a cloud is used,
+so `import monotone` stays light. One filesystem per process and settings
+(a fork makes its own: clients of the network libraries do not survive one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Iterable
+
+from .. import redact
+from ..errors import MonotoneError
+from ..settings import CloudSettings
+from .base import Cloud
+
+_filesystems: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def need_fsspec():
+    try:
+        import fsspec
+    except ImportError:
+        raise MonotoneError("clouds need the fsspec package: pip install fsspec") from None
+    return fsspec
+
+
+class FilesystemCloud(Cloud):
+    """A storage's objects through an fsspec filesystem."""
+
+    @classmethod
+    def check(cls, settings: CloudSettings) -> None:
+        kind, name = settings.type, settings.name
+        fsspec = need_fsspec()
+        if kind not in fsspec.available_protocols():
+            raise MonotoneError(f"cloud '{name}': unknown cloud type '{kind}' (s3, mock, or "
+                                "an fsspec protocol: file, gcs, az, sftp, ...)")
+        try:
+            fsspec.get_filesystem_class(kind)
+        except ImportError as e:
+            raise MonotoneError(f"cloud '{name}': type '{kind}' needs a package that is not "
+                                f"installed: {e}") from None
+
+    @classmethod
+    def root_of(cls, settings: CloudSettings, uuid: str, directory: str) -> str:
+        return f"{settings.url.rstrip('/')}/{uuid}"
+
+    @classmethod
+    def make_filesystem(cls, settings: CloudSettings):
+        return need_fsspec().filesystem(settings.type, skip_instance_cache=True,
+                                        **settings.options)
+
+    @property
+    def fs(self):
+        """The cloud's filesystem, one per process and settings."""
+        s = self.settings
+        # options may hold lists or dicts (a reader's storage_options): keyed as text
+        key = (type(self), s.type, s.url, s.login, s.password,
+               json.dumps(s.options, sort_keys=True, default=repr), os.getpid())
+        with _lock:
+            fs = _filesystems.get(key)
+            if fs is None:
+                fs = _filesystems[key] = self.make_filesystem(s)
+            return fs
+
+    def url(self, name: str) -> str:
+        return self.fs.unstrip_protocol(self.path(name))
+
+    def _make_root(self) -> None:
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def _remove_root(self) -> None:
+        self.fs.rmdir(self.root)
+
+    def _put(self, local_path: str, path: str) -> None:
+        self.fs.put_file(local_path, path)
+
+    def _get(self, path: str, local_path: str) -> None:
+        self.fs.get_file(path, local_path)
+
+    def _read(self, path: str, offset: int, size: int) -> bytes:
+        return self.fs.read_block(path, offset, size)
+
+    def _read_all(self, path: str) -> bytes:
+        return self.fs.cat_file(path)
+
+    def _write(self, path: str, data: bytes) -> None:
+        self.fs.pipe_file(path, data)
+
+    def _remove(self, path: str) -> None:
+        self.fs.rm_file(path)
+
+    def _exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def _size(self, path: str) -> int:
+        return self.fs.size(path)
+
+    def _list(self, path: str) -> Iterable[str]:
+        return self.fs.ls(path, detail=False)
+
+
+def at_url(url: str, options: dict) -> tuple[FilesystemCloud, str]:
+    """The object at an fsspec URL, opened with options: a cloud rooted where it
+    is, and its name there."""
+    protocol, _ = need_fsspec().core.split_protocol(url)
+    root, _, name = url.rpartition("/")
+    settings = CloudSettings(redact.url(root), protocol or "file", url=root,
+                             options=dict(options))
+    return FilesystemCloud(settings, root), name

@@ -1,0 +1,66 @@
+"""S3, or any S3-compatible endpoint, through s3fs: url is the endpoint
+(`http://host:9000` or `host:9000`), login and password the access and secret
+keys, and each storage's objects live in a bucket of its own, named by the
+storage's uuid (the original's layout)."""
+from __future__ import annotations
+
+import os
+
+from ..errors import MonotoneError
+from ..settings import CloudSettings
+from .filesystem import FilesystemCloud
+
+TIMEOUT = 20   # seconds to connect or to wait for a reply, per request
+RETRIES = 3    # attempts in all, on errors worth retrying
+
+
+def _endpoint(url: str) -> str:
+    return url if "://" in url else f"http://{url}"
+
+
+class S3Cloud(FilesystemCloud):
+    takes_options = False
+
+    @classmethod
+    def check(cls, settings: CloudSettings) -> None:
+        super().check(settings)
+        if not settings.url:
+            raise MonotoneError(f"cloud '{settings.name}': s3: url is not defined")
+
+    @classmethod
+    def root_of(cls, settings: CloudSettings, uuid: str, directory: str) -> str:
+        return uuid
+
+    @classmethod
+    def make_filesystem(cls, settings: CloudSettings):
+        try:
+            import s3fs
+        except ImportError:
+            raise MonotoneError(f"cloud '{settings.name}': type 's3' needs the s3fs package: "
+                                "pip install s3fs") from None
+        # the region comes from AWS_DEFAULT_REGION (bucket creation fails when
+        # it is given through client_kwargs instead); listings are never cached,
+        # other processes change the bucket
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        fs = s3fs.S3FileSystem(
+            key=settings.login or None, secret=settings.password or None,
+            endpoint_url=_endpoint(settings.url), use_listings_cache=False,
+            skip_instance_cache=True,
+            config_kwargs={"connect_timeout": TIMEOUT, "read_timeout": TIMEOUT,
+                           "retries": {"max_attempts": 2}})
+        # botocore retries a 5xx or a refused connection once; s3fs retries
+        # connection errors too, with its shorter backoff (more of botocore's
+        # would add seconds to every request made while the server is away)
+        fs.retries = RETRIES
+        return fs
+
+    def attach(self) -> None:
+        """The storage's bucket, made if it is not there."""
+        if not self._call("HEAD bucket", "", self._exists, self.root):
+            self._call("CREATE bucket", "", self.fs.mkdir, self.root)
+
+    def url(self, name: str) -> str:
+        return f"s3://{self.path(name)}"
+
+    def _read(self, path: str, offset: int, size: int) -> bytes:
+        return self.fs.cat_file(path, start=offset, end=offset + size)

@@ -1,0 +1,206 @@
+"""Background work: what the coordinator starts by itself, and the worker pools
+and the scheduler it runs on.
+
+Refreshes past refresh_wm and CHECKPOINT's, uploads and downloads with upload
+workers, uploads resumed at start, refreshes that make room for writers
+waiting on mm_limit, and the pipeline's retention every BACKGROUND seconds:
+each a task (tasks.py) under the PARTITIONS lock, after which the WAL is
+collected. With workers = 0 nothing runs by itself: refreshes and the
+retention wait in the service queue (service.py) for SERVICE.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from monotone.errors import MonotoneError
+
+from . import cloud_tier, partition_commands
+from . import refresh as refresher
+from .engine import Engine
+from .pool import Pool
+from .service import ServiceQueue
+from .tasks import PARTITIONS, Scheduler
+
+log = logging.getLogger("monotone")
+BACKGROUND = 1.0   # seconds between checks of the pipeline's retention
+
+
+class Background:
+    def __init__(self, engine: Engine, selector) -> None:
+        self.engine = engine
+        workers, uploads = engine.config.workers, engine.config.workers_upload
+        self.pool = Pool(engine.layout, workers, selector) if workers else None
+        self.uploads = Pool(engine.layout, uploads, selector, eager=False) \
+            if uploads else None
+        engine.pool, engine.uploads = self.pool, self.uploads  # for SHOW WORKERS
+        self.scheduler = Scheduler(engine, self.pool, self.uploads)
+        self.service = ServiceQueue(engine, self.scheduler)  # workers = 0: SERVICE runs it
+        self.rebalancing = False
+        self.checkpointing = False
+        self.memory_waiters: list = []
+        self.next_rebalance = time.monotonic()
+        # partitions a writer asked to refresh while a task had them: {slot: (heap, when)},
+        # the size of their memtable when last looked at
+        self.refresh_wanted: dict[int, tuple[int, float]] = {}
+
+    def timeout(self) -> float | None:
+        """How long the event loop may wait before the next step is due."""
+        if self.refresh_wanted:
+            return BACKGROUND / 4
+        if self.pool is not None and self.engine.catalog.pipeline:
+            return max(0.0, self.next_rebalance - time.monotonic())
+        return None
+
+    def tick(self) -> None:
+        """A turn of the event loop: writers waiting on memory, refreshes wanted, and
+        the pipeline's retention (applied by workers every BACKGROUND seconds)."""
+        self.free_memory()
+        if self.refresh_wanted:
+            self._refresh_wanted()
+        if self.pool is None or not self.engine.catalog.pipeline or self.rebalancing:
+            return
+        if time.monotonic() < self.next_rebalance:
+            return
+        self.next_rebalance = time.monotonic() + BACKGROUND
+        self.rebalancing = True
+
+        def done(value, error) -> None:
+            self.rebalancing = False
+            self.done(value, error)
+
+        self.scheduler.submit(lambda: partition_commands.rebalance(self.engine), done,
+                              "rebalance", PARTITIONS)
+
+    def done(self, value, error) -> None:
+        """A background task ended."""
+        if error is not None:
+            log.error("background work failed: %s", error)
+        partition_commands.collect_wal(self.engine)
+
+    # refreshes
+    def refresh(self, slot: int, name: str = "refresh") -> None:
+        """Refresh a partition in the background (workers = 0: queued for SERVICE)."""
+        if self.pool is None:
+            self.service.refresh(slot)
+            return
+        if slot in self.engine.claims and name == "refresh":
+            # the writer's hint is spent: without this, a partition written on while it
+            # refreshes would grow in memory until something else refreshed it
+            self.refresh_wanted.setdefault(slot, (-1, time.monotonic()))
+            return
+
+        def done(value, error) -> None:
+            self.done(value, error)
+            self._refresh_wanted()
+
+        self.scheduler.submit(lambda: refresher.refresh(self.engine, slot), done, name,
+                              PARTITIONS)
+
+    def _refresh_wanted(self) -> None:
+        """Refresh again the partitions asked for while claimed, once their memtable has
+        stopped growing for BACKGROUND seconds (writers left it), so it does not stay in
+        memory, nor its WAL files on disk, until something else refreshes it.
+
+        Not at once: a refresh rewrites the whole partition file, and a partition still
+        written would be rewritten at every refresh_wm (measured: a 2M-event partition
+        written and then refreshed took 20% longer). Until writes to it stop, its
+        memtable is bounded by its interval and by mm_limit_wm."""
+        now = time.monotonic()
+        for slot, (heap, since) in sorted(self.refresh_wanted.items()):
+            if slot in self.engine.claims:
+                continue
+            s = self.engine.partitions.slot(slot)
+            if not s.live or s.heap == 0:
+                del self.refresh_wanted[slot]
+            elif s.heap == heap and now - since >= BACKGROUND:
+                del self.refresh_wanted[slot]
+                self.refresh(slot)
+            elif s.heap != heap:
+                self.refresh_wanted[slot] = (s.heap, now)
+
+    # transfers
+    def upload(self, slot: int, offload: bool = False) -> None:
+        """Upload a partition in the background (partition_commands.upload_one)."""
+        self._on_partition(slot, "upload",
+                           lambda: partition_commands.upload_one(self.engine, slot, offload))
+
+    def download(self, slot: int) -> None:
+        self._on_partition(slot, "download",
+                           lambda: partition_commands.download_one(self.engine, slot))
+
+    def _on_partition(self, slot: int, name: str, task) -> None:
+        """Submit task() for a partition, unless it is dropped before its turn comes."""
+        partitions = self.engine.partitions
+        min_ = partitions.slot(slot).min
+        self.scheduler.submit(lambda: task() if partitions.current(slot, min_) else None,
+                              self.done, name, PARTITIONS)
+
+    def resume_uploads(self) -> None:
+        """Files of cloud storages without their cloud copy (an upload that failed or
+        was cut short) go up in the background, as a refresh would have sent them;
+        the manifests are rewritten (a crash may have left one a step behind)."""
+        engine = self.engine
+        for storage in engine.catalog.storages:
+            if storage.cloud:
+                self.scheduler.submit(lambda s=storage: cloud_tier.write_manifest(engine, s),
+                                      self.done, "manifest", PARTITIONS)
+        if self.uploads is None:
+            return
+        for slot in cloud_tier.waiting_upload(engine):
+            self.upload(slot, offload=True)
+
+    # memory
+    def wait_memory(self, need: int, reply) -> None:
+        """A writer met mm_limit: reply once refreshes have freed need bytes."""
+        self.memory_waiters.append((need, reply))
+        self.free_memory()
+
+    def free_memory(self) -> None:
+        """Answer writers waiting on mm_limit, refreshing memtables to make room."""
+        if not self.memory_waiters:
+            return
+        limit = self.engine.config.mm_limit_wm
+        used = self.engine.partitions.heap()
+        waiting = []
+        for need, reply in self.memory_waiters:
+            if used + need <= limit:
+                reply({}, None)
+            elif need > limit:
+                reply(None, MonotoneError(f"a batch of {need} bytes is larger than "
+                                          f"mm_limit_wm ({limit})"))
+            else:
+                waiting.append((need, reply))
+        self.memory_waiters = waiting
+        if waiting and not self.checkpointing:
+            self.checkpointing = True
+
+            def done(value, error) -> None:
+                self.checkpointing = False
+                self.done(value, error)
+                if not self.engine.claims and self.engine.partitions.heap() + min(
+                        n for n, _ in self.memory_waiters or [(0, None)]) > limit:
+                    for _, reply in self.memory_waiters:  # nothing left to refresh
+                        reply(None, MonotoneError("memory limit reached and nothing is left "
+                                                  "to refresh"))
+                    self.memory_waiters = []
+                self.free_memory()
+
+            self.scheduler.submit(lambda: partition_commands.checkpoint(self.engine), done,
+                                  "memory checkpoint", PARTITIONS)
+
+    # the end
+    def stop_workers(self) -> None:
+        """The pools stop; what is left runs here."""
+        for pool in (self.pool, self.uploads):
+            if pool is not None:
+                pool.close()
+        self.scheduler.pool = self.scheduler.uploads = None
+
+    def last_checkpoint(self) -> None:
+        """At a clean stop without a WAL, memory is the only copy: it is refreshed."""
+        if not self.engine.config.wal:
+            self.scheduler.submit(lambda: partition_commands.checkpoint(self.engine),
+                                  self.done, "final checkpoint", PARTITIONS)
+        else:
+            partition_commands.collect_wal(self.engine)
