@@ -22,12 +22,12 @@ from typing import Iterator
 
 import numpy as np
 
-from .cloud import AHEAD
 from .errors import MonotoneError
 from .event import Batch, Event
 from .format.rows import MAX_ID
-from .partition.merge import HIGHEST, LOWEST, MergeIterator
-from .snapshot import Opened, sorted_rows
+from .partition.cloud_file import AHEAD
+from .partition.merge import HIGHEST, LOWEST, MergeIterator, sorted_rows
+from .snapshot import Opened
 
 # Event objects made at a time for per-event reads. Fewer than the collector's
 # first threshold (700 allocations of tracked objects less deallocations), with

@@ -20,11 +20,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .cloud import Cloud, CloudFile, ObjectMissing, at_url, objects_of
+from .cloud import Cloud, ObjectMissing, at_url, objects_of
 from .cloud.manifest import decode as decode_manifest
 from .errors import MonotoneError
 from .format.crypto import Cipher, parse_key
 from .format.rows import MAX_ID, Rows, concat
+from .partition.cloud_file import CloudFile
 from .partition.files import CLOUD, file_name, parse
 from .partition.reader import Reader
 from .settings import CONFIG, Place, config_path, read_config

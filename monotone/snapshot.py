@@ -12,13 +12,12 @@ however many there are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from weakref import WeakKeyDictionary
 
 from .boundary import ShmError, translate
 from .cloud import objects_of
 from .errors import CoordinatorError, MonotoneError
 from .format.crypto import Cipher, parse_key
-from .format.rows import MAX_ID, Rows, sort_dedup
+from .format.rows import MAX_ID
 from .partition.files import PartitionFiles
 from .partition.reader import Reader
 from .settings import ClientConfig
@@ -199,23 +198,3 @@ class Snapshots:
             files = PartitionFiles(store_of(place), objects=objects_of(place))
             cached = self.storages[id_] = (cfg, files, cipher)
         return cached[1], cached[2]
-
-
-# memtable -> (row count, its first rows sorted): sorted once per count and process
-_sorted: WeakKeyDictionary = WeakKeyDictionary()
-
-
-def sorted_rows(mt, n: int) -> Rows:
-    """The first n rows of a memtable in (id, key) order, newest of equal keys only.
-
-    Appends of ascending ids keep a memtable sorted (the common case), and then
-    these are views of shared memory; otherwise the sort is kept per row count."""
-    rows = Rows(*mt.rows(n))
-    if mt.sorted_upto() >= n:
-        return rows
-    cached = _sorted.get(mt)
-    if cached is not None and cached[0] == n:
-        return cached[1]
-    result = sort_dedup(rows)
-    _sorted[mt] = (n, result)
-    return result

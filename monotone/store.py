@@ -3,8 +3,9 @@
 Partition files are read and written only through a Store: read a byte range
 (one region per read), create a file written front to back, rename,
 remove, list, size. LocalStore keeps them in a local directory; a copy in a
-cloud is read through the same ReadHandle protocol (cloud.CloudFile). What the
-names mean (states of a partition file) is partition/files.py's business.
+cloud is read through the same ReadHandle protocol (partition/cloud_file.py).
+What the names mean (states of a partition file) is partition/files.py's
+business.
 
 LocalStore's files are private (shm/private.py): made 0600 under new names,
 never written through a link; a file opened, renamed or removed must be a

@@ -5,18 +5,17 @@ or from a cloud passes through.
                  declares) and its errors; logging, secrets scrubbed from
                  messages and errors translated, for every backend alike
   registry.py    cloud type -> backend, the only place that knows the names
+  manifest.py    a storage's manifest: which partition files are in its cloud
   s3.py, filesystem.py, mock.py
                  the backends: S3 through s3fs, any fsspec protocol, the
                  directory mock
-  file.py        CloudFile, the read handle of a partition file in a cloud
 
 fsspec and the protocols' packages are imported only when a cloud is used,
 so `import monotone` stays light.
 """
 from .base import Cloud, CloudError, ObjectMissing, secret_option
-from .file import AHEAD, CloudFile
 from .filesystem import at_url
 from .registry import backend, check, objects_of, open_cloud
 
-__all__ = ["AHEAD", "Cloud", "CloudError", "CloudFile", "ObjectMissing", "at_url", "backend",
+__all__ = ["Cloud", "CloudError", "ObjectMissing", "at_url", "backend",
            "check", "objects_of", "open_cloud", "secret_option"]

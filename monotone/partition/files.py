@@ -27,11 +27,12 @@ import logging
 import re
 
 from .. import faults
-from ..cloud import Cloud, CloudError, CloudFile
+from ..cloud import Cloud, CloudError
 from ..errors import MonotoneError
 from ..shm.partition_map import ON_CLOUD, ON_STORAGE
 from ..store import Fallback, ReadHandle, Store, WriteHandle
 from . import fileformat as partition
+from .cloud_file import CloudFile
 
 log = logging.getLogger("monotone")
 

@@ -21,10 +21,11 @@ region no memtable row falls into as it is stored, unread (take_stored).
 from __future__ import annotations
 
 from typing import Callable, Iterator
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from ..format.rows import MAX_ID, Ordered, Rows, drop_deletes, merge
+from ..format.rows import MAX_ID, Ordered, Rows, drop_deletes, merge, sort_dedup
 from .fileformat import Index
 from .reader import Reader
 
@@ -207,3 +208,23 @@ def regions_upto(index: Index, id_: int, key: bytes | None) -> int:
 def reverse(rows: Rows) -> Rows:
     """The rows in the opposite order: one gather per column."""
     return rows.take(np.arange(len(rows) - 1, -1, -1)) if len(rows) > 1 else rows
+
+
+# memtable -> (row count, its first rows sorted): sorted once per count and process
+_sorted: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def sorted_rows(mt, n: int) -> Rows:
+    """The first n rows of a memtable in (id, key) order, newest of equal keys only.
+
+    Appends of ascending ids keep a memtable sorted (the common case), and then
+    these are views of shared memory; otherwise the sort is kept per row count."""
+    rows = Rows(*mt.rows(n))
+    if mt.sorted_upto() >= n:
+        return rows
+    cached = _sorted.get(mt)
+    if cached is not None and cached[0] == n:
+        return cached[1]
+    result = sort_dedup(rows)
+    _sorted[mt] = (n, result)
+    return result

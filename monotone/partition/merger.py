@@ -14,11 +14,10 @@ from ..format.crypto import Cipher, parse_key
 from ..format.rows import Rows
 from ..settings import Place
 from ..shm.memtable import MemtableCache
-from ..snapshot import sorted_rows
 from ..store import store_of
 from ..wal import files as wal_files
 from .files import PartitionFiles
-from .merge import MergeIterator
+from .merge import MergeIterator, sorted_rows
 from .reader import Reader
 from .writer import Writer
 

@@ -6,10 +6,10 @@ from monotone.config import HIDDEN, TABLE, lookup
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
+from monotone.partition.merge import sorted_rows
 from monotone.partition.reader import Reader
 from monotone.settings import Storage
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
-from monotone.snapshot import sorted_rows
 from monotone.wal.files import wal_files
 
 from . import cloud_tier

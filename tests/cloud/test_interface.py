@@ -8,11 +8,12 @@ import os
 import pytest
 
 from cloud.clouds import ACCESS, SECRET
-from monotone.cloud import CloudError, CloudFile, ObjectMissing, backend, check, open_cloud
+from monotone.cloud import CloudError, ObjectMissing, backend, check, open_cloud
 from monotone.cloud.filesystem import FilesystemCloud
 from monotone.cloud.mock import MockCloud
 from monotone.cloud.s3 import S3Cloud
 from monotone.errors import MonotoneError
+from monotone.partition.cloud_file import CloudFile
 from monotone.settings import CloudSettings
 from monotone.store import Fallback, LocalFile
 

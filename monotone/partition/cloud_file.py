@@ -7,10 +7,10 @@ import os
 import threading
 from concurrent.futures import Future
 
+from ..cloud import Cloud, ObjectMissing
 from ..errors import CorruptionError
-from ..partition import fileformat as partition
 from ..store import Fallback, ReadHandle
-from .base import Cloud, ObjectMissing
+from . import fileformat as partition
 
 AHEAD = 4      # regions a cold read fetches ahead of the one it stands on
 _THREADS = 8
