@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .cloud import Cloud, ObjectMissing, at_url, objects_of
+from .cloud.manifest import MAX_BYTES as MAX_MANIFEST
 from .cloud.manifest import decode as decode_manifest
 from .errors import MonotoneError
 from .format.crypto import Cipher, parse_key
@@ -33,6 +34,7 @@ from .store import LocalFile, ReadHandle
 
 REGIONS_PER_PART = 64  # a big partition is read as several parts of this many regions
 TAIL = 256 * 1024      # bytes fetched of an object's end to read its index
+WHOLE = 64 * 1024 * 1024  # a part that is a whole file below this is fetched in one GET
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,17 @@ class Part:
 
 def _handle(part: Part) -> ReadHandle:
     """The part's file: a local file, or its object read in as few requests as the
-    part needs (the whole object in one GET when the part is the whole partition;
-    else its tail in one GET, then its span of regions in one more)."""
+    part needs (the whole object in one GET when the part is the whole partition
+    and small; else its tail in one GET, then its span of regions in one more)."""
     if part.place is None and "://" not in part.path and not part.storage_options:
         return LocalFile(part.path, own=False)
     if part.place is not None:
         cloud, name = _cloud(part.place, part.path), part.path
     else:
         cloud, name = at_url(part.path, part.storage_options)
-    whole = part.first == 0 and part.last is None
-    return CloudFile.fetch(cloud, name, 0 if whole else TAIL, part.size)
+    whole = part.first == 0 and part.last is None and 0 < part.size <= WHOLE
+    # a whole object is asked for as the range its size says, never unbounded
+    return CloudFile.fetch(cloud, name, part.size if whole else TAIL, part.size)
 
 
 def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
@@ -150,14 +153,14 @@ def from_manifest(url: str, storage_options: dict | None = None,
     """The partitions a cloud storage's manifest names, by min."""
     options = dict(storage_options or {})
     cloud, name = at_url(url, options)
-    try:
-        manifest = decode_manifest(cloud.read(name), url)
+    try:  # one bounded GET: a larger object is refused, not read
+        manifest = decode_manifest(cloud.read(name, 0, MAX_MANIFEST + 1), url)
     except ObjectMissing:
         raise MonotoneError(f"{url}: no manifest there") from None
-    if manifest.get("encrypted") and not encryption_key:
-        raise MonotoneError(f"{url}: storage '{manifest.get('storage')}' is encrypted: "
+    if manifest.encrypted and not encryption_key:
+        raise MonotoneError(f"{url}: storage '{manifest.storage}' is encrypted: "
                             "give its encryption_key")
-    base = url.rsplit("/", 1)[0]
-    return [Part(int(p["min"]), int(p["max"]), f"{base}/{p['object']}", int(p["size"]),
-                 int(p["regions"]), key=encryption_key or "", storage_options=options)
-            for p in sorted(manifest["partitions"], key=lambda p: int(p["min"]))]
+    base = url.rsplit("/", 1)[0]  # objects are plain names beside it (decode checks)
+    return [Part(e.min, e.max, f"{base}/{e.object}", e.size, e.regions,
+                 key=encryption_key or "", storage_options=options)
+            for e in sorted(manifest.partitions, key=lambda e: e.min)]
