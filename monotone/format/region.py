@@ -53,12 +53,13 @@ def encode(rows: Rows) -> bytearray:
 
 
 def decode(data, origin: str = "region") -> Rows:
-    """Bytes -> Rows; the arrays are views of data where possible."""
+    """Bytes -> Rows; the arrays are views of data where possible. The header's
+    counts are checked against the length of data before anything is sized by them."""
     buf = np.frombuffer(data, np.uint8)
     if len(buf) < HEADER.size:
         raise CorruptionError(f"{origin}: truncated header")
     n, kb, vb, _ = HEADER.unpack_from(buf, 0)
-    if len(buf) != HEADER.size + 14 * n + kb + vb:
+    if len(buf) != HEADER.size + ROW_BYTES * n + kb + vb:
         raise CorruptionError(f"{origin}: size does not match its header")
     pos = HEADER.size
     ids = buf[pos:pos + 8 * n].view("<u8")

@@ -8,12 +8,17 @@ import threading
 from concurrent.futures import Future
 
 from ..cloud import Cloud, ObjectMissing
-from ..errors import CorruptionError
+from ..errors import CorruptionError, MonotoneError
 from ..store import Fallback, ReadHandle
 from . import fileformat as partition
 
 AHEAD = 4      # regions a cold read fetches ahead of the one it stands on
 _THREADS = 8
+TAIL = 256 * 1024  # bytes of an object's end a fetch takes for its index, by default
+# an object is read whole (one GET, no ranges) only below this: its size is a
+# number given by a manifest, a stub or the cloud, and a sparse object of 20 GiB
+# must never be read into memory at once
+WHOLE = 64 << 20
 
 _pool = None
 _pool_pid = 0
@@ -60,6 +65,9 @@ class CloudFile(ReadHandle):
                   fallback: Fallback | None = None) -> "CloudFile":
         """The file of a stub: the file's tail as it is in the object."""
         try:
+            if stub.size > partition.MAX_INDEX + partition.FOOTER.size:
+                raise CorruptionError(f"cloud stub {stub.name}: {stub.size} bytes, more than "
+                                      "the index and footer of any partition file")
             tail = stub.read(0, stub.size)
         finally:
             stub.close()
@@ -73,14 +81,20 @@ class CloudFile(ReadHandle):
 
     @classmethod
     def fetch(cls, cloud: Cloud, name: str, tail: int = 0, size: int = 0) -> "CloudFile":
-        """An object read without a stub: all of it in one GET (tail 0), or its last
-        `tail` bytes (size: the object's, 0: asked for)."""
-        if not tail:
-            data = cloud.read(name)
-            return cls(cloud, name, len(data), data)
+        """An object read without a stub: its last `tail` bytes in one ranged GET,
+        all of it when tail is 0 and it is below WHOLE bytes (else its last TAIL);
+        never more than WHOLE. size: the object's (0: asked for)."""
         size = size or cloud.size(name)
+        if size < partition.FOOTER.size:
+            raise CorruptionError(f"cloud object {cloud.where(name)}: {size} bytes is too "
+                                  "few for a partition file")
+        tail = min(tail or (size if size <= WHOLE else TAIL), WHOLE)
         start = max(0, size - tail)
-        return cls(cloud, name, size, cloud.read(name, start, size - start))
+        data = cloud.read(name, start, size - start)
+        if len(data) != size - start:
+            raise CorruptionError(f"cloud object {cloud.where(name)}: ends before the "
+                                  f"{size} bytes it was said to have")
+        return cls(cloud, name, size, data)
 
     def read(self, offset: int, size: int) -> bytes:
         if offset >= self.start:
@@ -102,7 +116,15 @@ class CloudFile(ReadHandle):
         """A range of the object: fetched ahead, or one GET (without ranged reads:
         the whole object, once)."""
         if not self.ranged:
-            self.tail, self.start = self.cloud.read(self.object), 0
+            if self.size > WHOLE:
+                raise MonotoneError(f"{self.name}: an object of {self.size} bytes is too large "
+                                    f"to read whole (over {WHOLE}), and its cloud reads no "
+                                    "ranges")
+            whole = self.cloud.read(self.object)
+            if len(whole) != self.size:
+                raise CorruptionError(f"{self.name}: {len(whole)} bytes where its file has "
+                                      f"{self.size}")
+            self.tail, self.start = whole, 0
             return self.tail[offset:offset + size]
         future = self.ahead.pop((offset, size), None)
         if future is not None:

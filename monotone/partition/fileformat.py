@@ -10,8 +10,14 @@ footer = magic | index offset u64 | index size u64 | index crc u32 | flags u32 |
 A reader takes the footer (last bytes), then the index, and afterwards one
 region at a time. With the storage's `crc` on, every region carries a checksum
 of its stored bytes: the low 32 bits of xxh3-64 (flag REGION_XXH3; ~18 times
-faster than zlib's crc32 here), or zlib's crc32 in files written before it. In an encrypted file (flag ENCRYPTED) regions and index are
-sealed with AES-GCM; the footer stays plain so a reader knows it needs a key.
+faster than zlib's crc32 here), or zlib's crc32 in files written before it. In
+an encrypted file (flag ENCRYPTED) regions and index are sealed with AES-GCM;
+the footer stays plain so a reader knows it needs a key.
+
+Every number of a footer and index is a claim of whoever wrote the file, and a
+well-checksummed lie is as easy to write as the truth: before anything is read or
+allocated by such a number, it is checked against what holds it (the file's size,
+the index's length) and against the limits below.
 """
 from __future__ import annotations
 
@@ -24,6 +30,10 @@ import numpy as np
 from xxhash import xxh3_64, xxh3_64_intdigest
 
 from ..errors import CorruptionError
+from ..format.crypto import OVERHEAD
+from ..format.region import HEADER as REGION_HEADER
+from ..format.region import ROW_BYTES
+from ..format.rows import MAX_KEY
 
 MAGIC = b"MTNPART1"
 FOOTER = struct.Struct("<8sQQIII")
@@ -36,6 +46,25 @@ ENTRY = np.dtype([
 ])
 REGION_PLAIN = 1  # entry flag: the region is stored uncompressed (it did not compress)
 REGION_XXH3 = 2  # entry flag: its checksum is xxh3-64's low 32 bits (else zlib's crc32)
+
+# Limits of what a reader accepts. A region holds events of at most region_size
+# bytes, and always one event however large: a region is region_size plus one
+# event (key <= 255 bytes; the engine caps no value below the u32 of its value
+# length), so the file alone gives no bound; MAX_REGION is the one a reader
+# sets, so that a region read from a hostile file costs at most this much memory.
+MAX_REGION = 256 << 20   # a region's size decoded (size_origin)
+MAX_REGIONS = 1 << 20    # regions of one file: 128 GiB at the default region_size
+MAX_META = 1 << 20       # the index's JSON meta (a few hundred bytes as written)
+# the longest index: meta, entries, both keys of every region, and a seal
+MAX_INDEX = 4 + MAX_META + MAX_REGIONS * (ENTRY.itemsize + 2 * MAX_KEY) + OVERHEAD
+
+
+def max_stored(size_origin):
+    """The most bytes a region of size_origin bytes is stored in: compressed ones
+    grow at most by lz4's 1/255 or zstd's block headers when they do not compress
+    (files from before plain regions were stored compressed anyway), sealed ones
+    by the nonce and tag. Works on ints and arrays of u8 alike."""
+    return size_origin + size_origin // 64 + (64 + OVERHEAD)
 
 
 def region_checksum(data) -> int:
@@ -120,6 +149,9 @@ def decode_footer(data: bytes, path: str) -> tuple[int, int, int, int]:
     magic, offset, size, crc, flags, fcrc = FOOTER.unpack(data)
     if magic != MAGIC or zlib.crc32(data[:-4]) != fcrc:
         raise CorruptionError(f"partition file {path}: bad footer")
+    if size > MAX_INDEX:
+        raise CorruptionError(f"partition file {path}: its footer gives a region index of "
+                              f"{size} bytes, more than the {MAX_INDEX} a reader takes")
     return offset, size, crc, flags
 
 
@@ -134,13 +166,62 @@ def decode_index(data: bytes, crc: int, path: str) -> Index:
 
 
 def parse_index(data: bytes, path: str) -> Index:
+    """The index of its bytes (checked, decrypted), every entry checked on its own
+    (check_layout then places the regions in the file)."""
+    where = f"partition file {path}"
+    if len(data) < 4:
+        raise CorruptionError(f"{where}: region index is truncated")
+    (meta_len,) = struct.unpack_from("<I", data, 0)
+    if meta_len > min(MAX_META, len(data) - 4):
+        raise CorruptionError(f"{where}: region index meta of {meta_len} bytes does not "
+                              f"fit its index of {len(data)}")
     try:
-        (meta_len,) = struct.unpack_from("<I", data, 0)
         meta = json.loads(data[4:4 + meta_len])
-        count = int(meta["regions"])
-        start = 4 + meta_len
-        end = start + count * ENTRY.itemsize
-        entries = np.frombuffer(data[start:end], ENTRY).copy()
-    except (ValueError, KeyError, struct.error) as e:
-        raise CorruptionError(f"partition file {path}: unreadable region index ({e})") from None
-    return Index(meta, entries, bytes(data[end:]))
+        count = meta["regions"] if isinstance(meta, dict) else None
+    except (ValueError, KeyError, RecursionError) as e:
+        raise CorruptionError(f"{where}: unreadable region index ({e})") from None
+    start = 4 + meta_len
+    if type(count) is not int or not 0 <= count <= min(MAX_REGIONS, (len(data) - start) //
+                                                       ENTRY.itemsize):
+        raise CorruptionError(f"{where}: region index meta gives {count!r} regions, which "
+                              f"its index of {len(data)} bytes cannot hold")
+    end = start + count * ENTRY.itemsize
+    entries = np.frombuffer(data, ENTRY, count, start).copy()
+    keys = bytes(data[end:])
+    _check_entries(entries, len(keys), where)
+    return Index(meta, entries, keys)
+
+
+def _check_entries(e: np.ndarray, keys: int, where: str) -> None:
+    """Each entry's numbers against the limits and the index's key bytes, for all
+    entries at once (u8 throughout: no sum below can wrap)."""
+    origin = np.minimum(e["size_origin"], np.uint64(MAX_REGION))
+    events = np.minimum(e["events"], origin)
+    kinds = [
+        (e["size_origin"] > np.uint64(MAX_REGION), f"decodes to more than {MAX_REGION} bytes"),
+        ((events == 0) | (e["events"] > origin) |
+         (np.uint64(REGION_HEADER.size) + np.uint64(ROW_BYTES) * events > origin),
+         "does not hold its events"),
+        ((e["size"] == 0) | (e["size"] > max_stored(origin)),
+         "is stored in more bytes than its size decoded allows"),
+    ]
+    for k in ("min_key", "max_key"):
+        at, n = e[k].astype(np.uint64), e[k + "_len"].astype(np.uint64)
+        kinds.append(((n > np.uint64(MAX_KEY)) | (at + n > np.uint64(keys)),
+                      f"has a {k} beyond the index's {keys} key bytes"))
+    for bad, what in kinds:
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CorruptionError(f"{where}: region {i} {what} (its index entry is damaged)")
+
+
+def check_layout(index: Index, end: int, path: str) -> None:
+    """The regions lie side by side from the file's start to the index (at end):
+    each one read is within the file, and no two overlap."""
+    sizes = index.entries["size"]
+    ends = np.cumsum(sizes, dtype=np.uint64)  # < 2**64: MAX_REGIONS stored MAX_REGIONs
+    if index.regions and (int(index.entries["offset"][0]) != 0 or
+                          not np.array_equal(index.entries["offset"][1:], ends[:-1])) or \
+            (int(ends[-1]) if index.regions else 0) != end:
+        raise CorruptionError(f"partition file {path}: its regions do not fill the file "
+                              f"up to its region index (at {end})")

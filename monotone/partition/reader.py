@@ -3,6 +3,11 @@
 The file comes through the storage I/O seam (a ReadHandle from a Store, or a
 local path): each region is one read of a byte range, checked (crc, when the
 file has them), decrypted and decompressed on its own.
+
+The file is untrusted input: its footer and index are checked against the
+file's size and the format's limits (fileformat.py) when it is opened, so that
+every region read afterwards is a range within the file, of a bounded size,
+decompressing to a bounded size.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ class Reader:
             offset, length, crc, flags = partition.decode_footer(footer, path)
             if offset + length + partition.FOOTER.size != size:
                 raise CorruptionError(f"partition file {path}: index does not fit the file")
-            body = self.file.read(offset, length)
+            body = self.file.read(offset, length)  # length <= MAX_INDEX (decode_footer)
             partition.check_index(body, crc, path)
             if flags & partition.ENCRYPTED:
                 if cipher is None:
@@ -45,12 +50,19 @@ class Reader:
             else:
                 self.cipher = None
             self.index = partition.parse_index(body, path)
-            self.codec = make_codec(self.index.meta.get("compression", "none"))
+            partition.check_layout(self.index, offset, path)
+            self.codec = self._codec(self.index.meta.get("compression", "none"))
             self.verify = bool(self.index.meta.get("crc", True))
             self.file_size = size
         except BaseException:
             self.file.close()
             raise
+
+    def _codec(self, name):
+        try:
+            return make_codec(name)
+        except MonotoneError as e:
+            raise CorruptionError(f"partition file {self.path}: {e}") from None
 
     @property
     def meta(self) -> dict:
