@@ -101,7 +101,9 @@ class PartitionFiles:
 
     def settle(self) -> dict[int, int]:
         """After a crash: finish or undo each half-done state; the partitions with a
-        copy, and where (ON_STORAGE | ON_CLOUD bits; recovery, before anyone reads)."""
+        copy, and where (ON_STORAGE | ON_CLOUD bits; recovery, before anyone reads).
+        Local steps only: an object whose removal is due keeps its .cloud.drop marker
+        (pending_drops) for the background, so an open never waits on a cloud."""
         found: dict[int, set[str]] = {}
         for name in self.store.list():
             parsed = parse(name)
@@ -118,8 +120,6 @@ class PartitionFiles:
                 self.store.rename(file_name(min_, CLOUD_INCOMPLETE),
                                   file_name(min_, CLOUD_DROP), self.sync)
                 states.add(CLOUD_DROP)
-            if CLOUD_DROP in states:
-                self.finish_drop(min_)
             where = (ON_STORAGE if "" in states else 0) | (ON_CLOUD if CLOUD in states else 0)
             if where:
                 places[min_] = where
@@ -194,6 +194,11 @@ class PartitionFiles:
     def dropping(self, min_: int) -> bool:
         """Whether an object removal of the partition waits (its .cloud.drop marker)."""
         return self.store.exists(file_name(min_, CLOUD_DROP))
+
+    def pending_drops(self) -> list[int]:
+        """The partitions whose object removal waits (a .cloud.drop marker)."""
+        return sorted(m for m, state in filter(None, map(parse, self.store.list()))
+                      if state == CLOUD_DROP)
 
     def drop_stub(self, min_: int) -> None:
         """Step 1 of a drop on cloud (after readers stop choosing the cloud copy): the

@@ -19,8 +19,8 @@ from . import cloud_tier, partition_commands
 from . import refresh as refresher
 from .engine import Engine
 from .pool import Pool
-from .service import ServiceQueue
-from .tasks import PARTITIONS, Scheduler
+from .service import DROPS, UPLOAD, ServiceQueue
+from .tasks import CATALOG, PARTITIONS, Scheduler
 
 log = logging.getLogger("monotone")
 BACKGROUND = 1.0   # seconds between checks of the pipeline's retention
@@ -136,19 +136,28 @@ class Background:
         self.scheduler.submit(lambda: task() if partitions.current(slot, min_) else None,
                               self.done, name, PARTITIONS)
 
-    def resume_uploads(self) -> None:
-        """Files of cloud storages without their cloud copy (an upload that failed or
-        was cut short) go up in the background, as a refresh would have sent them;
-        the manifests are rewritten (a crash may have left one a step behind)."""
+    def resume_cloud_work(self) -> None:
+        """What recovery leaves for after the open, so that an open answers before any
+        cloud request: object removals cut short (their .cloud.drop markers), files
+        of cloud storages without their cloud copy (an upload that failed or was cut
+        short: they go up as a refresh would have sent them), and the manifests (a
+        crash may have left one a step behind). Without upload workers the removals
+        and uploads wait for SERVICE, after its refreshes."""
         engine = self.engine
-        for storage in engine.catalog.storages:
-            if storage.cloud:
-                self.scheduler.submit(lambda s=storage: cloud_tier.write_manifest(engine, s),
-                                      self.done, "manifest", PARTITIONS)
-        if self.uploads is None:
-            return
+        clouded = [storage for storage in engine.catalog.storages if storage.cloud]
+        for storage in clouded:
+            if self.uploads is None:
+                self.service.add_cloud(DROPS, storage.id)
+            else:
+                self.scheduler.submit(lambda s=storage: cloud_tier.finish_drops(engine, s),
+                                      self.done, "cloud drops", CATALOG)
+            self.scheduler.submit(lambda s=storage: cloud_tier.write_manifest(engine, s),
+                                  self.done, "manifest", PARTITIONS)
         for slot in cloud_tier.waiting_upload(engine):
-            self.upload(slot, offload=True)
+            if self.uploads is None:
+                self.service.add_cloud(UPLOAD, engine.partitions.slot(slot).min)
+            else:
+                self.upload(slot, offload=True)
 
     # memory
     def wait_memory(self, need: int, reply) -> None:

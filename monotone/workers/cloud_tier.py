@@ -106,6 +106,14 @@ def drop_cloud_copy(engine: Engine, slot: int):
         yield _job(engine, slot, DROP)
 
 
+def finish_drops(engine: Engine, storage: Storage):
+    """Remove the objects whose removal was cut short (their .cloud.drop markers),
+    left by recovery for after the open. Run under CATALOG: no upload of the same
+    partition can put a new object while an old removal is in flight."""
+    for min_ in engine.files(storage).pending_drops():
+        yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
+
+
 def drop_local_copy(engine: Engine, slot: int) -> None:
     s = engine.partitions.slot(slot)
     storage = engine.storage_of(slot)

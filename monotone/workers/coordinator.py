@@ -190,7 +190,7 @@ def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
         return 1
     log.info("coordinator started for %s (pid %d)", engine.layout.base, os.getpid())
     server = Server(engine, listener, embedded)
-    server.background.resume_uploads()
+    server.background.resume_cloud_work()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if not _say(announce, "ready") and embedded:

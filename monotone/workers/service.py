@@ -5,18 +5,22 @@ With a worker pool, refreshes past refresh_wm, CHECKPOINT and the pipeline's
 retention run in the background by themselves. With workers = 0 they wait
 here instead, and `SERVICE` runs the next one (one refresh, or one rebalance)
 before it returns: background work becomes a step a script or a test takes
-when it chooses, deterministically.
+when it chooses, deterministically. With no upload workers (workers_upload =
+0), the cloud work an open leaves (an upload to resume, a storage's object
+removals cut short) waits here too, and SERVICE runs it once no refresh or
+rebalance is waiting.
 """
 from __future__ import annotations
 
 from collections import deque
 
-from . import partition_commands
+from . import cloud_tier, partition_commands
 from . import refresh as refresher
 from .engine import Engine
-from .tasks import PARTITIONS, Scheduler
+from .tasks import CATALOG, PARTITIONS, Scheduler
 
 REFRESH, REBALANCE = "refresh", "rebalance"
+UPLOAD, DROPS = "upload", "drops"  # a partition's upload; a storage's object removals
 
 
 class ServiceQueue:
@@ -24,11 +28,18 @@ class ServiceQueue:
         self.engine = engine
         self.scheduler = scheduler
         self.queue: deque[tuple[str, int]] = deque()
+        self.cloud: deque[tuple[str, int]] = deque()  # run when queue is empty
 
     def add(self, kind: str, min_: int = 0) -> None:
         """Queue a step (once: a step already waiting is not queued twice)."""
         if (kind, min_) not in self.queue:
             self.queue.append((kind, min_))
+
+    def add_cloud(self, kind: str, what: int) -> None:
+        """Queue cloud work: UPLOAD of the partition starting at what, or the DROPS of
+        the storage whose id is what."""
+        if (kind, what) not in self.cloud:
+            self.cloud.append((kind, what))
 
     def refresh(self, slot: int) -> None:
         self.add(REFRESH, self.engine.partitions.slot(slot).min)
@@ -54,4 +65,24 @@ class ServiceQueue:
                 self.scheduler.submit(lambda: refresher.refresh(engine, slot), done,
                                       "service refresh", PARTITIONS)
                 return
+        while self.cloud:
+            if self._cloud_step(*self.cloud.popleft(), done):
+                return
         done(None, None)
+
+    def _cloud_step(self, kind: str, what: int, done) -> bool:
+        """Submit one queued cloud step that still applies (False: none did)."""
+        engine = self.engine
+        if kind == DROPS:
+            storage = next((s for s in engine.catalog.storages if s.id == what), None)
+            if storage is None or not storage.cloud:
+                return False
+            self.scheduler.submit(lambda: cloud_tier.finish_drops(engine, storage), done,
+                                  "service cloud drops", CATALOG)
+            return True
+        slot = engine.partitions.find(what)
+        if slot is None:
+            return False
+        self.scheduler.submit(lambda: partition_commands.upload_one(engine, slot, True), done,
+                              "service upload", PARTITIONS)
+        return True

@@ -145,7 +145,7 @@ def test_s3_server_down(repo, s3):
     db.close()
 
 
-def test_drop_on_cloud_while_the_cloud_is_away_is_finished_at_open(repo, s3):
+def test_drop_on_cloud_while_the_cloud_is_away_is_finished_after_a_reopen(repo, s3):
     backend = Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
                             f"secret_key '{SECRET}'", s3)
     db = open_db(repo)
