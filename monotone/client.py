@@ -14,7 +14,7 @@ from .ddl import commands as cmd
 from .ddl import parse
 from .errors import LINUX_ONLY, MonotoneError
 from .event import Event
-from .format.rows import DELETE, MAX_ID, MAX_KEY, U64, Rows, pack_bytes
+from .format.rows import DELETE, MAX_ID, MAX_KEY, MAX_VALUE, U64, Rows, pack_bytes
 from .jsonout import pretty
 from .protocol import Execute
 from .session import Session
@@ -163,6 +163,8 @@ class Monotone:
             raise MonotoneError(f"keys has {len(ko) - 1} events but the batch has {n}")
         if len(kd) > MAX_KEY and int(np.diff(ko).max()) > MAX_KEY:
             raise MonotoneError(f"a key is longer than {MAX_KEY} bytes")
+        if len(vd) > MAX_VALUE and int(np.diff(vo).max()) > MAX_VALUE:
+            raise MonotoneError(f"a value is longer than {MAX_VALUE} bytes")
         flags = np.zeros(n, np.uint8)
         if deletes is not None:
             flags[_deletes(deletes, n)] = DELETE
@@ -214,8 +216,9 @@ def _as_bytes(x, what: str) -> bytes:
         data = bytes(x)
     else:
         raise MonotoneError(f"event {what} must be bytes, got {type(x).__name__}")
-    if what == "key" and len(data) > MAX_KEY:
-        raise MonotoneError(f"key of {len(data)} bytes is longer than {MAX_KEY} bytes")
+    limit = MAX_KEY if what == "key" else MAX_VALUE
+    if len(data) > limit:
+        raise MonotoneError(f"{what} of {len(data)} bytes is longer than {limit} bytes")
     return data
 
 

@@ -12,6 +12,7 @@ U64 = np.uint64
 MAX_ID = 2**64 - 1  # the highest id; as a written id, it asks for the next serial id
 DELETE = 1  # flag bit of a delete, as in the original C API
 MAX_KEY = 255
+MAX_VALUE = 128 << 20  # a value's bytes: any region then stays within what a reader takes
 EMPTY_U8 = np.zeros(0, np.uint8)
 
 

@@ -47,12 +47,13 @@ ENTRY = np.dtype([
 REGION_PLAIN = 1  # entry flag: the region is stored uncompressed (it did not compress)
 REGION_XXH3 = 2  # entry flag: its checksum is xxh3-64's low 32 bits (else zlib's crc32)
 
-# Limits of what a reader accepts. A region holds events of at most region_size
-# bytes, and always one event however large: a region is region_size plus one
-# event (key <= 255 bytes; the engine caps no value below the u32 of its value
-# length), so the file alone gives no bound; MAX_REGION is the one a reader
-# sets, so that a region read from a hostile file costs at most this much memory.
+# Limits of what a reader accepts, so that a region read from a hostile file costs
+# at most this much memory. The writer keeps to them: a region is at most
+# region_size (at most MAX_REGION_SIZE) plus one event (key <= MAX_KEY, value <=
+# MAX_VALUE: format/rows.py), and a file that would pass them is not written.
 MAX_REGION = 256 << 20   # a region's size decoded (size_origin)
+MAX_REGION_SIZE = 64 << 20  # a storage's region_size: with one event past it (MAX_VALUE),
+                            # a region stays under MAX_REGION
 MAX_REGIONS = 1 << 20    # regions of one file: 128 GiB at the default region_size
 MAX_META = 1 << 20       # the index's JSON meta (a few hundred bytes as written)
 # the longest index: meta, entries, both keys of every region, and a seal

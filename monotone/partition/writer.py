@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import MonotoneError
 from ..format import region
 from ..format.codec import codec as make_codec
 from ..format.crypto import Cipher
@@ -129,7 +130,14 @@ class Writer:
 
     def _append(self, parts: list, size: int, crc: int, flags: int, size_origin: int, n: int,
                 min_id: int, min_key: bytes, max_id: int, max_key: bytes) -> None:
-        """Write a region's stored bytes (size of them, in parts) and record it in the index."""
+        """Write a region's stored bytes (size of them, in parts) and record it in the index.
+        A file is never written that a reader would refuse (fileformat's limits): the
+        refresh fails instead, its rows still in memory and the WAL."""
+        if size_origin > partition.MAX_REGION or len(self.index.entries) >= partition.MAX_REGIONS:
+            raise MonotoneError(
+                f"a partition file holds at most {partition.MAX_REGIONS} regions of at most "
+                f"{partition.MAX_REGION} bytes: partition {min_id} needs a larger region_size "
+                "or a smaller interval")
         self.file.write_parts(parts)
         end = self.offset + size
         self.index.add(self.offset, size, size_origin, n, min_id, min_key, max_id,

@@ -15,6 +15,7 @@ from monotone import cloud as cloud_module
 from monotone.errors import MonotoneError
 from monotone.format.codec import CODECS
 from monotone.format.crypto import new_key, parse_key
+from monotone.partition.fileformat import MAX_REGION_SIZE
 from monotone.settings import UNSET, CloudSettings, ConfigFile, Place, Storage, Tier
 from monotone.shm import private
 from monotone.shm.errors import BadPath
@@ -78,9 +79,11 @@ def apply_storage_options(storage: Storage, options, usage: str,
             parse_key(value)
         if name == "path":
             check_path(value, f"storage '{storage.name}'")
-        if name == "region_size" and value <= 0:
-            # the original refuses only 0 (a negative size would never cut a region)
-            raise MonotoneError("invalid region_size value")
+        if name == "region_size" and not 0 < value <= MAX_REGION_SIZE:
+            # the original refuses only 0 (a negative size would never cut a region);
+            # above the bound a region could pass what a reader takes (fileformat)
+            raise MonotoneError("invalid region_size value" if value <= 0 else
+                                f"region_size {value} is above {MAX_REGION_SIZE}")
         changes[name] = value
     storage = replace(storage, **changes)
     check_level(storage.compression, storage.compression_level)
