@@ -26,15 +26,13 @@ from .cloud.manifest import decode as decode_manifest
 from .errors import MonotoneError
 from .format.crypto import Cipher, parse_key
 from .format.rows import MAX_ID, Rows, concat
-from .partition.cloud_file import CloudFile
+from .partition.cloud_file import TAIL, CloudFile
 from .partition.files import CLOUD, file_name, parse
 from .partition.reader import Reader
 from .settings import CONFIG, Place, config_path, read_config
 from .store import LocalFile, ReadHandle
 
 REGIONS_PER_PART = 64  # a big partition is read as several parts of this many regions
-TAIL = 256 * 1024      # bytes fetched of an object's end to read its index
-WHOLE = 64 * 1024 * 1024  # a part that is a whole file below this is fetched in one GET
 
 
 @dataclass(frozen=True)
@@ -69,9 +67,8 @@ def _handle(part: Part) -> ReadHandle:
         cloud, name = _cloud(part.place, part.path), part.path
     else:
         cloud, name = at_url(part.path, part.storage_options)
-    whole = part.first == 0 and part.last is None and 0 < part.size <= WHOLE
-    # a whole object is asked for as the range its size says, never unbounded
-    return CloudFile.fetch(cloud, name, part.size if whole else TAIL, part.size)
+    whole = part.first == 0 and part.last is None  # fetch bounds what it reads whole
+    return CloudFile.fetch(cloud, name, 0 if whole else TAIL, part.size)
 
 
 def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:

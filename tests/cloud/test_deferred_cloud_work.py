@@ -11,20 +11,22 @@ from readback import read_all
 from cloud.test_conformance import STEP, events, files, name, open_db, places, setup_cloud
 
 
-def _cut_short(repo, uuid) -> None:
-    """As if a drop on cloud stopped between its two steps: the stub is the marker."""
-    os.rename(os.path.join(repo, uuid, name(0, ".cloud")),
-              os.path.join(repo, uuid, name(0, ".cloud.drop")))
-
-
-def test_service_finishes_a_removal_and_resumes_the_upload(repo, backend):
-    db = open_db(repo)
-    uuid = setup_cloud(db, backend, "cloud_drop_local false")
+def _cut_short(repo, backend, options: str = "", **settings) -> str:
+    """Partition 0 on storage and cloud, then closed as if a drop on cloud stopped
+    between its two steps (the stub is the marker); the storage's uuid."""
+    db = open_db(repo, **settings)
+    uuid = setup_cloud(db, backend, "cloud_drop_local false" + options)
     db.write(events(0, 100))
     db.execute("REFRESH PARTITION 0")
     assert places(db) == {0: (True, True)}
     db.close()
-    _cut_short(repo, uuid)
+    os.rename(os.path.join(repo, uuid, name(0, ".cloud")),
+              os.path.join(repo, uuid, name(0, ".cloud.drop")))
+    return uuid
+
+
+def test_service_finishes_a_removal_and_resumes_the_upload(repo, backend):
+    uuid = _cut_short(repo, backend)
 
     db = open_db(repo)  # workers_upload 0: nothing of the cloud is touched at open
     assert places(db) == {0: (True, False)}
@@ -43,12 +45,7 @@ def test_service_finishes_a_removal_and_resumes_the_upload(repo, backend):
 
 
 def test_a_refresh_waiting_runs_before_cloud_work(repo, backend):
-    db = open_db(repo)
-    uuid = setup_cloud(db, backend, "cloud_drop_local false, refresh_wm 1")
-    db.write(events(0, 100))
-    db.execute("REFRESH PARTITION 0")
-    db.close()
-    _cut_short(repo, uuid)
+    uuid = _cut_short(repo, backend, ", refresh_wm 1")
 
     db = open_db(repo)
     db.write(events(STEP, STEP + 10))  # past refresh_wm: its refresh is queued
@@ -65,12 +62,7 @@ def test_a_refresh_waiting_runs_before_cloud_work(repo, backend):
 
 
 def test_with_upload_workers_the_background_does_it(repo, backend):
-    db = open_db(repo, workers_upload=1)
-    uuid = setup_cloud(db, backend, "cloud_drop_local false")
-    db.write(events(0, 100))
-    db.execute("REFRESH PARTITION 0")
-    db.close()
-    _cut_short(repo, uuid)
+    uuid = _cut_short(repo, backend, workers_upload=1)
 
     db = open_db(repo, workers_upload=1)
     db.execute("SHOW ALL")  # answered; the background works on
