@@ -11,7 +11,10 @@ location is
       storage holds in its cloud, with storage_options to open it (for s3:
       key, secret, endpoint_url, ...); the repository need not exist at all
 encryption_key: the storage's key, for an encrypted storage read through its
-manifest (a manifest never holds keys; a repository's config file does).
+manifest (a manifest never holds keys; a repository's config file does). With
+a key every file read must be encrypted, sealed for its partition of the
+storage the manifest names: a plain file, or one moved from another partition,
+is refused (an error of the task reading it), never read as data.
 """
 from __future__ import annotations
 

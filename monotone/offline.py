@@ -5,6 +5,9 @@ A Part names one partition file and how to reach it (a local path, an object
 of a storage's cloud, or an fsspec URL with the options to open it), and a
 span of its regions; objects are read through monotone.cloud. read_part
 turns it into Rows, one region at a time, keeping ids in [min_id, max_id].
+A file is read as the partition its Part names (storage uuid and min): a file
+moved from another partition, and with a key a file that is not encrypted for
+that storage, is refused (partition/fileformat.py).
 Parts are plain data, so they travel to other processes and machines (Dask
 workers) as they are.
 
@@ -28,7 +31,7 @@ from .format.crypto import Cipher, parse_key
 from .format.rows import MAX_ID, Rows, concat
 from .partition.cloud_file import TAIL, CloudFile
 from .partition.files import CLOUD, file_name, parse
-from .partition.reader import Reader
+from .partition.reader import Identity, Reader
 from .settings import CONFIG, Place, config_path, read_config
 from .store import LocalFile, ReadHandle
 
@@ -45,6 +48,7 @@ class Part:
     first: int = 0             # the span of regions this part reads
     last: int | None = None
     key: str = ""              # the storage's encryption key (hex), if encrypted
+    storage: str = ""          # the storage's uuid (an encrypted file is sealed for it)
     place: Place | None = None  # an object: its storage's place (repository) ...
     storage_options: dict = field(default_factory=dict)  # ... or fsspec options (manifest)
 
@@ -72,10 +76,16 @@ def _handle(part: Part) -> ReadHandle:
 
 
 def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
-    """The events of a part with ids in [min_id, max_id], in order."""
+    """The events of a part with ids in [min_id, max_id], in order.
+
+    With a key, the file must be encrypted, sealed for partition part.min of storage
+    part.storage; without one it must not be encrypted, and must hold that partition."""
     part = Part.from_json(part) if isinstance(part, dict) else part
     cipher = Cipher(parse_key(part.key)) if part.key else None
-    with Reader(_handle(part), cipher) as reader:
+    if cipher is not None and not part.storage:
+        raise MonotoneError(f"{part.path}: an encrypted partition is read only with its "
+                            "storage's uuid (Part.storage)")
+    with Reader(_handle(part), cipher, Identity(part.storage, part.min)) as reader:
         entries = reader.index.entries
         last = reader.index.regions if part.last is None else min(part.last, reader.index.regions)
         wanted = [i for i in range(part.first, last)
@@ -116,7 +126,11 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
     for storage in stored.storages:
         cloud = stored.cloud(storage.cloud) if storage.cloud else None
         place = storage.place(path, cloud)
-        key = encryption_key or place.key
+        # the storage's settings decide whether its files must be encrypted
+        key = (encryption_key or place.key) if storage.encryption else ""
+        if storage.encryption and not key:
+            raise MonotoneError(f"{path}: storage '{storage.name}' is encrypted: give its "
+                                "encryption_key")
         names = os.listdir(place.directory) if os.path.isdir(place.directory) else []
         for name in sorted(names):
             parsed = parse(name)
@@ -129,11 +143,12 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
             file = os.path.join(place.directory, name)
             handle = LocalFile(file, own=False) if local else CloudFile.from_stub(
                 LocalFile(file, own=False), _cloud(place, file), file_name(min_))
-            with Reader(handle, Cipher(parse_key(key)) if key else None) as reader:
+            with Reader(handle, Cipher(parse_key(key)) if key else None,
+                        Identity(storage.uuid, min_)) as reader:
                 meta, size = reader.meta, reader.file_size
-            parts[min_] = Part(int(meta["min"]), int(meta["max"]),
-                               file if local else file_name(min_), size,
-                               int(meta["regions"]), key=key, place=None if local else place)
+            parts[min_] = Part(min_, int(meta["max"]), file if local else file_name(min_), size,
+                               int(meta["regions"]), key=key, storage=storage.uuid,
+                               place=None if local else place)
     return [parts[m] for m in sorted(parts)]
 
 
@@ -157,7 +172,12 @@ def from_manifest(url: str, storage_options: dict | None = None,
     if manifest.encrypted and not encryption_key:
         raise MonotoneError(f"{url}: storage '{manifest.storage}' is encrypted: "
                             "give its encryption_key")
+    if encryption_key and not manifest.uuid:
+        raise MonotoneError(f"{url}: the manifest gives no storage uuid, which its "
+                            "encrypted files are sealed for")
+    # with a key, every file must be encrypted, whatever the manifest says (anyone
+    # who can write the bucket can write a manifest, not a sealed file)
     base = url.rsplit("/", 1)[0]  # objects are plain names beside it (decode checks)
     return [Part(e.min, e.max, f"{base}/{e.object}", e.size, e.regions,
-                 key=encryption_key or "", storage_options=options)
+                 key=encryption_key or "", storage=manifest.uuid, storage_options=options)
             for e in sorted(manifest.partitions, key=lambda e: e.min)]

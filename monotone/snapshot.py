@@ -18,6 +18,7 @@ from .cloud import objects_of
 from .errors import CoordinatorError, MonotoneError
 from .format.crypto import Cipher, parse_key
 from .format.rows import MAX_ID
+from .partition.fileformat import Identity
 from .partition.files import PartitionFiles
 from .partition.reader import Reader
 from .settings import ClientConfig
@@ -152,12 +153,12 @@ class Snapshots:
         """File reader and memtables of a slot row (PUBLISH held)."""
         reader = None
         if row.gen:
-            files, cipher = self.storage(row.storage, cfg)
+            files, cipher, uuid = self.storage(row.storage, cfg)
             if row.places & ON_STORAGE:
                 handle = files.open(row.min)
             else:
                 handle = files.open_cloud(row.min, self._fallback(slot, row.min, row.gen, files))
-            reader = Reader(handle, cipher)
+            reader = Reader(handle, cipher, Identity(uuid, row.min))
         get = self.session.memtables.get
         return Opened(reader, [(get(seg), n) for seg, n in row.memtables()])
 
@@ -189,12 +190,13 @@ class Snapshots:
             except ShmError as e:
                 raise translate(e) from None
 
-    def storage(self, id_: int, cfg: ClientConfig) -> tuple[PartitionFiles, Cipher | None]:
-        """Partition files and cipher of a storage, by its id (kept per config)."""
+    def storage(self, id_: int,
+                cfg: ClientConfig) -> tuple[PartitionFiles, Cipher | None, str]:
+        """Partition files, cipher and uuid of a storage, by its id (kept per config)."""
         cached = self.storages.get(id_)
         if cached is None or cached[0] is not cfg:
             place = cfg.storages[id_]
             cipher = Cipher(parse_key(place.key)) if place.key else None
             files = PartitionFiles(store_of(place), objects=objects_of(place))
-            cached = self.storages[id_] = (cfg, files, cipher)
-        return cached[1], cached[2]
+            cached = self.storages[id_] = (cfg, files, cipher, place.uuid)
+        return cached[1], cached[2], cached[3]

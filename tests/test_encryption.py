@@ -39,11 +39,12 @@ def repo2(tmp_path):
 # encryption keys ----------------------------------------------------------------------
 
 
-def encrypted_repo(repo, key=None):
+def encrypted_repo(repo, key=None, uuid=None):
     """A closed repository whose partition 0 is in the aes storage `secret`."""
     db = open_db(repo, interval=1000)
     try:
         option = f", encryption_key '{key}'" if key else ""
+        option += f", uuid '{uuid}'" if uuid else ""
         db.execute(f"CREATE STORAGE secret (encryption 'aes'{option})")
         db.write([Event(id=i, key=b"k", value=b"secret value %d" % i) for i in range(100)])
         db.execute("MOVE PARTITION 0 INTO secret")
@@ -123,9 +124,29 @@ def test_encrypted_file_copied_into_another_repository(repo, repo2):
             env.close()
 
 
-def test_same_key_reads_a_copied_file(repo, repo2):
-    want = encrypted_repo(repo, KEY_B)
+def test_same_key_refuses_a_file_of_another_storage(repo, repo2):
+    """A file is sealed for its storage: another storage with the same key refuses it."""
+    encrypted_repo(repo, KEY_B)
     encrypted_repo(repo2, KEY_B)
+    src = os.path.join(storage_dir(repo, storages(repo)["secret"]), f"{0:020d}")
+    dst = os.path.join(storage_dir(repo2, storages(repo2)["secret"]), f"{0:020d}")
+    shutil.copyfile(src, dst)
+    env = monotone.Monotone()
+    env.execute("SET workers TO 0")
+    with pytest.raises(monotone.MonotoneError, match="not partition 0 of storage") as info:
+        env.open(repo2)
+        try:
+            read_all(env)
+        finally:
+            env.close()
+    assert dst in str(info.value)
+
+
+def test_same_storage_reads_a_copied_file(repo, repo2):
+    """The same storage (uuid) with the same key, elsewhere (a backup restored), reads it."""
+    want = encrypted_repo(repo, KEY_B)
+    uuid = storages(repo)["secret"]["uuid"]
+    encrypted_repo(repo2, KEY_B, uuid)
     src = os.path.join(storage_dir(repo, storages(repo)["secret"]), f"{0:020d}")
     dst = os.path.join(storage_dir(repo2, storages(repo2)["secret"]), f"{0:020d}")
     shutil.copyfile(src, dst)

@@ -133,12 +133,12 @@ def test_storage_directories_follow_the_catalog(repo):
 def partition_index(repo, storage="main"):
     """The region index of the (only) partition file of a storage."""
     from monotone.format.crypto import Cipher, parse_key
-    from monotone.partition.reader import Reader
+    from monotone.partition.reader import Identity, Reader
     s = storages(repo)[storage]
     d = storage_dir(repo, s)
     (name,) = [f for f in os.listdir(d) if f.isdigit()]
     cipher = Cipher(parse_key(s["encryption_key"])) if s.get("encryption_key") else None
-    with Reader(os.path.join(d, name), cipher) as r:
+    with Reader(os.path.join(d, name), cipher, Identity(s["uuid"], int(name))) as r:
         return r.index.entries.copy()
 
 

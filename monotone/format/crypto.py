@@ -2,7 +2,8 @@
 
 A sealed block is nonce (12 bytes) | ciphertext | tag (16 bytes). The tag makes
 a wrong key or a changed byte an error, never garbage data. The associated data
-binds a block to its place in the file, so blocks cannot be swapped around.
+binds a block to its place in the file, so blocks cannot be swapped around, and
+(partition files: partition/fileformat.py) the file to its partition and storage.
 """
 from __future__ import annotations
 

@@ -14,6 +14,28 @@ faster than zlib's crc32 here), or zlib's crc32 in files written before it. In
 an encrypted file (flag ENCRYPTED) regions and index are sealed with AES-GCM;
 the footer stays plain so a reader knows it needs a key.
 
+Encryption and identity. The storage's settings, not the file, decide whether a
+file must be encrypted: a reader given its storage's key refuses a file without
+the ENCRYPTED flag (anyone who can write the storage's directory or bucket could
+put a well-formed plaintext file there). An encrypted file is also bound to its
+place: with flag BOUND (every file written since), the associated data of its
+seals names the storage (uuid) and the partition (min) it belongs to:
+
+    index:    b"index"  | identity | index offset u64 | index size u64 | flags u32
+    region i: b"region" | identity | i u64 | offset u64
+    identity = storage uuid length u32 | uuid (lowercase, UTF-8) | partition min u64
+
+so a file moved to another partition's name, or into another storage with the
+same key, fails to decrypt, and the footer's numbers and flags are authenticated
+with the index (its crc is checked on its own). Each region's entry (offset,
+size, size decoded, flags, crc) is in the sealed index. Files written before
+BOUND (ENCRYPTED alone) were sealed with b"index" and b"region <offset>": they
+are still read, and the next refresh of their partition rewrites them bound.
+Such a file is not bound to its storage: copied into another storage with the
+same key it would be read there. For every file, a reader that knows the
+partition checks that the index's min is that partition's (a moved plain or
+old-format file). Flags this version does not know are refused.
+
 Every number of a footer and index is a claim of whoever wrote the file, and a
 well-checksummed lie is as easy to write as the truth: before anything is read or
 allocated by such a number, it is checked against what holds it (the file's size,
@@ -25,11 +47,12 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from xxhash import xxh3_64, xxh3_64_intdigest
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, MonotoneError
 from ..format.crypto import OVERHEAD
 from ..format.region import HEADER as REGION_HEADER
 from ..format.region import ROW_BYTES
@@ -37,7 +60,9 @@ from ..format.rows import MAX_KEY
 
 MAGIC = b"MTNPART1"
 FOOTER = struct.Struct("<8sQQIII")
-ENCRYPTED = 1
+ENCRYPTED = 1  # footer flag: index and regions are sealed (AES-GCM)
+BOUND = 2      # footer flag: ... with the file's identity in their associated data
+FLAGS = ENCRYPTED | BOUND  # the footer flags this version knows
 ENTRY = np.dtype([
     ("offset", "<u8"), ("size", "<u8"), ("size_origin", "<u8"), ("events", "<u8"),
     ("min_id", "<u8"), ("max_id", "<u8"),
@@ -138,6 +163,40 @@ class IndexBuilder:
                 + bytes(self.keys))
 
 
+class Identity(NamedTuple):
+    """Which file a partition file must be: partition min of the storage with uuid
+    storage. Encrypted files are sealed with it (flag BOUND)."""
+    storage: str
+    min: int
+
+    def encode(self) -> bytes:
+        uuid = self.storage.lower().encode()
+        return struct.pack("<I", len(uuid)) + uuid + struct.pack("<Q", self.min)
+
+
+def index_ad(identity: Identity | None, offset: int, size: int, flags: int) -> bytes:
+    """The associated data the index is sealed with (flags: the footer's; without
+    BOUND, a file written before it, and identity is not needed)."""
+    if not flags & BOUND:
+        return b"index"
+    return b"index" + _known(identity).encode() + struct.pack("<QQI", offset, size, flags)
+
+
+def region_ad(identity: Identity | None, flags: int, number: int, offset: int) -> bytes:
+    """The associated data region `number` at offset is sealed with (flags: the
+    file's footer flags)."""
+    if not flags & BOUND:
+        return b"region %d" % offset
+    return b"region" + _known(identity).encode() + struct.pack("<QQ", number, offset)
+
+
+def _known(identity: Identity | None) -> Identity:
+    if identity is None:  # a caller's mistake: the check is never skipped
+        raise MonotoneError("an encrypted partition file is read or written only as a "
+                            "known partition of a known storage (no identity given)")
+    return identity
+
+
 def encode_footer(index_offset: int, index: bytes, flags: int = 0) -> bytes:
     head = struct.pack("<8sQQII", MAGIC, index_offset, len(index), zlib.crc32(index), flags)
     return head + struct.pack("<I", zlib.crc32(head))
@@ -150,6 +209,9 @@ def decode_footer(data: bytes, path: str) -> tuple[int, int, int, int]:
     magic, offset, size, crc, flags, fcrc = FOOTER.unpack(data)
     if magic != MAGIC or zlib.crc32(data[:-4]) != fcrc:
         raise CorruptionError(f"partition file {path}: bad footer")
+    if flags & ~FLAGS or flags & BOUND and not flags & ENCRYPTED:
+        raise CorruptionError(f"partition file {path}: footer flags {flags:#x} are not ones "
+                              "this version writes (a newer format, or a damaged file)")
     if size > MAX_INDEX:
         raise CorruptionError(f"partition file {path}: its footer gives a region index of "
                               f"{size} bytes, more than the {MAX_INDEX} a reader takes")

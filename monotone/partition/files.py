@@ -1,7 +1,8 @@
 """Partition files through their states: the only place that knows their names.
 
 In a storage, partition <min> has at most one file in each state:
-  <min>.incomplete   being written (refresh and move, step 2; a download):
+  <min>.incomplete   being written (refresh and move, step 2; a download,
+                     read whole and verified before it is renamed into place):
                      recovery removes it
   <min>.complete     written and synced, not yet switched in: recovery puts it in
                      place of <min>
@@ -28,11 +29,15 @@ import re
 
 from .. import faults
 from ..cloud import Cloud, CloudError
-from ..errors import MonotoneError
+from ..errors import CorruptionError, MonotoneError
+from ..format.crypto import Cipher, parse_key
+from ..settings import Place
 from ..shm.partition_map import ON_CLOUD, ON_STORAGE
 from ..store import Fallback, ReadHandle, Store, WriteHandle
 from . import fileformat as partition
 from .cloud_file import CloudFile
+from .fileformat import Identity
+from .reader import Reader
 
 log = logging.getLogger("monotone")
 
@@ -171,8 +176,9 @@ class PartitionFiles:
             raise
         self.store.rename(file_name(min_, CLOUD_INCOMPLETE), file_name(min_, CLOUD), self.sync)
 
-    def download(self, min_: int, switches=()) -> None:
-        """The cloud object as the local file: <min>.incomplete, synced, renamed."""
+    def download(self, min_: int, switches=(), *, place: Place) -> None:
+        """The cloud object as the local file: <min>.incomplete, verified, synced,
+        renamed. place: the partition's storage (its uuid and key)."""
         objects = self._need_objects()
         incomplete = file_name(min_, INCOMPLETE)
         self.store.remove(incomplete, False)  # a failed attempt's
@@ -180,9 +186,7 @@ class PartitionFiles:
         self.store.create(incomplete, False).finish(False)
         try:
             objects.get(file_name(min_), self.store.path(incomplete))
-            if self.store.size(incomplete) != self.open_cloud(min_).size:
-                raise CloudError(f"{objects.where(file_name(min_))}: downloaded object "
-                                 "does not match its stub")
+            self._verify_download(min_, place)
             if self.sync:
                 self.store.fsync(incomplete)
             faults.point("download", switches)
@@ -190,6 +194,32 @@ class PartitionFiles:
             self.store.remove(incomplete, False)
             raise
         self.store.rename(incomplete, file_name(min_), self.sync)
+
+    def _verify_download(self, min_: int, place: Place) -> None:
+        """A downloaded object (<min>.incomplete) is installed only when it is the
+        file its stub describes (size, index and footer byte for byte) and reads
+        whole as the partition, as a cursor would read it: every region's checksum,
+        seal (the storage's key, the partition's identity) and index entry. The
+        object comes from a store others may write to; once installed, it is
+        trusted as the local copy."""
+        where = self._need_objects().where(file_name(min_))
+        stub = self.open_cloud(min_)
+        local = self.store.open(file_name(min_, INCOMPLETE))
+        try:
+            if local.size != stub.size or \
+                    local.read(stub.start, stub.size - stub.start) != stub.tail:
+                raise CloudError(f"{where}: downloaded object does not match its stub")
+        except BaseException:
+            local.close()
+            raise
+        cipher = Cipher(parse_key(place.key)) if place.key else None
+        try:
+            with Reader(local, cipher, Identity(place.uuid, min_)) as reader:
+                for i in range(reader.index.regions):
+                    reader.read_region(i)
+        except MonotoneError as e:
+            raise CorruptionError(f"{where}: downloaded object refused, not installed: "
+                                  f"{e}") from None
 
     def dropping(self, min_: int) -> bool:
         """Whether an object removal of the partition waits (its .cloud.drop marker)."""

@@ -16,6 +16,7 @@ from ..settings import Place
 from ..shm.memtable import MemtableCache
 from ..store import store_of
 from ..wal import files as wal_files
+from .fileformat import Identity
 from .files import PartitionFiles
 from .merge import MergeIterator, sorted_rows
 from .reader import Reader
@@ -63,10 +64,12 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
     target = PartitionFiles(store_of(job.target), job.sync)
     old = None
     if job.source is not None:
-        old = Reader(PartitionFiles(store_of(job.source)).open(job.min), _cipher(job.old_key))
+        old = Reader(PartitionFiles(store_of(job.source)).open(job.min), _cipher(job.old_key),
+                     Identity(job.source.uuid, job.min))
     # step 2
     writer = Writer(target.create(job.min), job.compression, job.compression_level,
-                    job.region_size, _cipher(job.key), job.crc, job.sync)
+                    job.region_size, _cipher(job.key), job.crc, job.sync,
+                    Identity(job.target.uuid, job.min))
     try:
         _merge_into(writer, old, rows, job.key == job.old_key)
         meta = writer.finish(meta, job.sync)
@@ -94,14 +97,17 @@ def _merge_into(writer: Writer, reader: Reader | None, mem: Rows, same_key: bool
     A region no memtable row falls into is copied as it is stored (appends
     after the file's last event, the common case, touch no full region), as
     long as its stored form stays valid in the new file: the same codec, and
-    for an encrypted one the same key at the same offset. A last region not
-    yet full is filled with the rows after it instead, so refreshes of a
-    growing partition do not leave a small region each.
+    for an encrypted one the same key, the same storage (a refresh, not a
+    move), a file sealed bound (an older one is rewritten whole, bound from
+    then on: fileformat) and the same region number at the same offset. A
+    last region not yet full is filled with the rows after it instead, so
+    refreshes of a growing partition do not leave a small region each.
     """
     take_stored = None
     if reader is not None and reader.codec.name == writer.codec.name and \
             (reader.cipher is None) == (writer.cipher is None) and \
-            (reader.cipher is None or same_key):
+            (reader.cipher is None or same_key and reader.bound and
+             reader.identity == writer.identity):
         take_stored = partial(_take_stored, reader, writer, _to_fill(reader, writer, mem))
     for rows in MergeIterator(reader, [mem], take_stored=take_stored, windowed=False):
         writer.add(rows)
@@ -109,10 +115,12 @@ def _merge_into(writer: Writer, reader: Reader | None, mem: Rows, same_key: bool
 
 def _take_stored(reader: Reader, writer: Writer, fill: int, i: int) -> bool:
     """Copy region i, which no memtable row falls into, as it is stored; not the
-    region to fill, nor one sealed for another offset than it would land at."""
+    region to fill, nor one sealed for another place than it would land at (region
+    number and offset)."""
     entry = reader.index.entries[i]
     if i == fill or (reader.cipher is not None and
-                     (int(entry["offset"]) != writer.offset or writer.pending)):
+                     (int(entry["offset"]) != writer.offset or writer.pending or
+                      i != len(writer.index.entries))):
         return False
     writer.add_stored(reader.read_stored(i), entry, reader.index.min_key(i),
                       reader.index.max_key(i))

@@ -20,18 +20,26 @@ from ..format.crypto import Cipher
 from ..format.rows import Rows, concat
 from ..store import LocalFile, ReadHandle
 from . import fileformat as partition
+from .fileformat import Identity
 
 
 class Reader:
     """An open partition file: its index in memory, regions read on demand.
 
-    cipher: the storage's key, needed when the file is encrypted.
+    cipher: the storage's key when the storage is encrypted (None: it is not). The
+    storage decides: with a cipher, a file that is not encrypted is refused; without
+    one, an encrypted file is.
+    identity: the partition the file must be (its storage's uuid and its min), when
+    the caller knows it; needed to read an encrypted file (fileformat: BOUND). The
+    index's min is checked against it, encrypted or not.
     """
 
-    def __init__(self, source: str | ReadHandle, cipher: Cipher | None = None) -> None:
+    def __init__(self, source: str | ReadHandle, cipher: Cipher | None = None,
+                 identity: Identity | None = None) -> None:
         self.file = LocalFile(source) if isinstance(source, str) else source
         self.path = path = self.file.name
         self.cipher = cipher
+        self.identity = identity
         try:
             size = self.file.size
             if size < partition.FOOTER.size:
@@ -40,16 +48,12 @@ class Reader:
             offset, length, crc, flags = partition.decode_footer(footer, path)
             if offset + length + partition.FOOTER.size != size:
                 raise CorruptionError(f"partition file {path}: index does not fit the file")
+            self.flags = flags
             body = self.file.read(offset, length)  # length <= MAX_INDEX (decode_footer)
             partition.check_index(body, crc, path)
-            if flags & partition.ENCRYPTED:
-                if cipher is None:
-                    raise MonotoneError(f"partition file {path} is encrypted and its storage "
-                                        "has no encryption key")
-                body = cipher.open(body, b"index", f"partition file {path}")
-            else:
-                self.cipher = None
+            body = self._open_index(body, offset, length)
             self.index = partition.parse_index(body, path)
+            self._check_identity()
             partition.check_layout(self.index, offset, path)
             self.codec = self._codec(self.index.meta.get("compression", "none"))
             self.verify = bool(self.index.meta.get("crc", True))
@@ -57,6 +61,47 @@ class Reader:
         except BaseException:
             self.file.close()
             raise
+
+    @property
+    def bound(self) -> bool:
+        """Whether the file's seals name its storage and partition (fileformat)."""
+        return bool(self.flags & partition.BOUND)
+
+    def _open_index(self, body: bytes, offset: int, length: int) -> bytes:
+        """The index's bytes, decrypted when the file is encrypted; a file that is not
+        encrypted when its storage is (or the other way round) is refused."""
+        path, cipher = self.path, self.cipher
+        if not self.flags & partition.ENCRYPTED:
+            if cipher is not None:
+                raise CorruptionError(f"partition file {path} is not encrypted but its storage "
+                                      "is: refused (it was not written there by monotone)")
+            return body
+        if cipher is None:
+            raise MonotoneError(f"partition file {path} is encrypted and its storage "
+                                "has no encryption key")
+        if self.identity is None:
+            raise MonotoneError(f"partition file {path}: an encrypted file is read only as "
+                                "a known partition of a known storage (no identity given)")
+        ad = partition.index_ad(self.identity, offset, length, self.flags)
+        try:
+            return cipher.open(body, ad, f"partition file {path}")
+        except CorruptionError as e:
+            if not self.bound:
+                raise
+            raise CorruptionError(f"{e}; or the file is not partition {self.identity.min} of "
+                                  f"storage {self.identity.storage} (moved or copied there "
+                                  "from elsewhere)") from None
+
+    def _check_identity(self) -> None:
+        """The index's min is the partition's the caller expects (a file moved from
+        another partition's name)."""
+        if self.identity is None:
+            return
+        found = self.index.meta.get("min")
+        if type(found) is not int or found != self.identity.min:
+            raise CorruptionError(f"partition file {self.path} holds partition {found!r}, "
+                                  f"not {self.identity.min}: refused (moved or copied from "
+                                  "another partition)")
 
     def _codec(self, name):
         try:
@@ -93,8 +138,8 @@ class Reader:
         e = self.index.entries[i]
         data = self.read_stored(i)
         if self.cipher is not None:
-            data = self.cipher.open(data, b"region %d" % int(e["offset"]),
-                                    f"partition file {self.path}: region {i}")
+            ad = partition.region_ad(self.identity, self.flags, i, int(e["offset"]))
+            data = self.cipher.open(data, ad, f"partition file {self.path}: region {i}")
         try:
             if int(e["flags"]) & partition.REGION_PLAIN:
                 raw = data

@@ -4,6 +4,7 @@ The writer streams sorted Rows into regions of at most region_size bytes,
 compresses each (a region compression does not shrink by an eighth is stored
 plain, so reading it skips the decompression), and finishes with the region
 index and footer. It writes through the storage I/O seam (a WriteHandle).
+An encrypted file is sealed for its partition (identity: fileformat, BOUND).
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import numpy as np
 from ..errors import MonotoneError
 from ..format import region
 from ..format.codec import codec as make_codec
-from ..format.crypto import Cipher
+from ..format.crypto import OVERHEAD, Cipher
 from ..format.rows import Rows, concat
 from ..store import LocalWriter, WriteHandle
 from . import fileformat as partition
+from .fileformat import Identity
 
 PLAIN_GAIN = 8  # a region is stored compressed when that saves at least 1/8 of it
 # after PLAIN_STREAK regions in a row that did not compress (random bytes, already
@@ -24,9 +26,18 @@ PLAIN_STREAK, PLAIN_PROBE = 8, 16
 
 
 class Writer:
+    """A new partition file. cipher: the storage's key (None: not encrypted);
+    identity: the partition the file is for (its storage's uuid and min), which an
+    encrypted file is sealed for and whose min the meta must give."""
+
     def __init__(self, target: str | WriteHandle, compression: str, level: int,
                  region_size: int, cipher: Cipher | None = None, crc: bool = True,
-                 sync: bool = False) -> None:
+                 sync: bool = False, identity: Identity | None = None) -> None:
+        if cipher is not None and identity is None:
+            raise MonotoneError("an encrypted partition file is written only for a known "
+                                "partition of a known storage (no identity given)")
+        self.identity = identity
+        self.flags = partition.ENCRYPTED | partition.BOUND if cipher is not None else 0
         self.file = LocalWriter(target, sync) if isinstance(target, str) else target
         self.path = self.file.name
         self.codec = make_codec(compression, level)
@@ -104,7 +115,7 @@ class Writer:
             if len(packed) <= len(raw) - len(raw) // PLAIN_GAIN:
                 data, flags, self.incompressible = packed, 0, 0
         if self.cipher is not None:
-            data = self.cipher.seal(data, b"region %d" % self.offset)
+            data = self.cipher.seal(data, self._region_ad())
         crc = 0
         if self.crc:
             crc, flags = partition.region_checksum(data), flags | partition.REGION_XXH3
@@ -115,7 +126,8 @@ class Writer:
 
         For a refresh that leaves the region as it was: no decode, no encode.
         The caller makes sure the stored form is valid here: same codec, and
-        when encrypted, the same key at the same offset.
+        when encrypted, the same key, sealed bound for the same partition of the
+        same storage, as the same region number at the same offset.
         """
         self._flush()
         crc, flags = 0, int(entry["flags"]) & ~partition.REGION_XXH3
@@ -127,6 +139,11 @@ class Writer:
         self._append([data], len(data), crc, flags, int(entry["size_origin"]),
                      int(entry["events"]), int(entry["min_id"]), min_key,
                      int(entry["max_id"]), max_key)
+
+    def _region_ad(self) -> bytes:
+        """The associated data of the region written next."""
+        return partition.region_ad(self.identity, self.flags, len(self.index.entries),
+                                   self.offset)
 
     def _append(self, parts: list, size: int, crc: int, flags: int, size_origin: int, n: int,
                 min_id: int, min_key: bytes, max_id: int, max_key: bytes) -> None:
@@ -156,13 +173,16 @@ class Writer:
         meta = dict(meta, events=self.events, regions=len(self.index.entries),
                     size_uncompressed=self.size_origin, compression=self.codec.name,
                     crc=self.crc, encryption="aes" if self.cipher else "none")
+        if self.identity is not None and meta.get("min") != self.identity.min:
+            raise MonotoneError(f"partition file {self.path}: meta min {meta.get('min')!r} "
+                                f"is not its partition's ({self.identity.min})")
         index_offset = self.offset
         meta["size"] = index_offset  # regions only; index and footer added below
         body = self.index.encode(meta)
-        flags = 0
+        flags = self.flags
         if self.cipher is not None:
-            body = self.cipher.seal(body, b"index")
-            flags |= partition.ENCRYPTED
+            ad = partition.index_ad(self.identity, index_offset, len(body) + OVERHEAD, flags)
+            body = self.cipher.seal(body, ad)
         self.file.write(body)
         self.file.write(partition.encode_footer(index_offset, body, flags))
         meta["file_size"] = self.file.finish(sync)

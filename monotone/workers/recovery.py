@@ -20,7 +20,7 @@ import time
 
 from monotone import faults
 from monotone.partition.files import COMPLETE, file_name, parse
-from monotone.partition.reader import Reader
+from monotone.partition.reader import Identity, Reader
 from monotone.shm import private
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 from monotone.wal import files as wal
@@ -83,7 +83,7 @@ def recover_files(engine: Engine) -> tuple[int, int]:
         files = engine.files(storage)
         for min_, places in files.settle().items():
             handle = files.open(min_) if places & ON_STORAGE else files.open_cloud(min_)
-            with Reader(handle, engine.cipher(storage)) as reader:
+            with Reader(handle, engine.cipher(storage), Identity(storage.uuid, min_)) as reader:
                 meta = dict(reader.meta, file_size=reader.file_size)
             found.setdefault(min_, []).append((meta, storage, places))
     lsn = ssn = 0

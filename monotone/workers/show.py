@@ -7,7 +7,7 @@ from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.partition.merge import sorted_rows
-from monotone.partition.reader import Reader
+from monotone.partition.reader import Identity, Reader
 from monotone.settings import Storage
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 from monotone.wal.files import wal_files
@@ -110,7 +110,8 @@ def index_json(engine: Engine, slot: int) -> dict:
     files = engine.files(storage)
     s = engine.partitions.slot(slot)
     handle = files.open(s.min) if s.places & ON_STORAGE else files.open_cloud(s.min)
-    with Reader(handle, engine.cipher(storage)) as r:  # the index: no cloud request
+    # the index: no cloud request
+    with Reader(handle, engine.cipher(storage), Identity(storage.uuid, s.min)) as r:
         meta = r.meta
         regions = int(meta["size"])
         return {"size": r.file_size - regions, "size_regions": regions,

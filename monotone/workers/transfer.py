@@ -41,7 +41,7 @@ def run(job: TransferJob) -> dict:
     if job.kind == UPLOAD:
         files.upload(job.min, job.switches)
     elif job.kind == DOWNLOAD:
-        files.download(job.min, job.switches)
+        files.download(job.min, job.switches, place=job.place)
     elif job.kind == DROP:
         if not files.finish_drop(job.min):
             raise CloudError(f"partition '{job.min}': its object could not be removed from "
