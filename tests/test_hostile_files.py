@@ -26,6 +26,7 @@ import zstandard
 from event_rows import make_rows
 
 from monotone.format import region
+from monotone.format.rows import MAX_KEY
 from monotone.partition import fileformat as partition
 from monotone.partition.writer import Writer
 
@@ -187,6 +188,17 @@ class Case:
     open_as: str = "local"     # local | cloud (an fsspec object) | stub (a cloud stub)
 
 
+def largest_index(f: Forged) -> None:
+    """An index as large as the limits allow (every region's keys at their longest),
+    its checksum right, at the end of a sparse file: what it costs is the index."""
+    count = partition.MAX_REGIONS - 1
+    f.meta["regions"] = count
+    f.entries = np.zeros(count, partition.ENTRY)
+    f.keys = bytes(count * 2 * MAX_KEY)
+    f.regions = []
+    f.gap = SPARSE
+
+
 CASES = [
     Case("lz4 bomb", lambda f: f.put_region(0, lz4_bomb(1_280_000_000), 1_280_000_000),
          "decodes to more than"),
@@ -227,6 +239,8 @@ CASES = [
     Case("cloud object, lz4 bomb",
          lambda f: f.put_region(0, lz4_bomb(1_280_000_000), 1_280_000_000),
          "decodes to more than", open_as="cloud"),
+    Case("sparse file, the largest index a reader takes", largest_index,
+         "does not hold its events"),
     Case("cloud stub, sparse", set_fields(whole=False, index_size=SPARSE - 40),
          "more than the index and footer", open_as="stub"),
 ]

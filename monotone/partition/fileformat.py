@@ -79,7 +79,8 @@ REGION_XXH3 = 2  # entry flag: its checksum is xxh3-64's low 32 bits (else zlib'
 MAX_REGION = 256 << 20   # a region's size decoded (size_origin)
 MAX_REGION_SIZE = 64 << 20  # a storage's region_size: with one event past it (MAX_VALUE),
                             # a region stays under MAX_REGION
-MAX_REGIONS = 1 << 20    # regions of one file: 128 GiB at the default region_size
+MAX_REGIONS = 1 << 18    # regions of one file: 32 GiB at the default region_size, and
+                         # an index a reader holds stays under 150 MiB (MAX_INDEX)
 MAX_META = 1 << 20       # the index's JSON meta (a few hundred bytes as written)
 # the longest index: meta, entries, both keys of every region, and a seal
 MAX_INDEX = 4 + MAX_META + MAX_REGIONS * (ENTRY.itemsize + 2 * MAX_KEY) + OVERHEAD
@@ -117,7 +118,7 @@ class Index:
     """What a reader keeps in memory for a partition file."""
     meta: dict
     entries: np.ndarray
-    keys: bytes
+    keys: bytes | memoryview
 
     @property
     def regions(self) -> int:
@@ -125,11 +126,11 @@ class Index:
 
     def min_key(self, i: int) -> bytes:
         e = self.entries[i]
-        return self.keys[int(e["min_key"]):int(e["min_key"]) + int(e["min_key_len"])]
+        return bytes(self.keys[int(e["min_key"]):int(e["min_key"]) + int(e["min_key_len"])])
 
     def max_key(self, i: int) -> bytes:
         e = self.entries[i]
-        return self.keys[int(e["max_key"]):int(e["max_key"]) + int(e["max_key_len"])]
+        return bytes(self.keys[int(e["max_key"]):int(e["max_key"]) + int(e["max_key_len"])])
 
     def first_region(self, id_: int, key: bytes) -> int:
         """The first region whose last event is >= (id, key)."""
@@ -250,7 +251,7 @@ def parse_index(data: bytes, path: str) -> Index:
                               f"its index of {len(data)} bytes cannot hold")
     end = start + count * ENTRY.itemsize
     entries = np.frombuffer(data, ENTRY, count, start).copy()
-    keys = bytes(data[end:])
+    keys = memoryview(data)[end:]  # not a copy: an index may be 150 MiB
     _check_entries(entries, len(keys), where)
     return Index(meta, entries, keys)
 
