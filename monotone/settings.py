@@ -28,6 +28,13 @@ class CloudSettings:
     """A place for partition files: its type (cloud/registry.py knows them), where
     it is and how to log in.
 
+    Every request has a deadline (cloud/base.py): connect_timeout seconds to
+    connect, read_timeout seconds without a byte before a request is given up
+    (and the whole request at most both plus the time its bytes take at the
+    slowest rate taken as alive), retried `retries` times more on a timeout, a
+    reset connection, a 5xx or throttling, with exponential backoff and jitter.
+    With the defaults a request to a silent endpoint fails within about a minute.
+
     options: what a filesystem takes besides url (passed to it as they are).
     Secrets (password, and options that look like one) never leave in SHOW,
     logs or reprs."""
@@ -37,11 +44,16 @@ class CloudSettings:
     password: str = ""
     url: str = ""
     debug: bool = False
+    connect_timeout: int = 5
+    read_timeout: int = 15
+    retries: int = 3
     options: dict = field(default_factory=dict)
 
     def show(self) -> dict:
         out = {"name": self.name, "type": self.type, "login": self.login,
-               "password": redact.SECRET, "url": redact.url(self.url), "debug": self.debug}
+               "password": redact.SECRET, "url": redact.url(self.url), "debug": self.debug,
+               "connect_timeout": self.connect_timeout, "read_timeout": self.read_timeout,
+               "retries": self.retries}
         for name, value in self.options.items():
             out[name] = redact.SECRET if redact.secret_name(name) else value
         return out

@@ -175,7 +175,7 @@ def test_a_cloud_libraries_message_is_scrubbed_of_the_urls_secrets(tmp_path):
     settings = CloudSettings("m", type="mock", url="http://me:p%40ss99@h/?sig=SIGVAL1")
     objects = open_cloud(settings, "uuid", str(tmp_path))
 
-    def fail():
+    def fail(timeout):
         raise OSError("refused: http://me:p%40ss99@h/ (user me, password p@ss99, sig SIGVAL1)")
 
     with pytest.raises(CloudError) as e:

@@ -21,6 +21,8 @@ the verbs, and declares what it can do:
 from __future__ import annotations
 
 import logging
+import os
+import random
 import time
 from abc import ABC, abstractmethod
 from typing import Iterable
@@ -30,6 +32,63 @@ from ..errors import MonotoneError
 from ..settings import CloudSettings
 
 log = logging.getLogger("monotone")
+SLOWEST = 256 << 10   # bytes a second: a transfer slower than this is taken as hung
+BACKOFF = 0.25        # seconds before the first retry, doubled before each next one
+BACKOFF_MAX = 8.0
+# failures worth another attempt: the network's, and a server's that says so
+_TRANSIENT_NAMES = {
+    "ReadTimeoutError", "ConnectTimeoutError", "EndpointConnectionError",
+    "ConnectionClosedError", "ResponseStreamingError", "IncompleteReadError",
+    "IncompleteRead", "ProtocolError", "ClientPayloadError", "ServerDisconnectedError",
+    "ClientConnectionError", "ClientConnectorError", "ClientOSError", "ServerTimeoutError",
+    "FSTimeoutError", "ContentLengthError", "TransferEncodingError"}
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                    "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
+                    "RequestLimitExceeded", "TooManyRequests", "BadDigest"}
+
+
+def _chain(e: BaseException):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def retryable(e: BaseException) -> bool:
+    """Whether a failure may pass if tried again: a timeout, a connection refused,
+    reset or cut short, a 5xx, or throttling (503 SlowDown); never a missing
+    object or a refusal."""
+    for err in _chain(e):
+        if isinstance(err, (FileNotFoundError, PermissionError)):
+            return False
+        if isinstance(err, (TimeoutError, ConnectionError)):
+            return True
+        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(err).__mro__):
+            return True
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            code = response.get("Error", {}).get("Code", "")
+            return status >= 500 or status == 429 or code in _TRANSIENT_CODES
+        if any(code in str(err) for code in ("SlowDown", "reduce your request rate",
+                                             "ServiceUnavailable", "InternalError")):
+            return True
+    return False
+
+
+def describe(e: BaseException) -> str:
+    """A failure as a line: its type and text (a timeout without text says so)."""
+    text = str(e) or ("timed out" if isinstance(e, TimeoutError) or
+                      "Timeout" in type(e).__name__ else "")
+    return f"{type(e).__name__}: {text}"
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt n: exponential, with jitter (half of it
+    random) so that processes failing together do not come back together."""
+    pause = min(BACKOFF_MAX, BACKOFF * 2 ** (attempt - 1))
+    return pause / 2 + random.uniform(0, pause / 2)
 
 
 class CloudError(MonotoneError):
@@ -79,21 +138,44 @@ class Cloud(ABC):
     def path(self, name: str) -> str:
         return f"{self.root}/{name}" if name else self.root
 
-    def _call(self, op: str, name: str, fn, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            result = fn(*args, **kwargs)
-        except FileNotFoundError:
-            self._log(op, name, start, "not found")
-            raise ObjectMissing(f"{self.where(name)}: {op}: no such object") from None
-        except MonotoneError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every failure of a cloud library
-            text = self._scrub(f"{type(e).__name__}: {e}")
-            self._log(op, name, start, text)
-            raise CloudError(f"{self.where(name)}: {op} failed: {text}") from None
-        self._log(op, name, start, "ok")
-        return result
+    def deadline(self, moves: int = 0) -> float:
+        """Seconds one attempt of a request moving `moves` bytes may take: to connect,
+        to wait for the first byte, and for the bytes at the slowest rate taken as
+        a live transfer."""
+        s = self.settings
+        return s.connect_timeout + s.read_timeout + moves / SLOWEST
+
+    def _call(self, op: str, name: str, fn, *args, moves: int = 0):
+        """fn(*args, timeout=seconds): one request, tried again on a failure worth
+        retrying (retryable()) up to the cloud's `retries` times, each attempt
+        within its deadline and each failure logged; then a CloudError naming the
+        cloud, the object and the attempts (ObjectMissing: the object is not there)."""
+        attempts = 1 + self.settings.retries
+        for attempt in range(1, attempts + 1):
+            start = time.perf_counter()
+            try:
+                result = fn(*args, timeout=self.deadline(moves))
+            except FileNotFoundError:
+                self._log(op, name, start, "not found")
+                raise ObjectMissing(f"{self.where(name)}: {op}: no such object") from None
+            except MonotoneError:
+                raise
+            except Exception as e:  # noqa: BLE001 - every failure of a cloud library
+                text = self._scrub(describe(e))
+                self._log(op, name, start, text)
+                if attempt == attempts or not retryable(e):
+                    tried = f" (after {attempts} attempts)" if attempt > 1 else ""
+                    raise CloudError(f"{self.where(name)}: {op} failed{tried}: {text}") \
+                        from None
+                pause = backoff(attempt)
+                log.warning("cloud %s: %s %s: attempt %d of %d failed: %s; trying again "
+                            "in %.1f s", self.settings.name, op, redact.url(self.path(name)),
+                            attempt, attempts, text, pause)
+                time.sleep(pause)
+                continue
+            self._log(op, name, start, "ok")
+            return result
+        raise AssertionError("unreachable")
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -120,23 +202,26 @@ class Cloud(ABC):
 
     def put(self, local_path: str, name: str) -> None:
         """Upload a local file as an object, whole."""
-        self._call("PUT", name, self._put, local_path, self.path(name))
+        self._call("PUT", name, self._put, local_path, self.path(name),
+                   moves=os.path.getsize(local_path))
 
     def get(self, name: str, local_path: str) -> None:
-        """Download an object into a local file."""
-        self._call("GET", name, self._get, self.path(name), local_path)
+        """Download an object into a local file (its size asked first: the download's
+        deadline grows with it)."""
+        self._call("GET", name, self._get, self.path(name), local_path, moves=self.size(name))
 
     def read(self, name: str, offset: int = 0, size: int | None = None) -> bytes:
         """Bytes [offset, offset + size) of an object, one ranged GET (size None:
         the whole object, one GET)."""
         if size is None:
-            return self._call("GET", name, self._read_all, self.path(name))
+            return self._call("GET", name, self._read_all, self.path(name),
+                              moves=self.size(name))
         return self._call(f"GET {offset}+{size}", name, self._read, self.path(name),
-                          offset, size)
+                          offset, size, moves=size)
 
     def write(self, name: str, data: bytes) -> None:
         """A small object written whole (each object appears at once)."""
-        self._call("PUT", name, self._write, self.path(name), data)
+        self._call("PUT", name, self._write, self.path(name), data, moves=len(data))
 
     def remove(self, name: str) -> bool:
         """Remove an object; False when it was not there."""
@@ -168,36 +253,37 @@ class Cloud(ABC):
     def url(self, name: str) -> str:
         """An fsspec URL of an object, for readers elsewhere (with the cloud's options)."""
 
-    # the primitives: one request each, on paths under root
+    # the primitives: one request each, on paths under root, given up after
+    # `timeout` seconds where the backend can (a local directory needs none)
     @abstractmethod
-    def _make_root(self) -> None: ...
+    def _make_root(self, timeout: float) -> None: ...
 
     @abstractmethod
-    def _remove_root(self) -> None: ...
+    def _remove_root(self, timeout: float) -> None: ...
 
     @abstractmethod
-    def _put(self, local_path: str, path: str) -> None: ...
+    def _put(self, local_path: str, path: str, timeout: float) -> None: ...
 
     @abstractmethod
-    def _get(self, path: str, local_path: str) -> None: ...
+    def _get(self, path: str, local_path: str, timeout: float) -> None: ...
 
     @abstractmethod
-    def _read(self, path: str, offset: int, size: int) -> bytes: ...
+    def _read(self, path: str, offset: int, size: int, timeout: float) -> bytes: ...
 
     @abstractmethod
-    def _read_all(self, path: str) -> bytes: ...
+    def _read_all(self, path: str, timeout: float) -> bytes: ...
 
     @abstractmethod
-    def _write(self, path: str, data: bytes) -> None: ...
+    def _write(self, path: str, data: bytes, timeout: float) -> None: ...
 
     @abstractmethod
-    def _remove(self, path: str) -> None: ...
+    def _remove(self, path: str, timeout: float) -> None: ...
 
     @abstractmethod
-    def _exists(self, path: str) -> bool: ...
+    def _exists(self, path: str, timeout: float) -> bool: ...
 
     @abstractmethod
-    def _size(self, path: str) -> int: ...
+    def _size(self, path: str, timeout: float) -> int: ...
 
     @abstractmethod
-    def _list(self, path: str) -> Iterable[str]: ...
+    def _list(self, path: str, timeout: float) -> Iterable[str]: ...

@@ -61,8 +61,8 @@ class FilesystemCloud(Cloud):
         """The cloud's filesystem, one per process and settings."""
         s = self.settings
         # options may hold lists or dicts (a reader's storage_options): keyed as text
-        key = (type(self), s.type, s.url, s.login, s.password,
-               json.dumps(s.options, sort_keys=True, default=repr), os.getpid())
+        key = (type(self), s.type, s.url, s.login, s.password, s.connect_timeout,
+               s.read_timeout, json.dumps(s.options, sort_keys=True, default=repr), os.getpid())
         with _lock:
             fs = _filesystems.get(key)
             if fs is None:
@@ -72,38 +72,45 @@ class FilesystemCloud(Cloud):
     def url(self, name: str) -> str:
         return self.fs.unstrip_protocol(self.path(name))
 
-    def _make_root(self) -> None:
+    def _within(self, timeout: float) -> dict:
+        """What bounds a call of the filesystem to timeout seconds: an asynchronous
+        one (s3, gcs, az, http, ...) cancels the request when it is up; a
+        synchronous one is local or bounded by its own options."""
+        from fsspec.asyn import AsyncFileSystem
+        return {"timeout": timeout} if isinstance(self.fs, AsyncFileSystem) else {}
+
+    def _make_root(self, timeout: float) -> None:
         self.fs.makedirs(self.root, exist_ok=True)
 
-    def _remove_root(self) -> None:
-        self.fs.rmdir(self.root)
+    def _remove_root(self, timeout: float) -> None:
+        self.fs.rmdir(self.root, **self._within(timeout))
 
-    def _put(self, local_path: str, path: str) -> None:
-        self.fs.put_file(local_path, path)
+    def _put(self, local_path: str, path: str, timeout: float) -> None:
+        self.fs.put_file(local_path, path, **self._within(timeout))
 
-    def _get(self, path: str, local_path: str) -> None:
-        self.fs.get_file(path, local_path)
+    def _get(self, path: str, local_path: str, timeout: float) -> None:
+        self.fs.get_file(path, local_path, **self._within(timeout))
 
-    def _read(self, path: str, offset: int, size: int) -> bytes:
-        return self.fs.read_block(path, offset, size)
+    def _read(self, path: str, offset: int, size: int, timeout: float) -> bytes:
+        return self.fs.cat_file(path, start=offset, end=offset + size, **self._within(timeout))
 
-    def _read_all(self, path: str) -> bytes:
-        return self.fs.cat_file(path)
+    def _read_all(self, path: str, timeout: float) -> bytes:
+        return self.fs.cat_file(path, **self._within(timeout))
 
-    def _write(self, path: str, data: bytes) -> None:
-        self.fs.pipe_file(path, data)
+    def _write(self, path: str, data: bytes, timeout: float) -> None:
+        self.fs.pipe_file(path, data, **self._within(timeout))
 
-    def _remove(self, path: str) -> None:
-        self.fs.rm_file(path)
+    def _remove(self, path: str, timeout: float) -> None:
+        self.fs.rm_file(path, **self._within(timeout))
 
-    def _exists(self, path: str) -> bool:
-        return self.fs.exists(path)
+    def _exists(self, path: str, timeout: float) -> bool:
+        return self.fs.exists(path, **self._within(timeout))
 
-    def _size(self, path: str) -> int:
-        return self.fs.size(path)
+    def _size(self, path: str, timeout: float) -> int:
+        return self.fs.size(path, **self._within(timeout))
 
-    def _list(self, path: str) -> Iterable[str]:
-        return self.fs.ls(path, detail=False)
+    def _list(self, path: str, timeout: float) -> Iterable[str]:
+        return self.fs.ls(path, detail=False, **self._within(timeout))
 
 
 def at_url(url: str, options: dict) -> tuple[FilesystemCloud, str]:

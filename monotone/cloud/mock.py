@@ -30,14 +30,14 @@ class MockCloud(FilesystemCloud):
     def url(self, name: str) -> str:
         return self.path(name)
 
-    def _make_root(self) -> None:
+    def _make_root(self, timeout: float) -> None:
         private.make_dir(self.root, True, False)
 
-    def _put(self, local_path: str, path: str) -> None:
+    def _put(self, local_path: str, path: str, timeout: float) -> None:
         with open(private.open_own(local_path), "rb") as src:
             self._replace(path, lambda out: shutil.copyfileobj(src, out, 1 << 20))
 
-    def _write(self, path: str, data: bytes) -> None:
+    def _write(self, path: str, data: bytes, timeout: float) -> None:
         self._replace(path, lambda out: out.write(data))
 
     @staticmethod

@@ -10,9 +10,6 @@ from ..errors import MonotoneError
 from ..settings import CloudSettings
 from .filesystem import FilesystemCloud
 
-TIMEOUT = 20   # seconds to connect or to wait for a reply, per request
-RETRIES = 3    # attempts in all, on errors worth retrying
-
 
 def _endpoint(url: str) -> str:
     return url if "://" in url else f"http://{url}"
@@ -46,21 +43,21 @@ class S3Cloud(FilesystemCloud):
             key=settings.login or None, secret=settings.password or None,
             endpoint_url=_endpoint(settings.url), use_listings_cache=False,
             skip_instance_cache=True,
-            config_kwargs={"connect_timeout": TIMEOUT, "read_timeout": TIMEOUT,
-                           "retries": {"max_attempts": 2}})
-        # botocore retries a 5xx or a refused connection once; s3fs retries
-        # connection errors too, with its shorter backoff (more of botocore's
-        # would add seconds to every request made while the server is away)
-        fs.retries = RETRIES
+            config_kwargs={"connect_timeout": settings.connect_timeout,
+                           "read_timeout": settings.read_timeout,
+                           "retries": {"total_max_attempts": 1}})
+        # one attempt each in botocore and s3fs: Cloud._call retries, with the
+        # cloud's own bound, backoff and a log line per attempt
+        fs.retries = 1
         return fs
 
     def attach(self) -> None:
         """The storage's bucket, made if it is not there."""
         if not self._call("HEAD bucket", "", self._exists, self.root):
-            self._call("CREATE bucket", "", self.fs.mkdir, self.root)
+            self._call("CREATE bucket", "", self._make_bucket)
+
+    def _make_bucket(self, timeout: float) -> None:
+        self.fs.mkdir(self.root, **self._within(timeout))
 
     def url(self, name: str) -> str:
         return f"s3://{self.path(name)}"
-
-    def _read(self, path: str, offset: int, size: int) -> bytes:
-        return self.fs.cat_file(path, start=offset, end=offset + size)

@@ -123,6 +123,17 @@ def check_level(compression: str, level: int) -> None:
                             f"({low}..{high})")
 
 
+# a cloud's deadlines (settings.CloudSettings) and the values they take
+DEADLINES = {"connect_timeout": (1, 600), "read_timeout": (1, 3600), "retries": (0, 20)}
+
+
+def _deadline(name: str, value: int, prefix: str = "") -> int:
+    low, high = DEADLINES[name]
+    if not low <= value <= high:
+        raise MonotoneError(f"{prefix}{name} {value} is out of range ({low}..{high})")
+    return value
+
+
 def apply_cloud_options(cloud: CloudSettings, options, usage: str,
                         creating: bool) -> CloudSettings:
     """cloud with options set, checked (a protocol whose package is missing: an error
@@ -134,6 +145,9 @@ def apply_cloud_options(cloud: CloudSettings, options, usage: str,
         name = _ALIASES.get(given, given)
         if name in ("name", "options"):
             raise MonotoneError(f"{usage}: unknown option '{name}'")
+        if name in DEADLINES:
+            changes[name] = _deadline(name, _typed("", given, value, "int"))
+            continue
         if name not in ("type", "login", "password", "url", "debug"):
             if not cloud_module.backend(kind).takes_options:
                 raise MonotoneError(f"{usage}: unknown option '{name}'")
@@ -252,6 +266,10 @@ class Catalog:
             if storage.cloud and self.cloud(storage.cloud) is None:
                 raise MonotoneError(f"{what}: cloud '{storage.cloud}' not exists")
         _unique("cloud name", [c.name for c in self.clouds])
+        for cloud in self.clouds:
+            what = f"cloud '{cloud.name}'"
+            for name in DEADLINES:
+                _deadline(name, _typed(what, name, getattr(cloud, name), "int"), f"{what}: ")
         _unique("pipeline storage", [t.name for t in self.pipeline])
         for tier in self.pipeline:
             self.need_storage(tier.name)

@@ -90,13 +90,13 @@ class _Counting(MockCloud):
         super().__init__(*args)
         self.gets = 0
 
-    def _read(self, path, offset, size):
+    def _read(self, path, offset, size, timeout):
         self.gets += 1
-        return super()._read(path, offset, size)
+        return super()._read(path, offset, size, timeout)
 
-    def _read_all(self, path):
+    def _read_all(self, path, timeout):
         self.gets += 1
-        return super()._read_all(path)
+        return super()._read_all(path, timeout)
 
 
 def _counting(tmp_path, ranged: bool = True) -> _Counting:
