@@ -19,11 +19,12 @@ from . import cloud_tier, partition_commands
 from . import refresh as refresher
 from .engine import Engine
 from .pool import Pool
-from .service import DROPS, UPLOAD, ServiceQueue
-from .tasks import CATALOG, PARTITIONS, Scheduler
+from .service import DROPS, MANIFEST, UPLOAD, ServiceQueue
+from .tasks import PARTITIONS, Scheduler
 
 log = logging.getLogger("monotone")
 BACKGROUND = 1.0   # seconds between checks of the pipeline's retention
+STOP_GRACE = 5.0   # seconds a stop waits for cloud transfers in flight before cutting them
 
 
 class Background:
@@ -141,18 +142,19 @@ class Background:
         cloud request: object removals cut short (their .cloud.drop markers), files
         of cloud storages without their cloud copy (an upload that failed or was cut
         short: they go up as a refresh would have sent them), and the manifests (a
-        crash may have left one a step behind). Without upload workers the removals
-        and uploads wait for SERVICE, after its refreshes."""
+        crash may have left one a step behind). Without upload workers they wait
+        for SERVICE, after its refreshes."""
         engine = self.engine
         clouded = [storage for storage in engine.catalog.storages if storage.cloud]
-        for storage in clouded:
+        for storage in clouded:  # the manifest first: it may name an object to remove
             if self.uploads is None:
+                self.service.add_cloud(MANIFEST, storage.id)
                 self.service.add_cloud(DROPS, storage.id)
-            else:
-                self.scheduler.submit(lambda s=storage: cloud_tier.finish_drops(engine, s),
-                                      self.done, "cloud drops", CATALOG)
+                continue
             self.scheduler.submit(lambda s=storage: cloud_tier.write_manifest(engine, s),
                                   self.done, "manifest", PARTITIONS)
+            self.scheduler.submit(lambda s=storage: cloud_tier.finish_drops(engine, s),
+                                  self.done, "cloud drops", PARTITIONS)
         for slot in cloud_tier.waiting_upload(engine):
             if self.uploads is None:
                 self.service.add_cloud(UPLOAD, engine.partitions.slot(slot).min)
@@ -199,6 +201,20 @@ class Background:
                                   "memory checkpoint", PARTITIONS)
 
     # the end
+    def stopping(self, since: float) -> float | None:
+        """A turn of the event loop of a stop begun at since (monotonic): once
+        STOP_GRACE has passed, the cloud transfers still in flight are cut short
+        (resumed at the next open, as after a crash). How long the loop may wait
+        before the next turn (None: no transfer is waited for; 0 once they are cut)."""
+        if self.uploads is None or not (self.uploads.busy() or self.uploads.queue):
+            return None
+        left = since + STOP_GRACE - time.monotonic()
+        if left > 0:
+            return left
+        self.uploads.cut_short("cut short by the repository's close; it is resumed at "
+                               "the next open")
+        return 0.0  # what waited on them has ended: the loop looks again at once
+
     def stop_workers(self) -> None:
         """The pools stop; what is left runs here."""
         for pool in (self.pool, self.uploads):

@@ -2,16 +2,24 @@
 
 Each runs under the CATALOG lock (no partition work runs meanwhile) and goes
 through Engine.changing(): checked, applied (directories made), then persisted.
+What needs the cloud (a storage's bucket made or removed) is a transfer
+(transfer.py: in an upload worker), during which the lock is not held: the
+command checks again after it that what it changes is as it was.
+
+Partition work whose cloud transfer is in flight holds no lock either (tasks.py),
+only its claims; a change that would take its storage's cloud, or its cloud's
+address, from under it is refused while those are held.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 
 from monotone.cloud import Cloud, objects_of
 from monotone.ddl import commands as cmd
 from monotone.errors import MonotoneError
-from monotone.settings import CloudSettings, Storage
+from monotone.settings import CloudSettings, Place, Storage
 from monotone.shm.partition_map import ON_CLOUD
 
 from . import cloud_tier
@@ -23,6 +31,9 @@ from .catalog import (
     make_tier,
 )
 from .engine import Engine
+from .transfer import ATTACH, DETACH, TransferJob
+
+log = logging.getLogger("monotone")
 
 
 # config
@@ -45,21 +56,42 @@ def _objects(engine: Engine, storage: Storage) -> Cloud | None:
     return objects_of(engine.catalog.place(storage, engine.layout.base))
 
 
-def _attach_cloud(engine: Engine, storage: Storage) -> None:
-    """The storage's place in its cloud (bucket) is made when the cloud is attached."""
+def _attach_cloud(engine: Engine, storage: Storage):
+    """A task step: the storage's place in its cloud (bucket) is made, with its
+    first manifest, when the cloud is attached."""
     if storage.cloud:
-        objects = _objects(engine, storage)
-        if objects is None:
+        if _objects(engine, storage) is None:
             raise MonotoneError(f"storage '{storage.name}': cloud '{storage.cloud}' not exists")
-        objects.attach()
-        cloud_tier.publish_manifest(engine, storage, objects)
+        yield TransferJob(ATTACH, 0, engine.store(storage), engine.syncs(storage),
+                          content=cloud_tier.manifest_of(engine, storage).decode())
 
 
-def _detach_cloud(engine: Engine, storage: Storage) -> None:
-    """The storage's place in its cloud goes, if empty (best effort, as the original)."""
-    objects = _objects(engine, storage)
-    if objects is not None:
-        objects.detach()
+def _detach_cloud(engine: Engine, storage: Storage, place: Place | None):
+    """A task step: the storage's place in its cloud goes, if empty (best effort, as
+    the original; place: where it was, None without a cloud)."""
+    if place is None or place.cloud is None:
+        return
+    try:
+        yield TransferJob(DETACH, 0, place, engine.syncs(storage))
+    except MonotoneError as e:
+        log.warning("storage '%s': its place in cloud '%s' stays: %s", storage.name,
+                    place.cloud.name, e)
+
+
+def _idle(engine: Engine, storage: Storage) -> None:
+    """Refuse while a task works on the storage's partitions, objects or manifest
+    (a cloud transfer in flight: it holds claims, not the lock)."""
+    why = engine.claims.of_storage(storage.id, engine.partitions.in_storage(storage))
+    if why is not None:
+        raise MonotoneError(f"storage '{storage.name}': busy ({why} under way): "
+                            "try again when it ends")
+
+
+def _unchanged(engine: Engine, storage: Storage) -> None:
+    """After a step without the lock: the storage is still as the command found it."""
+    if engine.catalog.storage(storage.name) != storage:
+        raise MonotoneError(f"storage '{storage.name}': changed by another command "
+                            "meanwhile: try again")
 
 
 def _existing(found, kind: str, c):
@@ -81,7 +113,10 @@ def create_storage(engine: Engine, c: cmd.CreateStorage) -> None:
     storage, _ = apply_storage_options(storage, c.options, "CREATE STORAGE", creating=True)
     if any(s.uuid == storage.uuid for s in catalog.storages):
         raise MonotoneError(f"storage '{c.name}': uuid '{storage.uuid}' is used by another storage")
-    _attach_cloud(engine, storage)
+    yield from _attach_cloud(engine, storage)
+    if engine.catalog.storage(c.name) is not None or \
+            any(s.uuid == storage.uuid for s in engine.catalog.storages):
+        raise MonotoneError(f"storage '{c.name}': created by another command meanwhile")
     with engine.changing():
         engine.catalog.storages.append(storage)
 
@@ -113,12 +148,16 @@ def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
         # crc, path, encryption and its key change only while the storage is empty
         raise MonotoneError(f"storage '{storage.name}': storage is not empty")
     if updated.cloud != storage.cloud:
-        _attach_cloud(engine, updated)
+        _idle(engine, storage)
+        yield from _attach_cloud(engine, updated)
+        _unchanged(engine, storage)
+        _idle(engine, storage)
     old_directory = engine.directory(storage)
+    old_place = engine.store(storage) if storage.cloud else None
     with engine.changing():
         engine.catalog.put_storage(updated)
     if updated.cloud != storage.cloud:
-        _detach_cloud(engine, storage)
+        yield from _detach_cloud(engine, storage, old_place)
     if engine.directory(updated) != old_directory:
         _remove_dir(old_directory)
 
@@ -134,14 +173,17 @@ def drop_storage(engine: Engine, c: cmd.DropStorage) -> None:
         raise MonotoneError(f"storage '{storage.name}': has dependencies (it is in the pipeline)")
     if not _storage_empty(engine, storage):
         raise MonotoneError(f"storage '{storage.name}': has partitions")
+    _idle(engine, storage)
     objects = _objects(engine, storage)
+    place = engine.store(storage) if objects is not None else None
+    directory = engine.directory(storage)
     with engine.changing():
         engine.catalog.storages = [s for s in engine.catalog.storages if s.name != storage.name]
     if objects is not None:
-        objects.detach()
+        yield from _detach_cloud(engine, storage, place)
         if objects.local_directory:  # inside the storage's own directory
             _remove_dir(objects.root)
-    _remove_dir(engine.directory(storage))
+    _remove_dir(directory)
 
 
 def _remove_dir(directory: str) -> None:
@@ -177,8 +219,17 @@ def alter_cloud(engine: Engine, c: cmd.AlterCloud) -> None:
             engine.catalog.put_cloud(cloud.name, replace(cloud, name=c.rename))
         return
     updated = apply_cloud_options(cloud, c.options, "ALTER CLOUD", creating=False)
+    if _address(updated) != _address(cloud):
+        for storage in catalog.storages:
+            if storage.cloud == cloud.name:
+                _idle(engine, storage)
     with engine.changing():
         engine.catalog.put_cloud(cloud.name, updated)
+
+
+def _address(cloud: CloudSettings) -> tuple:
+    """What says where a cloud's objects are and who reaches them."""
+    return cloud.type, cloud.url, cloud.login, cloud.password, cloud.options
 
 
 def drop_cloud(engine: Engine, c: cmd.DropCloud) -> None:

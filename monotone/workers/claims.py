@@ -4,7 +4,9 @@ A task claims a partition before its first step and releases it after its last,
 so two tasks never work on one partition at once: a refresh, a move, a drop, an
 upload or a download waits (yields Wait) while another holds it. A cloud
 storage's manifest is claimed the same way, under its own kind of key
-(Manifest), so that its writes never overlap.
+(Manifest), so that its writes never overlap, and so is an object whose
+removal an open left to finish (Removal), so that no upload puts it back
+while the removal is in flight.
 """
 from __future__ import annotations
 
@@ -20,7 +22,15 @@ class Manifest:
     storage: int
 
 
-Key = int | Manifest  # a partition's slot, or a manifest
+@dataclass(frozen=True)
+class Removal:
+    """The key of a partition's object while a removal of it cut short is finished:
+    an upload of a partition starting at the same min waits for it."""
+    storage: int
+    min: int
+
+
+Key = int | Manifest | Removal  # a partition's slot, a manifest, an object's removal
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,13 @@ class Claims:
             return None
         with self.holding(slot, why):
             return (yield from step())
+
+    def of_storage(self, storage: int, slots) -> str | None:
+        """Why a storage's partitions (slots), manifest or objects are claimed, or None."""
+        for key, why in self.held.items():
+            if key in slots if isinstance(key, int) else key.storage == storage:
+                return why
+        return None
 
     def partitions_held(self) -> int:
         return sum(isinstance(key, int) for key in self.held)

@@ -25,7 +25,8 @@ readers with no coordinator (monotone.dask, other machines). It is rewritten
 after an upload and before an object is removed, so it never names an object
 that is not there; writes of one storage's manifest never overlap, and each
 says what the partition map says at that moment. Recovery may leave it
-behind by one step; the coordinator rewrites it when it starts.
+behind by one step; the coordinator rewrites it after it starts (in the
+background, or at SERVICE without upload workers).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from monotone.partition.files import file_name
 from monotone.settings import Storage
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
-from .claims import Manifest
+from .claims import Manifest, Removal
 from .engine import Engine
 from .transfer import DOWNLOAD, DROP, MANIFEST, UPLOAD, TransferJob
 
@@ -67,6 +68,7 @@ def upload(engine: Engine, slot: int, offload: bool = False):
     if not s.places & ON_CLOUD:
         if not s.places & ON_STORAGE:
             raise MonotoneError(f"upload: partition '{s.min}' file does not exist locally")
+        yield from engine.claims.wait(Removal(storage.id, s.min))
         start = time.monotonic()
         yield _job(engine, slot, UPLOAD)
         faults.point("upload.done")
@@ -108,10 +110,15 @@ def drop_cloud_copy(engine: Engine, slot: int):
 
 def finish_drops(engine: Engine, storage: Storage):
     """Remove the objects whose removal was cut short (their .cloud.drop markers),
-    left by recovery for after the open. Run under CATALOG: no upload of the same
-    partition can put a new object while an old removal is in flight."""
+    left by recovery for after the open. Each is claimed meanwhile (Removal): no
+    upload of a partition of the same min puts a new object while an old removal
+    is in flight."""
     for min_ in engine.files(storage).pending_drops():
-        yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
+        key = Removal(storage.id, min_)
+        yield from engine.claims.wait(key)
+        with engine.claims.holding(key, "cloud drop"):
+            if engine.files(storage).dropping(min_):
+                yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
 
 
 def drop_local_copy(engine: Engine, slot: int) -> None:
@@ -141,12 +148,6 @@ def manifest_of(engine: Engine, storage: Storage) -> bytes:
                           "size": s.file_size, "events": s.file_events, "regions": s.regions,
                           "lsn": s.file_lsn, "created": s.created, "refreshes": s.refreshes})
     return manifest.encode(storage, parts)
-
-
-def publish_manifest(engine: Engine, storage: Storage, objects) -> None:
-    """Write a storage's manifest here and now (a cloud just attached: in the
-    catalog command, before the storage holds anything)."""
-    objects.write(manifest.NAME, manifest_of(engine, storage))
 
 
 def write_manifest(engine: Engine, storage: Storage):

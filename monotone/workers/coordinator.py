@@ -18,6 +18,7 @@ import selectors
 import signal
 import socket
 import sys
+import time
 
 from monotone import protocol
 from monotone.boundary import ShmError, translate
@@ -50,8 +51,17 @@ class Server:
 
     def run(self) -> None:
         self.sel.register(self.listener, selectors.EVENT_READ)
+        stop_since = None
         while not (self.stopping and self.background.scheduler.idle()):
-            events = self.sel.select(self._timeout())
+            timeout = self._timeout()
+            if self.stopping:
+                stop_since = stop_since or time.monotonic()
+                wait = self.background.stopping(stop_since)
+                if wait is not None:
+                    timeout = wait if timeout is None else min(timeout, wait)
+            else:
+                stop_since = None
+            events = self.sel.select(timeout)
             if not events and self.embedded and not self.seen_client:
                 break  # started, but nobody came
             for key, _ in events:

@@ -7,9 +7,14 @@ starts with the coordinator; more start on demand, up to `workers`, when jobs
 wait behind the busy ones (a job waits for a worker that is busy; a second
 waiting job starts a new one). Starting a worker costs about 0.15 s of CPU
 (imports), which a machine busy writing feels, and one partition refreshed at
-a time needs one worker. A job's result comes back through the coordinator's
-event loop. A worker that dies fails its job (the partition keeps its frozen
-memtable and is refreshed again later) and is replaced.
+a time needs one worker. The transfer pool starts none before its first job,
+and then one for every job that would wait: a transfer may wait on a slow cloud
+for as long as its deadline, and the next should not wait behind it. A job's
+result comes back through the coordinator's event loop. A worker that dies
+fails its job (the partition keeps its frozen memtable and is refreshed again
+later) and is replaced. At a close, transfers still running after a grace are
+cut short (cut_short): their steps are crash-safe, and the next open resumes
+them.
 """
 from __future__ import annotations
 
@@ -45,6 +50,12 @@ class Worker:
         protocol.send(ours, {"token": layout.token, "key": layout.key.hex()})
         self.job: tuple[Job, Done] | None = None
 
+    def kill(self) -> None:
+        """End it now, whatever it is doing (its job's steps are crash-safe)."""
+        self.conn.close()
+        self.proc.kill()
+        self.proc.wait()
+
     def stop(self) -> None:
         self.conn.close()  # the worker sees EOF and exits
         try:
@@ -59,9 +70,11 @@ class Pool:
         self.layout = layout
         self.selector = selector
         self.size = size
+        self.eager = eager
         self.workers: list[Worker] = [self._start()] if size and eager else []
         self.queue: deque[tuple[Job, Done]] = deque()
         self.done = 0
+        self.cut: str = ""  # once set: the reason every job fails from now on
 
     def _start(self) -> Worker:
         worker = Worker(self.layout)
@@ -70,12 +83,34 @@ class Pool:
         return worker
 
     def submit(self, job: Job, done: Done) -> None:
+        if self.cut:
+            done({"ok": False, "error": self.cut, "type": "MonotoneError"})
+            return
         self.queue.append((job, done))
         self._dispatch()
 
+    def cut_short(self, why: str) -> None:
+        """Fail every job, queued or running, with why: the workers running one are
+        killed (a transfer cut short is resumed at the next open, as after a crash),
+        and jobs submitted from now on fail at once."""
+        self.cut = why
+        failed = [job for job in self.queue]
+        self.queue.clear()
+        for worker in [w for w in self.workers if w.job is not None]:
+            failed.append(worker.job)
+            worker.job = None
+            self.selector.unregister(worker.conn)
+            worker.kill()
+            self.workers.remove(worker)
+            log.warning("worker %d killed: %s", worker.proc.pid, why)
+        for _, done in failed:
+            done({"ok": False, "error": why, "type": "MonotoneError"})
+
     def _dispatch(self) -> None:
         waiting = len(self.queue) - sum(w.job is None for w in self.workers)
-        more = waiting - 1 if self.workers else waiting
+        # merges: a second job waiting starts a worker (a start costs CPU); transfers:
+        # the first, as one may wait on a slow cloud for as long as its deadline
+        more = waiting - 1 if self.workers and self.eager else waiting
         for _ in range(min(more, self.size - len(self.workers))):
             self.workers.append(self._start())
         for worker in self.workers:

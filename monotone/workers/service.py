@@ -7,7 +7,7 @@ here instead, and `SERVICE` runs the next one (one refresh, or one rebalance)
 before it returns: background work becomes a step a script or a test takes
 when it chooses, deterministically. With no upload workers (workers_upload =
 0), the cloud work an open leaves (an upload to resume, a storage's object
-removals cut short) waits here too, and SERVICE runs it once no refresh or
+removals cut short, its manifest to rewrite) waits here too, and SERVICE runs it once no refresh or
 rebalance is waiting.
 """
 from __future__ import annotations
@@ -17,10 +17,11 @@ from collections import deque
 from . import cloud_tier, partition_commands
 from . import refresh as refresher
 from .engine import Engine
-from .tasks import CATALOG, PARTITIONS, Scheduler
+from .tasks import PARTITIONS, Scheduler
 
 REFRESH, REBALANCE = "refresh", "rebalance"
-UPLOAD, DROPS = "upload", "drops"  # a partition's upload; a storage's object removals
+# a partition's upload; a storage's object removals; a storage's manifest
+UPLOAD, DROPS, MANIFEST = "upload", "drops", "manifest"
 
 
 class ServiceQueue:
@@ -36,8 +37,8 @@ class ServiceQueue:
             self.queue.append((kind, min_))
 
     def add_cloud(self, kind: str, what: int) -> None:
-        """Queue cloud work: UPLOAD of the partition starting at what, or the DROPS of
-        the storage whose id is what."""
+        """Queue cloud work: UPLOAD of the partition starting at what, or the DROPS or
+        MANIFEST of the storage whose id is what."""
         if (kind, what) not in self.cloud:
             self.cloud.append((kind, what))
 
@@ -73,12 +74,13 @@ class ServiceQueue:
     def _cloud_step(self, kind: str, what: int, done) -> bool:
         """Submit one queued cloud step that still applies (False: none did)."""
         engine = self.engine
-        if kind == DROPS:
+        if kind in (DROPS, MANIFEST):
             storage = next((s for s in engine.catalog.storages if s.id == what), None)
             if storage is None or not storage.cloud:
                 return False
-            self.scheduler.submit(lambda: cloud_tier.finish_drops(engine, storage), done,
-                                  "service cloud drops", CATALOG)
+            step = cloud_tier.finish_drops if kind == DROPS else cloud_tier.write_manifest
+            self.scheduler.submit(lambda: step(engine, storage), done,
+                                  f"service cloud {kind}", PARTITIONS)
             return True
         slot = engine.partitions.find(what)
         if slot is None:

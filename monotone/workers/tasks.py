@@ -16,6 +16,13 @@ Every command comes with the lock it needs (commands.py):
               no PARTITIONS work runs, and PARTITIONS work waits for it, so a
               move never finishes into a storage dropped meanwhile
 Waiting commands start in the order they came.
+
+A task whose cloud transfer is in the upload pool does not hold its lock
+meanwhile (a PARTITIONS task holds its claims): a cloud that hangs holds up
+no change of the catalog, nor what waits behind one. It takes its lock again
+for its next step. A catalog change that would pull a storage or cloud from
+under a transfer in flight is refused instead, and a catalog command checks
+after its own transfer that what it changes is as it was (catalog_commands).
 """
 from __future__ import annotations
 
@@ -52,6 +59,8 @@ class Scheduler:
         self.waiting: list[tuple[Task, Key]] = []  # tasks waiting for a claim
         self.queue: deque = deque()   # commands waiting for their lock
         self.held = {PARTITIONS: 0, CATALOG: 0}
+        # tasks whose transfer ended, waiting to take their lock again: (task, reply)
+        self.resuming: deque = deque()
 
     def submit(self, start: Callable[[], Any], finish: Finish, name: str, lock: str) -> None:
         """Run start() once lock allows, then finish its result (a generator: as a task)."""
@@ -78,6 +87,10 @@ class Scheduler:
         return not self.held[CATALOG] and not self.held[PARTITIONS]
 
     def _dispatch(self) -> None:
+        while self.resuming and self._may_start(self.resuming[0][0].lock):
+            task, reply = self.resuming.popleft()
+            self.held[task.lock] += 1
+            self._resume(task, reply)
         while self.queue and self._may_start(self.queue[0][3]):
             self._start(*self.queue.popleft())
 
@@ -117,6 +130,11 @@ class Scheduler:
                 error = MonotoneError(f"internal error: a task waited for {item!r}")
                 continue
             pool = self.pool if isinstance(item, MergeJob) else self.uploads
+            if pool is not None and pool is self.uploads and task.lock != NOW:
+                self._release(task.lock)  # claims hold its partitions; the lock is for steps
+                pool.submit(item, lambda reply, task=task: self._transferred(task, reply))
+                self._dispatch()
+                return
             if pool is not None:
                 pool.submit(item, lambda reply, task=task: self._resume(task, reply))
                 return
@@ -127,6 +145,11 @@ class Scheduler:
                     value = transfer.run(item)
             except Exception as e:
                 error = e
+
+    def _transferred(self, task: Task, reply: dict) -> None:
+        """A transfer ended: its task goes on once it has its lock again."""
+        self.resuming.append((task, reply))
+        self._dispatch()
 
     def _resume(self, task: Task, reply: dict) -> None:
         if reply["ok"]:
@@ -154,4 +177,4 @@ class Scheduler:
             self._advance(task)
 
     def idle(self) -> bool:
-        return not self.tasks and not self.queue
+        return not self.tasks and not self.queue and not self.resuming

@@ -17,11 +17,13 @@ from monotone.settings import Place
 from monotone.store import store_of
 
 UPLOAD, DOWNLOAD, DROP, MANIFEST = "upload", "download", "drop", "manifest"
+ATTACH, DETACH = "attach", "detach"  # a storage's place in its cloud made / removed
 
 
 @dataclass
 class TransferJob:
-    kind: str                # UPLOAD, DOWNLOAD, DROP (the object of a .cloud.drop), MANIFEST
+    kind: str                # UPLOAD, DOWNLOAD, DROP (the object of a .cloud.drop),
+                             # MANIFEST, ATTACH (with its first manifest), DETACH
     min: int                 # the partition
     place: Place             # its storage: directory, uuid, cloud
     sync: bool
@@ -49,6 +51,11 @@ def run(job: TransferJob) -> dict:
                              "(see the log)")
     elif job.kind == MANIFEST:
         files.objects.write(manifest.NAME, job.content.encode())
+    elif job.kind == ATTACH:
+        files.objects.attach()
+        files.objects.write(manifest.NAME, job.content.encode())
+    elif job.kind == DETACH:
+        files.objects.detach()
     else:
         raise ValueError(f"unknown transfer {job.kind!r}")
     return {}

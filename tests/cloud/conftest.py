@@ -7,6 +7,7 @@ import os
 import pytest
 
 from cloud.clouds import ACCESS, SECRET, Backend, S3Server
+from cloud.faultproxy import fault_proxy  # noqa: F401 - a fixture for every cloud test
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ def settled(repo, backend, uuid, db) -> None:
     """No half-done state left, and the cloud holds exactly the partitions'
     cloud copies; every local stub has its object. With no upload workers, the cloud
     work an open leaves waits for SERVICE: it is run first."""
-    for _ in range(4):
+    for _ in range(8):  # the manifest, the removals, the uploads; then no-ops
         db.execute("SERVICE")
     names = sorted(os.listdir(os.path.join(repo, uuid)))
     assert not [n for n in names if n.endswith((".incomplete", ".complete", ".drop"))], names

@@ -32,6 +32,10 @@ def test_service_finishes_a_removal_and_resumes_the_upload(repo, backend):
     assert places(db) == {0: (True, False)}
     assert files(repo, uuid) == [name(0), name(0, ".cloud.drop")]
     assert backend.objects(repo, uuid) == [name(0)]  # the old object, still there
+    assert [p["min"] for p in backend.manifest(repo, uuid)["partitions"]] == [0]
+    db.execute("SERVICE")  # the manifest, which no longer names the object to remove
+    assert backend.manifest(repo, uuid)["partitions"] == []
+    assert backend.objects(repo, uuid) == [name(0)]
     db.execute("SERVICE")  # the removal
     assert files(repo, uuid) == [name(0)]
     assert backend.objects(repo, uuid) == []
@@ -56,7 +60,9 @@ def test_a_refresh_waiting_runs_before_cloud_work(repo, backend):
             break
     assert places(db)[STEP] == (True, True)  # refreshed (and offloaded, a refresh's own)
     assert name(0, ".cloud.drop") in files(repo, uuid)
-    db.execute("SERVICE")
+    db.execute("SERVICE")  # the manifest
+    assert name(0, ".cloud.drop") in files(repo, uuid)
+    db.execute("SERVICE")  # the removal
     assert name(0, ".cloud.drop") not in files(repo, uuid)
     db.close()
 
