@@ -16,8 +16,9 @@ from monotone.errors import MonotoneError
 
 def test_server_errors_fail_the_command_and_a_retry_works(repo, s3, fault_proxy):
     proxy = fault_proxy
+    # no retries: a command fails at the first error (test_bad_network retries)
     backend = Backend("s3", f"type 's3', url '{proxy.url}', access_key '{ACCESS}', "
-                            f"secret_key '{SECRET}'", s3)
+                            f"secret_key '{SECRET}', retries 0", s3)
     db = open_db(repo)
     uuid = setup_cloud(db, backend)
     db.write(events(0, STEP))
@@ -56,7 +57,7 @@ def test_s3_server_down(repo, s3):
     """Uploads and cold reads fail with a clear error while the server is away;
     nothing is lost, and the same commands work once it is back."""
     backend = Backend("s3", f"type 's3', url '{s3.url}', access_key 'k', secret_key "
-                            "'hidden-secret'", s3)
+                            "'hidden-secret', retries 0", s3)
     db = open_db(repo)
     uuid = setup_cloud(db, backend)
     db.write(events(0, 2 * STEP))
