@@ -79,14 +79,8 @@ def test_wrong_key_in_config_is_a_clear_error(repo):
     want = encrypted_repo(repo)
     key = storages(repo)["secret"]["encryption_key"]
     set_key(repo, "secret", KEY_A)
-    env = monotone.Monotone()
-    env.execute("SET workers TO 0")
-    with pytest.raises(monotone.MonotoneError, match="wrong encryption key") as info:
-        env.open(repo)
-        try:
-            read_all(env)  # if open() does not look into the file, the read must fail
-        finally:
-            env.close()
+    # if open() does not look into the file, the read must fail
+    info = reading_fails(repo, "wrong encryption key")
     assert f"{0:020d}" in str(info.value)  # the file is named
     set_key(repo, "secret", key)
     db = open_db(repo)
@@ -104,24 +98,25 @@ def test_encrypted_file_copied_into_another_repository(repo, repo2):
     src = os.path.join(storage_dir(repo, storages(repo)["secret"]), f"{0:020d}")
     dst = os.path.join(storage_dir(repo2, storages(repo2)["secret"]), f"{0:020d}")
     shutil.copyfile(src, dst)
-    env = monotone.Monotone()
-    env.execute("SET workers TO 0")
-    with pytest.raises(monotone.MonotoneError, match="wrong encryption key") as info:
-        env.open(repo2)
-        try:
-            read_all(env)
-        finally:
-            env.close()
+    info = reading_fails(repo2, "wrong encryption key")
     assert dst in str(info.value)
     # into a storage without encryption
     os.unlink(dst)
     shutil.copyfile(src, os.path.join(storage_dir(repo2, storages(repo2)["main"]), f"{1000:020d}"))
-    with pytest.raises(monotone.MonotoneError, match="encrypted"):
-        env.open(repo2)
+    reading_fails(repo2, "encrypted")
+
+
+def reading_fails(repo: str, match: str):
+    """Opening repo and reading it all fails with match; the error's info."""
+    env = monotone.Monotone()
+    env.execute("SET workers TO 0")
+    with pytest.raises(monotone.MonotoneError, match=match) as info:
+        env.open(repo)
         try:
             read_all(env)
         finally:
             env.close()
+    return info
 
 
 def test_same_key_refuses_a_file_of_another_storage(repo, repo2):
@@ -131,14 +126,7 @@ def test_same_key_refuses_a_file_of_another_storage(repo, repo2):
     src = os.path.join(storage_dir(repo, storages(repo)["secret"]), f"{0:020d}")
     dst = os.path.join(storage_dir(repo2, storages(repo2)["secret"]), f"{0:020d}")
     shutil.copyfile(src, dst)
-    env = monotone.Monotone()
-    env.execute("SET workers TO 0")
-    with pytest.raises(monotone.MonotoneError, match="not partition 0 of storage") as info:
-        env.open(repo2)
-        try:
-            read_all(env)
-        finally:
-            env.close()
+    info = reading_fails(repo2, "not partition 0 of storage")
     assert dst in str(info.value)
 
 

@@ -226,13 +226,18 @@ def test_unencrypted_storage_reads_plain_and_refuses_encrypted(tmp_path):
 # (b) files moved: to another partition's name, or into another storage --------------
 
 
+def swap(a: str, b: str) -> None:
+    """Each file at the other's name."""
+    os.rename(a, a + ".tmp")
+    os.rename(b, a)
+    os.rename(a + ".tmp", b)
+
+
 def test_swapped_partition_files_are_refused(repo):
     want = two_partitions(repo)
     d, uuid, cipher = secret(repo)
     a, b = os.path.join(d, name(0)), os.path.join(d, name(STEP))
-    os.rename(a, a + ".tmp")
-    os.rename(b, a)
-    os.rename(a + ".tmp", b)
+    swap(a, b)
     assert d in refused(repo, r"not partition (0|1000) of storage")
     with pytest.raises(MonotoneError, match="not partition"):
         offline.from_repository(repo)
@@ -246,9 +251,7 @@ def test_swapped_files_of_an_unencrypted_storage_are_refused(repo):
     two_partitions(repo, "compression 'lz4'")
     d, _, _ = secret(repo)
     a, b = os.path.join(d, name(0)), os.path.join(d, name(STEP))
-    os.rename(a, a + ".tmp")
-    os.rename(b, a)
-    os.rename(a + ".tmp", b)
+    swap(a, b)
     assert d in refused(repo, r"holds partition (1000, not 0|0, not 1000)")
     with pytest.raises(MonotoneError, match="holds partition"):
         offline.from_repository(repo)
