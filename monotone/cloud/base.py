@@ -43,7 +43,7 @@ _TRANSIENT_NAMES = {
     "ClientConnectionError", "ClientConnectorError", "ClientOSError", "ServerTimeoutError",
     "FSTimeoutError", "ContentLengthError", "TransferEncodingError"}
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                    "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
+                    "InternalError", "ServiceUnavailable",
                     "RequestLimitExceeded", "TooManyRequests", "BadDigest"}
 
 
@@ -237,7 +237,10 @@ class Cloud(ABC):
         return bool(self._call("HEAD", name, self._exists, self.path(name)))
 
     def size(self, name: str) -> int:
-        return int(self._call("HEAD", name, self._size, self.path(name)))
+        size = self._call("HEAD", name, self._size, self.path(name))
+        if type(size) is not int or size < 0:
+            raise CloudError(f"{self.where(name)}: HEAD gave no size ({size!r})")
+        return size
 
     def list(self) -> list[str]:
         """Names of the storage's objects (a listing: only for checks and tools)."""

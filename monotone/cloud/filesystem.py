@@ -74,13 +74,13 @@ class FilesystemCloud(Cloud):
 
     def _within(self, timeout: float) -> dict:
         """What bounds a call of the filesystem to timeout seconds: an asynchronous
-        one (s3, gcs, az, http, ...) cancels the request when it is up; a
-        synchronous one is local or bounded by its own options."""
+        one (s3, gcs, az, http, ...) cancels the request when it is up. A
+        synchronous one (file, sftp, ...) is bounded only by its own options."""
         from fsspec.asyn import AsyncFileSystem
         return {"timeout": timeout} if isinstance(self.fs, AsyncFileSystem) else {}
 
     def _make_root(self, timeout: float) -> None:
-        self.fs.makedirs(self.root, exist_ok=True)
+        self.fs.makedirs(self.root, exist_ok=True, **self._within(timeout))
 
     def _remove_root(self, timeout: float) -> None:
         self.fs.rmdir(self.root, **self._within(timeout))

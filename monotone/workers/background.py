@@ -216,11 +216,16 @@ class Background:
         return 0.0  # what waited on them has ended: the loop looks again at once
 
     def stop_workers(self) -> None:
-        """The pools stop; what is left runs here."""
+        """The pools stop: merges left run here; a transfer asked for from now on (the
+        upload of a last checkpoint's refresh) fails at once, and the next open
+        resumes it, so that a stop never waits on a cloud."""
+        if self.uploads is not None:
+            self.uploads.cut_short("the repository closed first; it is resumed at the "
+                                   "next open")
         for pool in (self.pool, self.uploads):
             if pool is not None:
                 pool.close()
-        self.scheduler.pool = self.scheduler.uploads = None
+        self.scheduler.pool = None
 
     def last_checkpoint(self) -> None:
         """At a clean stop without a WAL, memory is the only copy: it is refreshed."""

@@ -58,12 +58,17 @@ def _objects(engine: Engine, storage: Storage) -> Cloud | None:
 
 def _attach_cloud(engine: Engine, storage: Storage):
     """A task step: the storage's place in its cloud (bucket) is made, with its
-    first manifest, when the cloud is attached."""
+    first manifest, when the cloud is attached; refused after when the cloud was
+    changed meanwhile (the bucket was made where it no longer points)."""
     if storage.cloud:
         if _objects(engine, storage) is None:
             raise MonotoneError(f"storage '{storage.name}': cloud '{storage.cloud}' not exists")
-        yield TransferJob(ATTACH, 0, engine.store(storage), engine.syncs(storage),
+        place = engine.store(storage)
+        yield TransferJob(ATTACH, 0, place, engine.syncs(storage),
                           content=cloud_tier.manifest_of(engine, storage).decode())
+        if engine.catalog.cloud(storage.cloud) != place.cloud:
+            raise MonotoneError(f"cloud '{storage.cloud}': changed by another command "
+                                "meanwhile: try again")
 
 
 def _detach_cloud(engine: Engine, storage: Storage, place: Place | None):
@@ -138,20 +143,11 @@ def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
         return
     updated, changed = apply_storage_options(storage, c.options, "ALTER STORAGE",
                                              creating=False)
-    fixed = changed & {"crc", "path", "encryption", "encryption_key"}
-    if updated.cloud != storage.cloud and any(
-            engine.partitions.slot(s).places & ON_CLOUD
-            for s in engine.partitions.in_storage(storage)):
-        raise MonotoneError(f"storage '{storage.name}': some partitions are still on the "
-                            "cloud (DROP PARTITIONS ... ON CLOUD first)")
-    if fixed and not _storage_empty(engine, storage):
-        # crc, path, encryption and its key change only while the storage is empty
-        raise MonotoneError(f"storage '{storage.name}': storage is not empty")
+    _may_alter(engine, storage, updated, changed)
     if updated.cloud != storage.cloud:
-        _idle(engine, storage)
         yield from _attach_cloud(engine, updated)
         _unchanged(engine, storage)
-        _idle(engine, storage)
+        _may_alter(engine, storage, updated, changed)  # partitions may have come meanwhile
     old_directory = engine.directory(storage)
     old_place = engine.store(storage) if storage.cloud else None
     with engine.changing():
@@ -160,6 +156,20 @@ def alter_storage(engine: Engine, c: cmd.AlterStorage) -> None:
         yield from _detach_cloud(engine, storage, old_place)
     if engine.directory(updated) != old_directory:
         _remove_dir(old_directory)
+
+
+def _may_alter(engine: Engine, storage: Storage, updated: Storage, changed: set) -> None:
+    """What ALTER STORAGE may not change while the storage holds what it holds."""
+    if updated.cloud != storage.cloud:
+        if any(engine.partitions.slot(s).places & ON_CLOUD
+               for s in engine.partitions.in_storage(storage)):
+            raise MonotoneError(f"storage '{storage.name}': some partitions are still on the "
+                                "cloud (DROP PARTITIONS ... ON CLOUD first)")
+        _idle(engine, storage)
+    if changed & {"crc", "path", "encryption", "encryption_key"} and \
+            not _storage_empty(engine, storage):
+        # crc, path, encryption and its key change only while the storage is empty
+        raise MonotoneError(f"storage '{storage.name}': storage is not empty")
 
 
 def drop_storage(engine: Engine, c: cmd.DropStorage) -> None:

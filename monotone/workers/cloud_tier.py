@@ -41,7 +41,7 @@ from monotone.partition.files import file_name
 from monotone.settings import Storage
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
-from .claims import Manifest, Removal
+from .claims import Manifest, Removal, Wait
 from .engine import Engine
 from .transfer import DOWNLOAD, DROP, MANIFEST, UPLOAD, TransferJob
 
@@ -110,15 +110,24 @@ def drop_cloud_copy(engine: Engine, slot: int):
 
 def finish_drops(engine: Engine, storage: Storage):
     """Remove the objects whose removal was cut short (their .cloud.drop markers),
-    left by recovery for after the open. Each is claimed meanwhile (Removal): no
-    upload of a partition of the same min puts a new object while an old removal
-    is in flight."""
-    for min_ in engine.files(storage).pending_drops():
-        key = Removal(storage.id, min_)
-        yield from engine.claims.wait(key)
-        with engine.claims.holding(key, "cloud drop"):
-            if engine.files(storage).dropping(min_):
-                yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
+    left by recovery for after the open. All of them are claimed at once, in the
+    task's first step (Removal): no upload of a partition of the same min puts a
+    new object while an old removal is pending. The manifest goes first (it may
+    name them)."""
+    files = engine.files(storage)
+    keys = [Removal(storage.id, min_) for min_ in files.pending_drops()]
+    while (held := next((k for k in keys if k in engine.claims), None)) is not None:
+        yield Wait(held)
+    for key in keys:
+        engine.claims.claim(key, "cloud drop")
+    try:
+        yield from engine.claims.wait(Manifest(storage.id))
+        for key in keys:
+            if files.dropping(key.min):
+                yield TransferJob(DROP, key.min, engine.store(storage), engine.syncs(storage))
+    finally:
+        for key in keys:
+            engine.claims.release(key)
 
 
 def drop_local_copy(engine: Engine, slot: int) -> None:

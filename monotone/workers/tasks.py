@@ -23,6 +23,9 @@ no change of the catalog, nor what waits behind one. It takes its lock again
 for its next step. A catalog change that would pull a storage or cloud from
 under a transfer in flight is refused instead, and a catalog command checks
 after its own transfer that what it changes is as it was (catalog_commands).
+A task waiting for a claim keeps its lock (what it looked up stays true), so a
+catalog change may wait behind one whose claim a transfer holds, for as long as
+that transfer's deadline.
 """
 from __future__ import annotations
 
@@ -87,10 +90,22 @@ class Scheduler:
         return not self.held[CATALOG] and not self.held[PARTITIONS]
 
     def _dispatch(self) -> None:
-        while self.resuming and self._may_start(self.resuming[0][0].lock):
-            task, reply = self.resuming.popleft()
-            self.held[task.lock] += 1
-            self._resume(task, reply)
+        """Resume every task whose transfer ended and whose lock is free (in order,
+        none waiting behind another that cannot go on), then start queued commands,
+        unless a catalog task waits to go on: new partition work would hold it back."""
+        progress = True
+        while progress:
+            progress = False
+            for entry in list(self.resuming):
+                task, reply = entry
+                if self._may_start(task.lock):
+                    self.resuming.remove(entry)
+                    self.held[task.lock] += 1
+                    self._resume(task, reply)
+                    progress = True
+                    break  # resuming may have changed meanwhile: look again from the start
+        if any(task.lock == CATALOG for task, _ in self.resuming):
+            return
         while self.queue and self._may_start(self.queue[0][3]):
             self._start(*self.queue.popleft())
 
