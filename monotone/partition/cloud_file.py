@@ -6,13 +6,17 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from ..cloud import Cloud, ObjectMissing
 from ..errors import CorruptionError, MonotoneError
 from ..store import Fallback, ReadHandle
 from . import fileformat as partition
 
-AHEAD = 4      # regions a cold read fetches ahead of the one it stands on
+AHEAD = 4      # regions a descending cold read fetches ahead of the one it stands on
+AHEAD_REGIONS = 256  # regions an ascending one offers at a time (BUDGET decides)
+REQUEST = 8 << 20    # bytes of one read-ahead GET at most: neighbouring regions join
+BUDGET = 32 << 20    # bytes a file keeps fetched or in flight ahead of its reader
 _THREADS = 8
 TAIL = 256 * 1024  # bytes of an object's end a fetch takes for its index, by default
 # an object is read whole (one GET, no ranges) only below this: its size is a
@@ -36,6 +40,14 @@ def _threads():
         return _pool
 
 
+@dataclass
+class _Run:
+    """One read-ahead GET: its bytes, and how many of the ranges in it are unread."""
+    size: int
+    future: Future
+    left: int
+
+
 class CloudFile(ReadHandle):
     """A partition file that lives in a cloud, read by byte ranges of its object.
 
@@ -43,7 +55,13 @@ class CloudFile(ReadHandle):
     with no request of its own: from the local stub (from_stub: no request at
     all), or fetched with the object (fetch). Each region is then one ranged
     GET; prefetch() starts GETs in background threads and read() takes them.
-    When the object goes while it is read, fallback says what to do."""
+    When the object goes while it is read, fallback says what to do.
+
+    Read-ahead: the ranges offered to prefetch() are fetched in order as far as
+    BUDGET bytes (fetched, or in flight, and not yet read) allow, neighbouring
+    ones joined into GETs of up to REQUEST bytes, several in flight; a range read
+    gives its bytes back to the budget, so a slow reader holds the read-ahead
+    back."""
 
     prefetches = True
 
@@ -57,7 +75,9 @@ class CloudFile(ReadHandle):
         self.tail = tail
         self.start = size - len(tail)  # where the tail begins in the object
         self.fallback = fallback
-        self.ahead: dict[tuple[int, int], Future] = {}  # (offset, size) -> its GET
+        self.ahead: dict[int, _Run] = {}    # read-ahead GETs by where they start
+        self.parts: dict[int, int] = {}     # a range offered, by offset: where its GET starts
+        self.outstanding = 0                # bytes of self.ahead
         self.local: ReadHandle | None = None  # the same file, after the object went
 
     @classmethod
@@ -126,29 +146,57 @@ class CloudFile(ReadHandle):
                                       f"{self.size}")
             self.tail, self.start = whole, 0
             return self.tail[offset:offset + size]
-        future = self.ahead.pop((offset, size), None)
-        if future is not None:
-            return future.result()
-        for (at, length), future in self.ahead.items():
-            if at <= offset and offset + size <= at + length:
-                return future.result()[offset - at:offset - at + size]
+        at = self.parts.pop(offset, None)
+        if at is not None:  # a range offered to prefetch: once read, its run has it no more
+            run = self.ahead[at]
+            data = run.future.result()[offset - at:offset - at + size]
+            run.left -= 1
+            if not run.left:
+                del self.ahead[at]
+                self.outstanding -= run.size
+            return data
+        for at, run in self.ahead.items():
+            if at <= offset and offset + size <= at + run.size:
+                return run.future.result()[offset - at:offset - at + size]
         return self.cloud.read(self.object, offset, size)
 
     def prefetch(self, ranges) -> None:
         if self.local is not None:
             return
-        pool = _threads()
+        run: list[tuple[int, int]] = []  # neighbouring ranges, to be one GET
         for offset, size in ranges:
-            if offset < self.start and (offset, size) not in self.ahead:
-                self.ahead[(offset, size)] = pool.submit(self.cloud.read, self.object,
-                                                         offset, size)
+            if offset >= self.start or offset in self.parts:
+                continue
+            if run and offset == run[-1][0] + run[-1][1] and \
+                    offset + size - run[0][0] <= REQUEST:
+                run.append((offset, size))
+                continue
+            if run:
+                self._request(run)
+                run = []
+            if self.outstanding >= BUDGET:
+                break
+            run = [(offset, size)]
+        if run:
+            self._request(run)
+
+    def _request(self, run: list[tuple[int, int]]) -> None:
+        at = run[0][0]
+        size = run[-1][0] + run[-1][1] - at
+        future = _threads().submit(self.cloud.read, self.object, at, size)
+        self.ahead[at] = _Run(size, future, len(run))
+        self.outstanding += size
+        for offset, _ in run:
+            self.parts[offset] = at
 
     def rewritten(self) -> bool:
         return self.fallback is not None and not self.fallback.current()
 
     def close(self) -> None:
-        for future in self.ahead.values():
-            future.cancel()
+        for run in self.ahead.values():
+            run.future.cancel()
         self.ahead.clear()
+        self.parts.clear()
+        self.outstanding = 0
         if self.local is not None:
             self.local.close()

@@ -26,6 +26,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from ..format.rows import MAX_ID, Ordered, Rows, drop_deletes, merge, sort_dedup
+from .cloud_file import AHEAD_REGIONS
 from .fileformat import Index
 from .reader import Reader
 
@@ -128,12 +129,14 @@ class MergeIterator:
             (i != self.end - 1 or self.high == HIGHEST)
 
     def _prefetch(self, reader: Reader, i: int, ahead: int) -> None:
-        """A cloud file: the GETs of region i and of the next `ahead` start now."""
+        """A cloud file: the GETs of region i and of the next `ahead` start now
+        (upwards, of the next AHEAD_REGIONS: the file's read-ahead budget decides
+        how far, in GETs of neighbouring regions)."""
         if self.descending:
             for j in range(i, max(i - ahead, self.first) - 1, -1):
                 reader.prefetch(j, 1)  # nearest first
         else:
-            reader.prefetch(i, min(ahead + 1, self.end - i))
+            reader.prefetch(i, min(AHEAD_REGIONS, self.end - i))
 
     def _memtables(self, lo: list[int], hi: list[int]) -> Iterator[Rows]:
         chunk = CHUNK if self.windowed else MAX_ID

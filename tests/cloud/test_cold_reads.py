@@ -35,16 +35,29 @@ def test_cursor_goes_on_when_the_cloud_copy_is_dropped(repo, backend):
 
 
 def test_cursor_over_a_rewritten_partition_says_so(repo, backend):
+    """Walking down (a few regions fetched ahead), the cursor meets regions the old
+    object no longer has: it says so. Walking up, the whole small file was fetched
+    ahead at once: the cursor reads the file it opened to its end, or says so, and
+    never reads the new file through the old index."""
     db = _cold(repo, backend)
-    cursor = db.cursor()
-    next(iter(cursor))
+    down, up = db.cursor(reverse=True), db.cursor()
+    first_down, first_up = next(iter(down)), next(iter(up))
     db.write(events(0, 10, b"new"))
     db.execute("REFRESH PARTITION 0")  # download, drop on cloud, merge, upload, drop local
     assert places(db) == {0: (False, True)}
     with pytest.raises(MonotoneError, match="open a new cursor"):
-        for _ in cursor:
+        for _ in down:
             pass
-    cursor.close()
+    old = [(e.id, e.value) for e in events(0, N)]
+    try:
+        got = [(first_up.id, first_up.value)] + [(e.id, e.value) for e in up]
+    except MonotoneError as e:
+        assert "open a new cursor" in str(e)
+    else:
+        assert got == old
+    assert first_down.id == N - 1
+    down.close()
+    up.close()
     with db.cursor() as fresh:
         assert [e.value for e in fresh][:10] == [e.value for e in events(0, 10, b"new")]
     db.close()

@@ -13,6 +13,7 @@ from monotone.cloud.filesystem import FilesystemCloud
 from monotone.cloud.mock import MockCloud
 from monotone.cloud.s3 import S3Cloud
 from monotone.errors import MonotoneError
+from monotone.partition import cloud_file
 from monotone.partition.cloud_file import CloudFile
 from monotone.settings import CloudSettings
 from monotone.store import Fallback, LocalFile
@@ -119,6 +120,30 @@ def test_a_cloud_file_reads_its_tail_once_and_ranges_ahead(tmp_path):
     assert f.read(5000, 10) == DATA[5000:5010] and objects.gets == 3
     assert f.ranged and f.prefetches and not f.rewritten()
     f.close()
+
+
+def test_read_ahead_joins_neighbouring_ranges_within_its_budget(tmp_path, monkeypatch):
+    """Ranges side by side are one GET of up to REQUEST bytes; no more than BUDGET
+    bytes are fetched ahead of the reader, and what it reads is given back."""
+    monkeypatch.setattr(cloud_file, "REQUEST", 4096)
+    monkeypatch.setattr(cloud_file, "BUDGET", 8192)
+    objects = _counting(tmp_path)
+    f = CloudFile(objects, "o", len(DATA), DATA[-16:])
+    regions = [(at, 1024) for at in range(0, 12 * 1024, 1024)]  # 12 regions of 1 KiB
+    f.prefetch(regions)
+    assert sorted(f.ahead) == [0, 4096] and f.outstanding == 8192  # two GETs of four
+    for at, size in regions[:4]:
+        assert f.read(at, size) == DATA[at:at + size]
+    assert sorted(f.ahead) == [4096] and f.outstanding == 4096  # the first run read
+    f.prefetch(regions[4:])
+    assert sorted(f.ahead) == [4096, 8192] and f.outstanding == 8192
+    for at, size in regions[4:]:
+        assert f.read(at, size) == DATA[at:at + size]
+    assert objects.gets == 3 and f.outstanding == 0 and not f.parts
+    f.prefetch([(0, 1024), (3072, 1024)])  # not side by side: two GETs
+    assert sorted(f.ahead) == [0, 3072]
+    f.close()
+    assert not f.ahead and f.outstanding == 0
 
 
 def test_a_cloud_without_ranged_reads_gets_the_object_once(tmp_path):
