@@ -16,9 +16,9 @@ from kill import make_trial, run_clean_close, run_kill
 from procs import deadline, leaks
 
 # trials every run: a few minutes on two cores
-KILL_SEEDS = range(900_000, 900_012)
-CORRUPT_SEEDS = (11, 12)
-FUZZ_SEEDS = (21, 22)
+KILL_SEEDS = range(900_000, 900_006)
+CORRUPT_SEEDS = (11,)
+FUZZ_SEEDS = (21,)
 
 
 def trial_dir(tmp_path) -> str:
@@ -56,8 +56,8 @@ def test_clean_close_loop(tmp_path, races):
     """Write with WAL rotation and background refreshes, close, reopen, count; again."""
     repo = os.path.join(str(tmp_path), "repo")
     with deadline(TRIAL_LIMIT):
-        stats = run_clean_close(repo, seed=31, rounds=3, batches=120, races=races)
-    assert stats["acked"] == 3 * 120
+        stats = run_clean_close(repo, seed=31, rounds=2, batches=120, races=races)
+    assert stats["acked"] == 2 * 120
 
 
 @pytest.mark.slow
