@@ -27,7 +27,7 @@ from .cloud import Cloud, ObjectMissing, at_url, objects_of
 from .cloud.manifest import MAX_BYTES as MAX_MANIFEST
 from .cloud.manifest import decode as decode_manifest
 from .errors import MonotoneError
-from .format.crypto import Cipher, parse_key
+from .format.crypto import cipher_of
 from .format.rows import MAX_ID, Rows, concat
 from .partition.cloud_file import TAIL, CloudFile
 from .partition.files import CLOUD, file_name, parse
@@ -81,7 +81,7 @@ def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
     With a key, the file must be encrypted, sealed for partition part.min of storage
     part.storage; without one it must not be encrypted, and must hold that partition."""
     part = Part.from_json(part) if isinstance(part, dict) else part
-    cipher = Cipher(parse_key(part.key)) if part.key else None
+    cipher = cipher_of(part.key)
     if cipher is not None and not part.storage:
         raise MonotoneError(f"{part.path}: an encrypted partition is read only with its "
                             "storage's uuid (Part.storage)")
@@ -143,8 +143,7 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
             file = os.path.join(place.directory, name)
             handle = LocalFile(file, own=False) if local else CloudFile.from_stub(
                 LocalFile(file, own=False), _cloud(place, file), file_name(min_))
-            with Reader(handle, Cipher(parse_key(key)) if key else None,
-                        Identity(storage.uuid, min_)) as reader:
+            with Reader(handle, cipher_of(key), Identity(storage.uuid, min_)) as reader:
                 meta, size = reader.meta, reader.file_size
             parts[min_] = Part(min_, int(meta["max"]), file if local else file_name(min_), size,
                                int(meta["regions"]), key=key, storage=storage.uuid,

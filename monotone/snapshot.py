@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .boundary import ShmError, translate
 from .cloud import objects_of
 from .errors import CoordinatorError, MonotoneError
-from .format.crypto import Cipher, parse_key
+from .format.crypto import Cipher, cipher_of
 from .format.rows import MAX_ID
 from .partition.fileformat import Identity
 from .partition.files import PartitionFiles
@@ -196,7 +196,7 @@ class Snapshots:
         cached = self.storages.get(id_)
         if cached is None or cached[0] is not cfg:
             place = cfg.storages[id_]
-            cipher = Cipher(parse_key(place.key)) if place.key else None
+            cipher = cipher_of(place.key)
             files = PartitionFiles(store_of(place), objects=objects_of(place))
             cached = self.storages[id_] = (cfg, files, cipher, place.uuid)
         return cached[1], cached[2], cached[3]

@@ -30,6 +30,16 @@ class HeldPool:
         self.jobs.pop(name)({"ok": True, "meta": None})
 
 
+def recorder():
+    """What tasks ended with, in order, and the finish that records it."""
+    ended: list[str] = []
+
+    def finish(value, error):
+        assert error is None, error
+        ended.append(value)
+    return ended, finish
+
+
 def transfer(name: str, kind: str = UPLOAD) -> TransferJob:
     return TransferJob(kind, 0, PLACE, False, content=name)
 
@@ -41,7 +51,7 @@ def test_a_catalog_task_waiting_to_go_on_holds_back_no_transfer_that_ended():
     on, though C waits before it, or U2, C and all behind them wait for ever."""
     engine, pool = Engine(), HeldPool()
     scheduler = Scheduler(engine, uploads=pool)
-    ended: list[str] = []
+    ended, finish = recorder()
     key = Manifest(1)
 
     def u1():
@@ -57,10 +67,6 @@ def test_a_catalog_task_waiting_to_go_on_holds_back_no_transfer_that_ended():
         yield transfer("u2")
         yield from engine.claims.wait(key)
         return "u2"
-
-    def finish(value, error):
-        assert error is None, error
-        ended.append(value)
 
     scheduler.submit(u1, finish, "u1", PARTITIONS)
     scheduler.submit(c, finish, "c", CATALOG)
@@ -82,7 +88,7 @@ def test_commands_queued_behind_a_catalog_task_wait_until_it_has_gone_on():
     does not start ahead of it (else a stream of refreshes could hold it back)."""
     engine, pool = Engine(), HeldPool()
     scheduler = Scheduler(engine, uploads=pool)
-    ended: list[str] = []
+    ended, finish = recorder()
     key = Manifest(2)
 
     def holder():
@@ -97,10 +103,6 @@ def test_commands_queued_behind_a_catalog_task_wait_until_it_has_gone_on():
     def catalog_change():
         yield transfer("c")
         return "c"
-
-    def finish(value, error):
-        assert error is None, error
-        ended.append(value)
 
     scheduler.submit(holder, finish, "holder", PARTITIONS)
     scheduler.submit(catalog_change, finish, "c", CATALOG)

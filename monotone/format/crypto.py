@@ -40,6 +40,11 @@ def parse_key(text: str) -> bytes:
     return key
 
 
+def cipher_of(key: str) -> "Cipher | None":
+    """The cipher of a storage's key ('' : not encrypted, None)."""
+    return Cipher(parse_key(key)) if key else None
+
+
 class Cipher:
     def __init__(self, key: bytes) -> None:
         self._aes = AESGCM(key)

@@ -59,9 +59,9 @@ class CloudFile(ReadHandle):
 
     Read-ahead: the ranges offered to prefetch() are fetched in order as far as
     BUDGET bytes (fetched, or in flight, and not yet read) allow, neighbouring
-    ones joined into GETs of up to REQUEST bytes, several in flight; a range read
-    gives its bytes back to the budget, so a slow reader holds the read-ahead
-    back."""
+    ones joined into GETs of up to REQUEST bytes, several in flight; a GET whose
+    ranges have all been read gives its bytes back to the budget, so a slow
+    reader holds the read-ahead back."""
 
     prefetches = True
 
@@ -161,7 +161,7 @@ class CloudFile(ReadHandle):
         return self.cloud.read(self.object, offset, size)
 
     def prefetch(self, ranges) -> None:
-        if self.local is not None:
+        if self.local is not None or self.outstanding >= BUDGET:
             return
         run: list[tuple[int, int]] = []  # neighbouring ranges, to be one GET
         for offset, size in ranges:

@@ -30,7 +30,7 @@ import re
 from .. import faults
 from ..cloud import Cloud, CloudError
 from ..errors import CorruptionError, MonotoneError
-from ..format.crypto import Cipher, parse_key
+from ..format.crypto import cipher_of
 from ..settings import Place
 from ..shm.partition_map import ON_CLOUD, ON_STORAGE
 from ..store import Fallback, ReadHandle, Store, WriteHandle
@@ -212,9 +212,8 @@ class PartitionFiles:
         except BaseException:
             local.close()
             raise
-        cipher = Cipher(parse_key(place.key)) if place.key else None
         try:
-            with Reader(local, cipher, Identity(place.uuid, min_)) as reader:
+            with Reader(local, cipher_of(place.key), Identity(place.uuid, min_)) as reader:
                 for i in range(reader.index.regions):
                     reader.read_region(i)
         except MonotoneError as e:

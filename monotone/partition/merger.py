@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 
 from .. import faults
-from ..format.crypto import Cipher, parse_key
+from ..format.crypto import cipher_of
 from ..format.rows import Rows
 from ..settings import Place
 from ..shm.memtable import MemtableCache
@@ -51,10 +51,6 @@ class MergeJob:
         return cls(**{**data, "source": source, "target": Place.from_json(data["target"])})
 
 
-def _cipher(key: str) -> Cipher | None:
-    return Cipher(parse_key(key)) if key else None
-
-
 def run(job: MergeJob, memtables: MemtableCache) -> dict:
     """Write the new file as <min>.complete in the target; return its meta (with
     file_size)."""
@@ -64,11 +60,11 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
     target = PartitionFiles(store_of(job.target), job.sync)
     old = None
     if job.source is not None:
-        old = Reader(PartitionFiles(store_of(job.source)).open(job.min), _cipher(job.old_key),
+        old = Reader(PartitionFiles(store_of(job.source)).open(job.min), cipher_of(job.old_key),
                      Identity(job.source.uuid, job.min))
     # step 2
     writer = Writer(target.create(job.min), job.compression, job.compression_level,
-                    job.region_size, _cipher(job.key), job.crc, job.sync,
+                    job.region_size, cipher_of(job.key), job.crc, job.sync,
                     Identity(job.target.uuid, job.min))
     try:
         _merge_into(writer, old, rows, job.key == job.old_key)

@@ -15,7 +15,7 @@ from monotone.cloud import objects_of
 from monotone.config import Config, lock_timeout, setting
 from monotone.connection import START_WAITS, serving
 from monotone.errors import AccessDenied, MonotoneError
-from monotone.format.crypto import Cipher, parse_key
+from monotone.format.crypto import Cipher, cipher_of
 from monotone.format.rows import MAX_ID, Rows, sort_dedup
 from monotone.partition.files import PartitionFiles
 from monotone.repository import Layout, open_base
@@ -261,7 +261,7 @@ class Engine:
 
     @staticmethod
     def cipher(storage: Storage) -> Cipher | None:
-        return Cipher(parse_key(storage.encryption_key)) if storage.encryption else None
+        return cipher_of(storage.encryption_key if storage.encryption else "")
 
     # partitions
     def ensure_partitions(self, ids) -> bool:

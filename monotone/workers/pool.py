@@ -94,7 +94,7 @@ class Pool:
         killed (a transfer cut short is resumed at the next open, as after a crash),
         and jobs submitted from now on fail at once."""
         self.cut = why
-        failed = [job for job in self.queue]
+        failed = list(self.queue)
         self.queue.clear()
         for worker in [w for w in self.workers if w.job is not None]:
             failed.append(worker.job)

@@ -7,8 +7,8 @@ here instead, and `SERVICE` runs the next one (one refresh, or one rebalance)
 before it returns: background work becomes a step a script or a test takes
 when it chooses, deterministically. With no upload workers (workers_upload =
 0), the cloud work an open leaves (an upload to resume, a storage's object
-removals cut short, its manifest to rewrite) waits here too, and SERVICE runs it once no refresh or
-rebalance is waiting.
+removals cut short, its manifest to rewrite) waits here too, and SERVICE runs
+it once no refresh or rebalance is waiting.
 """
 from __future__ import annotations
 

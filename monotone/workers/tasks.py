@@ -93,17 +93,12 @@ class Scheduler:
         """Resume every task whose transfer ended and whose lock is free (in order,
         none waiting behind another that cannot go on), then start queued commands,
         unless a catalog task waits to go on: new partition work would hold it back."""
-        progress = True
-        while progress:
-            progress = False
-            for entry in list(self.resuming):
-                task, reply = entry
-                if self._may_start(task.lock):
-                    self.resuming.remove(entry)
-                    self.held[task.lock] += 1
-                    self._resume(task, reply)
-                    progress = True
-                    break  # resuming may have changed meanwhile: look again from the start
+        while (entry := next((e for e in self.resuming if self._may_start(e[0].lock)),
+                             None)) is not None:
+            self.resuming.remove(entry)
+            task, reply = entry
+            self.held[task.lock] += 1
+            self._resume(task, reply)  # may change resuming: look again from the start
         if any(task.lock == CATALOG for task, _ in self.resuming):
             return
         while self.queue and self._may_start(self.queue[0][3]):

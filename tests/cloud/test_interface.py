@@ -132,6 +132,8 @@ def test_read_ahead_joins_neighbouring_ranges_within_its_budget(tmp_path, monkey
     regions = [(at, 1024) for at in range(0, 12 * 1024, 1024)]  # 12 regions of 1 KiB
     f.prefetch(regions)
     assert sorted(f.ahead) == [0, 4096] and f.outstanding == 8192  # two GETs of four
+    f.prefetch(regions)  # the budget is full: nothing more is asked for
+    assert sorted(f.ahead) == [0, 4096] and f.outstanding == 8192
     for at, size in regions[:4]:
         assert f.read(at, size) == DATA[at:at + size]
     assert sorted(f.ahead) == [4096] and f.outstanding == 4096  # the first run read
