@@ -40,6 +40,8 @@ class Monotone:
         parsed = parse(command)
         if self._session is None:
             return self._execute_closed(parsed)
+        if isinstance(parsed, cmd.Show):
+            self._session.count_cold_reads()  # this process's own reads included
         reply = self._session.request(Execute(command))
         self._session.after_command(reply["lsn_needed"])
         return reply["result"]

@@ -25,8 +25,9 @@ import numpy as np
 from .errors import MonotoneError
 from .event import Batch, Event
 from .format.rows import MAX_ID
-from .partition.cloud_file import AHEAD
-from .partition.merge import HIGHEST, LOWEST, MergeIterator, sorted_rows
+from .partition.cloud_file import AHEAD, AHEAD_REGIONS, Budget
+from .partition.merge import HIGHEST, LOWEST, MergeIterator, regions_upto, sorted_rows
+from .partition.reader import Reader
 from .snapshot import Opened
 
 # Event objects made at a time for per-event reads. Fewer than the collector's
@@ -201,11 +202,15 @@ class Cursor:
         snapshots = self._session.snapshots
         snapshot = snapshots.take(low[0], high[0], descending)
         views = snapshot.views
+        ahead = None if descending else _Ahead(views, high)
         try:
             for i, view in enumerate(views):
                 views[i] = None  # let go of what was read
                 opened = view.opened or snapshots.open(snapshot, view)
-                yield from _partition(opened, low, high, descending)
+                if ahead is not None:
+                    ahead.enter(i, opened)
+                yield from _partition(opened, low, high, descending,
+                                      ahead.beyond if ahead is not None else None)
                 # only the first partition walked holds the cursor's position: the
                 # next ones are read from their end down, or from their start up
                 if descending:
@@ -216,6 +221,7 @@ class Cursor:
             for view in views:
                 if view is not None and view.opened is not None:
                     view.opened.close()
+            self._session.count_cold_reads()
 
     # following
     def _follow(self, start: tuple[int, bytes]) -> Iterator[Batch]:
@@ -263,14 +269,49 @@ class Cursor:
                     pmap.table[mine].tobytes())
 
 
+class _Ahead:
+    """Reading ahead across partitions, walking up: the cloud files of a snapshot's
+    partitions share one read-ahead budget, and once the file being read has all
+    its regions asked for, the next partitions' (those the snapshot opened) are,
+    in order, as far as the budget allows."""
+
+    def __init__(self, views: list, high: tuple[int, bytes | None]) -> None:
+        self.views, self.high = views, high
+        self.budget = Budget()
+        self.next = 1  # the first view whose regions are not all asked for
+
+    def enter(self, i: int, opened: Opened) -> None:
+        self.next = max(self.next, i + 1)
+        self._share(opened.reader)
+
+    def _share(self, reader: Reader | None) -> None:
+        if reader is not None and reader.file.prefetches:
+            reader.file.share(self.budget)
+
+    def beyond(self) -> None:
+        views, budget = self.views, self.budget
+        while self.next < len(views) and not budget.full:
+            view = views[self.next]
+            if view is None or view.opened is None:
+                return  # opened when the walk gets there
+            reader = view.opened.reader
+            if reader is not None:
+                self._share(reader)
+                end = regions_upto(reader.index, *self.high)
+                if not reader.prefetch(0, min(AHEAD_REGIONS, end)) or end > AHEAD_REGIONS:
+                    return  # the rest when the walk gets there
+            self.next += 1
+
+
 def _partition(opened: Opened, low: tuple[int, bytes], high: tuple[int, bytes | None],
-               descending: bool) -> Iterator[Batch]:
+               descending: bool, beyond=None) -> Iterator[Batch]:
     """A partition's events from low to high, a batch (a region, or a window of
-    memtable rows) at a time; its file is closed at the end."""
+    memtable rows) at a time; its file is closed at the end. beyond: read ahead
+    past it (_Ahead)."""
     try:
         mems = [sorted_rows(mt, n) for mt, n in opened.memtables]
         for rows in MergeIterator(opened.reader, mems, low, high, descending=descending,
-                                  ahead=AHEAD):
+                                  ahead=AHEAD, beyond=beyond):
             yield Batch.of(rows)
     finally:
         opened.close()

@@ -29,7 +29,7 @@ from .cloud.manifest import decode as decode_manifest
 from .errors import MonotoneError
 from .format.crypto import cipher_of
 from .format.rows import MAX_ID, Rows, concat
-from .partition.cloud_file import TAIL, CloudFile
+from .partition.cloud_file import AHEAD_REGIONS, TAIL, CloudFile
 from .partition.files import CLOUD, file_name, parse
 from .partition.reader import Identity, Reader
 from .settings import CONFIG, Place, config_path, read_config
@@ -90,12 +90,9 @@ def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
         last = reader.index.regions if part.last is None else min(part.last, reader.index.regions)
         wanted = [i for i in range(part.first, last)
                   if int(entries["max_id"][i]) >= min_id and int(entries["min_id"][i]) <= max_id]
-        if wanted and reader.file.prefetches:  # the regions lie side by side: one GET
-            start = int(entries["offset"][wanted[0]])
-            end = int(entries["offset"][wanted[-1]] + entries["size"][wanted[-1]])
-            reader.file.prefetch([(start, end - start)])
         out = []
-        for i in wanted:
+        for i in wanted:  # side by side: the read-ahead joins them into few GETs
+            reader.prefetch(i, min(AHEAD_REGIONS, wanted[-1] + 1 - i))
             rows = reader.read_region(i)
             if int(rows.ids[0]) < min_id or int(rows.ids[-1]) > max_id:
                 keep = np.flatnonzero((rows.ids >= np.uint64(min_id)) &

@@ -22,7 +22,7 @@ from .errors import CoordinatorError, MonotoneError
 from .protocol import GetConfig
 from .repository import Layout, open_base
 from .settings import ClientConfig
-from .shm.locks import LockFile
+from .shm.locks import STATS, Held, LockFile
 from .shm.memtable import MemtableCache
 from .shm.partition_map import PartitionMap
 from .snapshot import Snapshots
@@ -132,6 +132,22 @@ class Session:
             self.bounds = self.pmap.bounds()
             self.map_version = version
         return self.bounds
+
+    def count_cold_reads(self) -> None:
+        """Add what this process's cold reads cost since last time to the counters
+        SHOW CACHE shows (a lock of the repository's, shortly: at a cursor's end and
+        before a SHOW, not at every read)."""
+        counts = self.snapshots.cache.take_counts()
+        if not any(counts.values()):
+            return
+        with self.lock:
+            if self.conn.dead or self.pmap is None:
+                return
+            try:
+                with Held(self.locks, STATS):
+                    self.pmap.add_cold_reads(counts)
+            except ShmError as e:
+                raise translate(e) from None
 
     def after_command(self, lsn_needed: int) -> None:
         with self.lock:

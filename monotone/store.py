@@ -19,7 +19,7 @@ import os
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 from .errors import AccessDenied, MonotoneError, NoSpaceError
 from .settings import Place
@@ -52,9 +52,18 @@ class ReadHandle(ABC):
     @abstractmethod
     def read(self, offset: int, size: int) -> bytes: ...
 
-    def prefetch(self, ranges: Iterable[tuple[int, int]]) -> None:
-        """Start reading these (offset, size) ranges; read() takes them, or any part
-        of one, when asked."""
+    def prefetch(self, offsets, sizes, ascending: bool = True) -> bool:
+        """Start reading these ranges (numpy arrays of offsets and sizes); read()
+        takes them, or any part of one, when asked. False: not all of them yet."""
+        return True
+
+    def checked(self, regions: bool) -> None:
+        """Told by the file's reader whether its regions carry checksums."""
+
+    def reread(self, offset: int, size: int) -> bytes | None:
+        """A range that failed its check, read again from where the file really is,
+        when the bytes read may have come from a copy (None: they did not)."""
+        return None
 
     def rewritten(self) -> bool:
         return False

@@ -15,7 +15,7 @@ class Set:
 
 @dataclass(frozen=True)
 class ShowItem:
-    what: str                 # memory wal workers clouds cloud storages storage partition
+    what: str                 # memory cache wal workers clouds cloud storages storage partition
     name: str | None = None   # partitions pipeline config var
     id: int | None = None
     debug: bool = False

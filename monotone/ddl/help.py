@@ -54,7 +54,7 @@ ENTRIES: dict[str, Entry] = {
         "SHOW name | CONFIG [name] | ALL | a, b, ...\n"
         "SHOW STORAGES | STORAGE name | CLOUDS | CLOUD name\n"
         "SHOW PARTITIONS [storage] | PARTITION id [debug]\n"
-        "SHOW PIPELINE | WAL | MEMORY | WORKERS",
+        "SHOW PIPELINE | WAL | MEMORY | CACHE | WORKERS",
         "print variables, storages, clouds, partitions and state as JSON",
         "From Python, db.show('PARTITIONS') returns the same as Python objects.",
         "SHOW PARTITIONS"),

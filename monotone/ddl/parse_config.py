@@ -6,8 +6,8 @@ from . import commands as cmd
 from .lexer import END, NAME, PUNCT, STRING
 from .parser import Parser
 
-SHOW_USAGE = ("SHOW 'MEMORY | WAL | WORKERS | CLOUDS | CLOUD | STORAGES | STORAGE | PARTITIONS "
-              "| PARTITION | PIPELINE | CONFIG | ALL | name' expected")
+SHOW_USAGE = ("SHOW 'MEMORY | CACHE | WAL | WORKERS | CLOUDS | CLOUD | STORAGES | STORAGE "
+              "| PARTITIONS | PARTITION | PIPELINE | CONFIG | ALL | name' expected")
 
 
 def set_(p: Parser) -> cmd.Set:
@@ -31,10 +31,10 @@ def _show_item(p: Parser) -> cmd.ShowItem:
     tok = p.peek()
     if tok.kind == END or (tok.kind == PUNCT):
         raise ParseError(SHOW_USAGE)
-    word = p.keyword("MEMORY", "WAL", "WORKERS", "CLOUDS", "CLOUD", "STORAGES", "STORAGE",
+    word = p.keyword("MEMORY", "CACHE", "WAL", "WORKERS", "CLOUDS", "CLOUD", "STORAGES", "STORAGE",
                      "PARTITIONS", "PARTITION", "PIPELINE", "CONFIG", "ALL")
     item: cmd.ShowItem
-    if word in ("MEMORY", "WAL", "WORKERS", "CLOUDS", "STORAGES", "PIPELINE"):
+    if word in ("MEMORY", "CACHE", "WAL", "WORKERS", "CLOUDS", "STORAGES", "PIPELINE"):
         item = cmd.ShowItem(word.lower())
     elif word == "CLOUD":
         item = cmd.ShowItem("cloud", name=p.name("SHOW CLOUD 'name' expected"))

@@ -6,23 +6,27 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..cloud import Cloud, ObjectMissing
 from ..errors import CorruptionError, MonotoneError
 from ..store import Fallback, ReadHandle
 from . import fileformat as partition
+from .read_stats import ReadStats
 
 AHEAD = 4      # regions a descending cold read fetches ahead of the one it stands on
-AHEAD_REGIONS = 256  # regions an ascending one offers at a time (BUDGET decides)
+AHEAD_REGIONS = 256  # regions an ascending one offers at a time (the budget decides)
 REQUEST = 8 << 20    # bytes of one read-ahead GET at most: neighbouring regions join
-BUDGET = 32 << 20    # bytes a file keeps fetched or in flight ahead of its reader
-_THREADS = 8
+BUDGET = 64 << 20    # bytes a reader keeps fetched or in flight ahead of what it read
+_THREADS = 16
 TAIL = 256 * 1024  # bytes of an object's end a fetch takes for its index, by default
 # an object is read whole (one GET, no ranges) only below this: its size is a
 # number given by a manifest, a stub or the cloud, and a sparse object of 20 GiB
 # must never be read into memory at once
 WHOLE = 64 << 20
+_CACHED = -1  # where a range offered lies that the cache holds
 
 _pool = None
 _pool_pid = 0
@@ -40,6 +44,22 @@ def _threads():
         return _pool
 
 
+stats = ReadStats()  # of the reads with no region cache (monotone.offline)
+
+
+@dataclass
+class Budget:
+    """Bytes of read-ahead fetched or in flight and not yet read: a file's own, or
+    shared by the files one cursor walks through, so that it reads ahead across
+    partitions within one limit."""
+    limit: int = field(default_factory=lambda: BUDGET)
+    outstanding: int = 0
+
+    @property
+    def full(self) -> bool:
+        return self.outstanding >= self.limit
+
+
 @dataclass
 class _Run:
     """One read-ahead GET: its bytes, and how many of the ranges in it are unread."""
@@ -47,26 +67,33 @@ class _Run:
     future: Future
     left: int
 
+    def view(self) -> memoryview:
+        """The GET's bytes (waited for), to be sliced without a copy: a region read
+        from it keeps them alive while its rows are (they are views of it)."""
+        return memoryview(self.future.result())
+
 
 class CloudFile(ReadHandle):
     """A partition file that lives in a cloud, read by byte ranges of its object.
 
     The file's tail (index and footer) is held in memory, so a reader opens it
     with no request of its own: from the local stub (from_stub: no request at
-    all), or fetched with the object (fetch). Each region is then one ranged
-    GET; prefetch() starts GETs in background threads and read() takes them.
-    When the object goes while it is read, fallback says what to do.
+    all), or fetched with the object (fetch). Regions are then read by ranged
+    GETs, or from the region cache (cache: the object's file there, None: no
+    cache), which keeps what was fetched. When the object goes while it is
+    read, fallback says what to do.
 
     Read-ahead: the ranges offered to prefetch() are fetched in order as far as
-    BUDGET bytes (fetched, or in flight, and not yet read) allow, neighbouring
-    ones joined into GETs of up to REQUEST bytes, several in flight; a GET whose
-    ranges have all been read gives its bytes back to the budget, so a slow
-    reader holds the read-ahead back."""
+    the budget allows (bytes fetched or in flight and not yet read: the file's
+    own, or one shared by the files a cursor walks), neighbouring ones joined
+    into GETs of up to REQUEST bytes, several in flight; ranges the cache holds
+    cost no GET and break a run. A GET whose ranges have all been read gives its
+    bytes back to the budget, so a slow reader holds the read-ahead back."""
 
     prefetches = True
 
     def __init__(self, cloud: Cloud, name: str, size: int, tail: bytes,
-                 fallback: Fallback | None = None) -> None:
+                 fallback: Fallback | None = None, cache=None) -> None:
         self.cloud = cloud
         self.object = name
         self.name = cloud.where(name)
@@ -75,14 +102,19 @@ class CloudFile(ReadHandle):
         self.tail = tail
         self.start = size - len(tail)  # where the tail begins in the object
         self.fallback = fallback
+        self.stats = cache.stats if cache is not None else stats
+        self.cache = cache.open(self.name, tail, self.start) if cache is not None and \
+            self.ranged else None
+        self.budget = Budget()
         self.ahead: dict[int, _Run] = {}    # read-ahead GETs by where they start
-        self.parts: dict[int, int] = {}     # a range offered, by offset: where its GET starts
-        self.outstanding = 0                # bytes of self.ahead
+        self.parts: dict[int, int] = {}     # a range offered, by offset: where its GET
+        #                                     starts (_CACHED: in the cache)
+        self.frontier = 0                   # ascending offers below it are all planned
         self.local: ReadHandle | None = None  # the same file, after the object went
 
     @classmethod
     def from_stub(cls, stub: ReadHandle, cloud: Cloud, name: str,
-                  fallback: Fallback | None = None) -> "CloudFile":
+                  fallback: Fallback | None = None, cache=None) -> "CloudFile":
         """The file of a stub: the file's tail as it is in the object."""
         try:
             if stub.size > partition.MAX_INDEX + partition.FOOTER.size:
@@ -97,7 +129,7 @@ class CloudFile(ReadHandle):
                                                        stub.name)
         if length + partition.FOOTER.size != len(tail):
             raise CorruptionError(f"cloud stub {stub.name}: does not hold the file's index")
-        return cls(cloud, name, offset + len(tail), tail, fallback)
+        return cls(cloud, name, offset + len(tail), tail, fallback, cache)
 
     @classmethod
     def fetch(cls, cloud: Cloud, name: str, tail: int = 0, size: int = 0) -> "CloudFile":
@@ -111,10 +143,24 @@ class CloudFile(ReadHandle):
         tail = min(tail or (size if size <= WHOLE else TAIL), WHOLE)
         start = max(0, size - tail)
         data = cloud.read(name, start, size - start)
+        stats.add(requests=1, bytes=len(data))
         if len(data) != size - start:
             raise CorruptionError(f"cloud object {cloud.where(name)}: ends before the "
                                   f"{size} bytes it was said to have")
         return cls(cloud, name, size, data)
+
+    def checked(self, regions: bool) -> None:
+        """What the file's reader found: whether its regions carry checksums. Those
+        of a file whose regions do not are not cached (nothing would tell a torn
+        cache file from the object's bytes)."""
+        if not regions and self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+    def share(self, budget: Budget) -> None:
+        """Read ahead within a budget shared with other files (before any read)."""
+        if not self.ahead:
+            self.budget = budget
 
     def read(self, offset: int, size: int) -> bytes:
         if offset >= self.start:
@@ -132,40 +178,78 @@ class CloudFile(ReadHandle):
                                     "cursor read it from the cloud: open a new cursor") from None
             return self.local.read(offset, size)
 
+    def reread(self, offset: int, size: int) -> bytes | None:
+        """A range that failed its check, read again from the object when it may have
+        come from the cache (None: it did not, reading again would not help)."""
+        if self.cache is None or offset >= self.start or self.local is not None:
+            return None
+        return self._fetch(offset, size)
+
     def _get(self, offset: int, size: int) -> bytes:
-        """A range of the object: fetched ahead, or one GET (without ranged reads:
-        the whole object, once)."""
+        """A range of the object: fetched ahead, cached, or one GET (without ranged
+        reads: the whole object, once)."""
         if not self.ranged:
             if self.size > WHOLE:
                 raise MonotoneError(f"{self.name}: an object of {self.size} bytes is too large "
                                     f"to read whole (over {WHOLE}), and its cloud reads no "
                                     "ranges")
             whole = self.cloud.read(self.object)
+            self.stats.add(requests=1, bytes=len(whole))
             if len(whole) != self.size:
                 raise CorruptionError(f"{self.name}: {len(whole)} bytes where its file has "
                                       f"{self.size}")
             self.tail, self.start = whole, 0
             return self.tail[offset:offset + size]
         at = self.parts.pop(offset, None)
+        if at == _CACHED or at is None and self.cache is not None and \
+                self.cache.present(offset, size):
+            self.stats.add(hits=1, hit_bytes=size)
+            return self.cache.read(offset, size)
         if at is not None:  # a range offered to prefetch: once read, its run has it no more
             run = self.ahead[at]
-            data = run.future.result()[offset - at:offset - at + size]
+            data = run.view()[offset - at:offset - at + size]
             run.left -= 1
             if not run.left:
                 del self.ahead[at]
-                self.outstanding -= run.size
+                self.budget.outstanding -= run.size
             return data
         for at, run in self.ahead.items():
             if at <= offset and offset + size <= at + run.size:
-                return run.future.result()[offset - at:offset - at + size]
-        return self.cloud.read(self.object, offset, size)
+                return run.view()[offset - at:offset - at + size]
+        return self._fetch(offset, size)
 
-    def prefetch(self, ranges) -> None:
-        if self.local is not None or self.outstanding >= BUDGET:
-            return
+    def _fetch(self, offset: int, size: int) -> bytes:
+        """One GET, its bytes kept in the cache (in a read-ahead thread, or not)."""
+        data = self.cloud.read(self.object, offset, size)
+        self.stats.add(requests=1, bytes=len(data))
+        cache = self.cache
+        if cache is not None and len(data) == size:
+            cache.write(offset, data)
+        return data
+
+    def prefetch(self, offsets, sizes, ascending: bool = True) -> bool:
+        """Start GETs of these ranges (numpy arrays; with ascending, the offsets
+        ascend: the ranges ahead of a reader walking up, offered again and again as
+        it goes); False when the budget stopped it before the last."""
+        if self.local is not None:
+            return True
+        budget = self.budget
+        first = 0
+        if ascending:  # offered again at every region: what was planned costs little
+            if not len(offsets) or self.frontier > int(offsets[-1]):
+                return True
+            if budget.full:
+                return False
+            first = int(np.searchsorted(offsets, self.frontier))
         run: list[tuple[int, int]] = []  # neighbouring ranges, to be one GET
-        for offset, size in ranges:
+        for offset, size in zip(offsets[first:].tolist(), sizes[first:].tolist()):
             if offset >= self.start or offset in self.parts:
+                continue
+            if self.cache is not None and self.cache.present(offset, size):
+                self.parts[offset] = _CACHED
+                if run:
+                    self._request(run)
+                    run = []
                 continue
             if run and offset == run[-1][0] + run[-1][1] and \
                     offset + size - run[0][0] <= REQUEST:
@@ -174,18 +258,23 @@ class CloudFile(ReadHandle):
             if run:
                 self._request(run)
                 run = []
-            if self.outstanding >= BUDGET:
-                break
+            if budget.full:
+                if ascending:
+                    self.frontier = offset
+                return False
             run = [(offset, size)]
         if run:
             self._request(run)
+        if ascending and len(offsets):
+            self.frontier = int(offsets[-1]) + 1
+        return True
 
     def _request(self, run: list[tuple[int, int]]) -> None:
         at = run[0][0]
         size = run[-1][0] + run[-1][1] - at
-        future = _threads().submit(self.cloud.read, self.object, at, size)
+        future = _threads().submit(self._fetch, at, size)
         self.ahead[at] = _Run(size, future, len(run))
-        self.outstanding += size
+        self.budget.outstanding += size
         for offset, _ in run:
             self.parts[offset] = at
 
@@ -195,8 +284,11 @@ class CloudFile(ReadHandle):
     def close(self) -> None:
         for run in self.ahead.values():
             run.future.cancel()
+            self.budget.outstanding -= run.size
         self.ahead.clear()
         self.parts.clear()
-        self.outstanding = 0
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
         if self.local is not None:
             self.local.close()

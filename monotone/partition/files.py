@@ -38,6 +38,7 @@ from . import fileformat as partition
 from .cloud_file import CloudFile
 from .fileformat import Identity
 from .reader import Reader
+from .region_cache import RegionCache
 
 log = logging.getLogger("monotone")
 
@@ -64,10 +65,12 @@ def parse(name: str) -> tuple[int, str] | None:
 class PartitionFiles:
     """The partition files of one storage (sync: its `sync` option)."""
 
-    def __init__(self, store: Store, sync: bool = True, objects: Cloud | None = None) -> None:
+    def __init__(self, store: Store, sync: bool = True, objects: Cloud | None = None,
+                 cache: RegionCache | None = None) -> None:
         self.store = store
         self.sync = sync
         self.objects = objects
+        self.cache = cache  # where cold reads keep what they fetched (None: nowhere)
 
     def where(self, min_: int, state: str = "") -> str:
         """The file's place, for messages."""
@@ -140,7 +143,7 @@ class PartitionFiles:
         """A partition whose file is in the cloud: index from the stub, regions by GET
         (fallback: what to do when the object goes while it is read)."""
         return CloudFile.from_stub(self.store.open(file_name(min_, CLOUD)),
-                                   self._need_objects(), file_name(min_), fallback)
+                                   self._need_objects(), file_name(min_), fallback, self.cache)
 
     def upload(self, min_: int, switches=()) -> None:
         """The local file's copy into the cloud: stub as .cloud.incomplete, the object,

@@ -52,15 +52,19 @@ class MergeIterator:
     windowed: memtable rows past the file's regions come CHUNK rows at a time;
     False: in one window, for a refresh, which writes them all (one add to the
     writer is faster than many).
+    beyond: called, walking up, whenever the read-ahead has all of this file's
+    regions in the range asked for and room for more (a cursor reads ahead into
+    the partitions after this one).
     """
 
     def __init__(self, reader: Reader | None, mems: list[Rows],
                  low: tuple[int, bytes] = LOWEST, high: tuple[int, bytes | None] = HIGHEST, *,
                  descending: bool = False, ahead: int | None = None,
                  take_stored: Callable[[int], bool] | None = None,
-                 windowed: bool = True) -> None:
+                 windowed: bool = True, beyond: Callable[[], None] | None = None) -> None:
         self.reader, self.low, self.high = reader, low, high
         self.descending, self.ahead, self.take_stored = descending, ahead, take_stored
+        self.beyond = beyond
         self.windowed = windowed
         self.mems = [Ordered(m) for m in mems]
         self.hi = [upto(m, *high) for m in self.mems]
@@ -130,13 +134,16 @@ class MergeIterator:
 
     def _prefetch(self, reader: Reader, i: int, ahead: int) -> None:
         """A cloud file: the GETs of region i and of the next `ahead` start now
-        (upwards, of the next AHEAD_REGIONS: the file's read-ahead budget decides
-        how far, in GETs of neighbouring regions)."""
+        (upwards, of the next AHEAD_REGIONS: the read-ahead's budget decides how
+        far, in GETs of neighbouring regions; once it reaches the last region,
+        beyond() is asked to read ahead past this partition)."""
         if self.descending:
             for j in range(i, max(i - ahead, self.first) - 1, -1):
-                reader.prefetch(j, 1)  # nearest first
-        else:
-            reader.prefetch(i, min(AHEAD_REGIONS, self.end - i))
+                reader.prefetch(j, 1, ascending=False)  # nearest first
+            return
+        count = min(AHEAD_REGIONS, self.end - i)
+        if reader.prefetch(i, count) and i + count >= self.end and self.beyond is not None:
+            self.beyond()
 
     def _memtables(self, lo: list[int], hi: list[int]) -> Iterator[Rows]:
         chunk = CHUNK if self.windowed else MAX_ID

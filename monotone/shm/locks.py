@@ -35,10 +35,11 @@ PUBLISH = 1       # multi-partition publish (exclusive) vs snapshot (shared)
 SEQUENCE = 2      # lsn and ssn counters
 START = 3         # serialises starting a coordinator
 ATTACHED = 4      # shared by every client and worker of the live coordinator
+STATS = 5         # adding to the counters in the partition map's header
 PARTITIONS = 1024  # partition slot i is byte PARTITIONS + i
 _NAMES = {COORDINATOR: "the coordinator lock", PUBLISH: "the publish lock",
           SEQUENCE: "the sequence lock", START: "the start lock",
-          ATTACHED: "the clients' lock"}
+          ATTACHED: "the clients' lock", STATS: "the counters' lock"}
 
 TIMEOUT = 60.0   # seconds a lock is waited for, unless the LockFile says otherwise
 _SPINS = 50

@@ -39,6 +39,10 @@ U64 = np.uint64
 # header words
 (_MAGIC, _PID, _MAP_VERSION, _LSN, _SSN, _SLOTS, _SEGNO, _CONFIG_VERSION, _PUBLISHING,
  _WAL_NEEDED, _LIMIT_HITS, _NAME_KEY) = range(12)  # the key: two words
+# what cold reads cost, as the processes that made them add it (under locks.STATS)
+(_COLD_REQUESTS, _COLD_BYTES, _CACHE_HITS, _CACHE_HIT_BYTES, _CACHE_EVICTIONS) = range(13, 18)
+COLD_READS = {"requests": _COLD_REQUESTS, "bytes": _COLD_BYTES, "hits": _CACHE_HITS,
+              "hit_bytes": _CACHE_HIT_BYTES, "evictions": _CACHE_EVICTIONS}
 NAME_KEY_BYTES = 16
 # slot columns
 (_STATE, _MIN, _MAX, _GEN, _ACTIVE, _ROWS, _FROZEN, _FROZEN_ROWS, _LSN_MIN, _FROZEN_LSN_MIN,
@@ -214,6 +218,15 @@ class PartitionMap:
     publishing = _counter(_PUBLISHING, "lsn of a batch being published across partitions")
     wal_needed = _counter(_WAL_NEEDED, "WAL records below this lsn are all in files")
     limit_hits = _counter(_LIMIT_HITS, "writes that met mm_limit")
+
+    def cold_reads(self) -> dict[str, int]:
+        """What cold reads cost since the coordinator started (COLD_READS)."""
+        return {name: int(self.header[word]) for name, word in COLD_READS.items()}
+
+    def add_cold_reads(self, counts: dict[str, int]) -> None:
+        """Add a process's counts (locks.STATS held)."""
+        for name, n in counts.items():
+            self.header[COLD_READS[name]] += U64(n)
 
     def bump(self, counter: str) -> int:
         """Add one to a counter (its owner serialises the changes); the new value."""

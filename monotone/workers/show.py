@@ -1,6 +1,8 @@
 """SHOW: the JSON views of config, storages, partitions, pipeline, clouds, WAL, memory."""
 from __future__ import annotations
 
+import os
+
 from monotone import redact
 from monotone.config import HIDDEN, TABLE, lookup
 from monotone.ddl import commands as cmd
@@ -8,6 +10,8 @@ from monotone.errors import MonotoneError, PartitionNotFound
 from monotone.jsonout import pretty
 from monotone.partition.merge import sorted_rows
 from monotone.partition.reader import Identity, Reader
+from monotone.partition.region_cache import DIRECTORY as CACHE_DIRECTORY
+from monotone.partition.region_cache import usage
 from monotone.settings import Storage
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 from monotone.wal.files import wal_files
@@ -56,6 +60,8 @@ def item_value(engine: Engine, item: cmd.ShowItem):
         return wal_json(engine)
     if what == "memory":
         return memory_json(engine)
+    if what == "cache":
+        return cache_json(engine)
     if what == "workers":
         return workers_json(engine)
     raise MonotoneError(f"SHOW {what}: not supported")
@@ -166,6 +172,15 @@ def workers_json(engine: Engine) -> dict:
     out["workers_upload"] = engine.uploads.size if engine.uploads else 0
     out["partitions_busy"] = engine.claims.partitions_held()
     return out
+
+
+def cache_json(engine: Engine) -> dict:
+    """The region cache of cold reads: its limit (mm_cache), what it holds now, and
+    what cold reads cost since the coordinator started: GETs and their bytes,
+    regions read from the cache instead and their bytes, files evicted."""
+    files, used = usage(os.path.join(engine.layout.base, CACHE_DIRECTORY))
+    return {"limit": engine.config.mm_cache, "files": files, "size": used,
+            **engine.pmap.cold_reads()}
 
 
 def memory_json(engine: Engine) -> dict:

@@ -11,14 +11,14 @@ from monotone.errors import MonotoneError
 N = 600  # events of partition 0: dozens of 2 KiB regions
 
 
-def _cold(repo, backend, **options):
+def _cold(repo, backend, cache=True, **options):
     db = open_db(repo)
     setup_cloud(db, backend, "region_size 2048, compression 'none'" +
                 "".join(f", {k} {v}" for k, v in options.items()))
     db.write(events(0, N))
     db.execute("REFRESH PARTITION 0")
     db.close()
-    return open_db(repo)
+    return open_db(repo) if cache else open_db(repo, mm_cache=0)
 
 
 def test_cursor_goes_on_when_the_cloud_copy_is_dropped(repo, backend):
@@ -34,21 +34,28 @@ def test_cursor_goes_on_when_the_cloud_copy_is_dropped(repo, backend):
     db.close()
 
 
-def test_cursor_over_a_rewritten_partition_says_so(repo, backend):
-    """Walking down (a few regions fetched ahead), the cursor meets regions the old
-    object no longer has: it says so. Walking up, the whole small file was fetched
-    ahead at once: the cursor reads the file it opened to its end, or says so, and
-    never reads the new file through the old index."""
-    db = _cold(repo, backend)
+@pytest.mark.parametrize("cache", [False, True], ids=["no-cache", "cache"])
+def test_cursor_over_a_rewritten_partition_says_so(repo, backend, cache):
+    """Walking up, the whole small file was fetched ahead at once: the cursor reads
+    the file it opened to its end, or says so, and never reads the new file through
+    the old index. Walking down (a few regions fetched ahead) without a region cache,
+    the cursor meets regions the old object no longer has: it says so. With one, the
+    cursor walking up put the old file's regions there, and walking down reads them:
+    the file it opened, to its end."""
+    db = _cold(repo, backend, cache)
     down, up = db.cursor(reverse=True), db.cursor()
     first_down, first_up = next(iter(down)), next(iter(up))
     db.write(events(0, 10, b"new"))
     db.execute("REFRESH PARTITION 0")  # download, drop on cloud, merge, upload, drop local
     assert places(db) == {0: (False, True)}
-    with pytest.raises(MonotoneError, match="open a new cursor"):
-        for _ in down:
-            pass
     old = [(e.id, e.value) for e in events(0, N)]
+    if cache:
+        got = [(first_down.id, first_down.value)] + [(e.id, e.value) for e in down]
+        assert got == old[::-1]
+    else:
+        with pytest.raises(MonotoneError, match="open a new cursor"):
+            for _ in down:
+                pass
     try:
         got = [(first_up.id, first_up.value)] + [(e.id, e.value) for e in up]
     except MonotoneError as e:

@@ -45,8 +45,9 @@ def stub_of(data: bytes) -> bytes:
 
 def cold(repo, backend, *mins):
     """An open repository whose partitions (mins) are in an encrypted cloud storage
-    only; its storage uuid and what a cursor reads."""
-    db = open_db(repo)
+    only; its storage uuid and what a cursor reads. Without a region cache: every
+    cold read asks the cloud (test_region_cache.py: what the cache holds)."""
+    db = open_db(repo, mm_cache=0)
     uuid = setup_cloud(db, backend, "encryption 'aes', compression 'none'")
     for m in mins:
         db.write(events(m, m + 50))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from cloud.clouds import ACCESS, SECRET
@@ -109,12 +110,18 @@ def _counting(tmp_path, ranged: bool = True) -> _Counting:
     return objects
 
 
+def offer(f, ranges, ascending=True):
+    """CloudFile.prefetch of (offset, size) pairs, as a reader offers them."""
+    offsets, sizes = (np.array(column, np.uint64) for column in zip(*ranges))
+    return f.prefetch(offsets, sizes, ascending)
+
+
 def test_a_cloud_file_reads_its_tail_once_and_ranges_ahead(tmp_path):
     objects = _counting(tmp_path)
     f = CloudFile.fetch(objects, "o", tail=1024)
     assert f.size == len(DATA) and objects.gets == 1  # the tail (the size: a HEAD)
     assert f.read(len(DATA) - 100, 100) == DATA[-100:] and objects.gets == 1
-    f.prefetch([(0, 4096)])
+    offer(f, [(0, 4096)])
     assert f.read(100, 50) == DATA[100:150] and f.read(4000, 96) == DATA[4000:4096]
     assert objects.gets == 2  # both from the one span fetched ahead
     assert f.read(5000, 10) == DATA[5000:5010] and objects.gets == 3
@@ -130,22 +137,47 @@ def test_read_ahead_joins_neighbouring_ranges_within_its_budget(tmp_path, monkey
     objects = _counting(tmp_path)
     f = CloudFile(objects, "o", len(DATA), DATA[-16:])
     regions = [(at, 1024) for at in range(0, 12 * 1024, 1024)]  # 12 regions of 1 KiB
-    f.prefetch(regions)
-    assert sorted(f.ahead) == [0, 4096] and f.outstanding == 8192  # two GETs of four
-    f.prefetch(regions)  # the budget is full: nothing more is asked for
-    assert sorted(f.ahead) == [0, 4096] and f.outstanding == 8192
+    assert not offer(f, regions)  # the budget stopped it
+    assert sorted(f.ahead) == [0, 4096] and f.budget.outstanding == 8192  # two GETs of four
+    assert not offer(f, regions)  # the budget is full: nothing more is asked for
+    assert sorted(f.ahead) == [0, 4096] and f.budget.outstanding == 8192
     for at, size in regions[:4]:
         assert f.read(at, size) == DATA[at:at + size]
-    assert sorted(f.ahead) == [4096] and f.outstanding == 4096  # the first run read
-    f.prefetch(regions[4:])
-    assert sorted(f.ahead) == [4096, 8192] and f.outstanding == 8192
+    assert sorted(f.ahead) == [4096] and f.budget.outstanding == 4096  # the first run read
+    assert offer(f, regions[4:])
+    assert sorted(f.ahead) == [4096, 8192] and f.budget.outstanding == 8192
+    assert offer(f, regions[4:])  # all asked for already: nothing more
+    assert sorted(f.ahead) == [4096, 8192]
     for at, size in regions[4:]:
         assert f.read(at, size) == DATA[at:at + size]
-    assert objects.gets == 3 and f.outstanding == 0 and not f.parts
-    f.prefetch([(0, 1024), (3072, 1024)])  # not side by side: two GETs
+    assert objects.gets == 3 and f.budget.outstanding == 0 and not f.parts
+    offer(f, [(0, 1024), (3072, 1024)], ascending=False)  # not side by side: two GETs
     assert sorted(f.ahead) == [0, 3072]
     f.close()
-    assert not f.ahead and f.outstanding == 0
+    assert not f.ahead and f.budget.outstanding == 0
+
+
+def test_files_sharing_a_budget_read_ahead_within_it(tmp_path, monkeypatch):
+    """Two files sharing a budget (a cursor's partitions): what one holds ahead the
+    other cannot ask for, until it is read, or the file holding it is closed."""
+    monkeypatch.setattr(cloud_file, "REQUEST", 4096)
+    objects = _counting(tmp_path)
+    budget = cloud_file.Budget(8192)
+    a = CloudFile(objects, "o", len(DATA), DATA[-16:])
+    b = CloudFile(objects, "o", len(DATA), DATA[-16:])
+    a.share(budget)
+    b.share(budget)
+    regions = [(at, 1024) for at in range(0, 8 * 1024, 1024)]
+    assert offer(a, regions) and budget.full
+    assert not offer(b, regions) and not b.ahead
+    for at, size in regions[:4]:
+        assert a.read(at, size) == DATA[at:at + size]
+    assert offer(b, regions[:4]) and sorted(b.ahead) == [0] and budget.full
+    a.close()
+    assert budget.outstanding == 4096
+    assert offer(b, regions) and sorted(b.ahead) == [0, 4096]
+    b.close()
+    assert budget.outstanding == 0
 
 
 def test_a_cloud_without_ranged_reads_gets_the_object_once(tmp_path):
