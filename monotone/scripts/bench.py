@@ -81,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                          "print a table of figures and ratios (peers: pip install '.[bench]')")
     ap.add_argument("--cloud", action="store_true",
                     help="the cloud tier against an S3 server (moto's on loopback, or --url): "
-                         "upload and cold scan next to bare s3fs, GETs per region")
+                         "upload, cold, ranged and warm reads next to bare s3fs and pyarrow")
     ap.add_argument("--url", help="with --cloud: an S3 endpoint to use instead of moto's")
+    ap.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                    help="with --cloud: milliseconds a proxy in front of the S3 endpoint adds "
+                         "before each answer, as a far-away store does (default 0)")
     ap.add_argument("--region-size", type=int, default=128 * 1024,
                     help="with --cloud: region_size of the cloud storage (default 128 KiB)")
     ap.add_argument("--n", type=int, help="events to write (default 1,000,000; 2,000,000 "
@@ -97,15 +100,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="also measure 1..K writer processes, background refresh on "
                          "(default: none; 2 with --compare)")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="with --compare: rounds to run, each figure the best of them "
+                    help="with --compare or --cloud: rounds to run, each figure the best of them "
                          "(default 3)")
     args = ap.parse_args(argv)
+    if args.latency and not args.cloud:
+        ap.error("--latency goes with --cloud")
+    if args.latency < 0:
+        ap.error("--latency must be 0 or more milliseconds")
     root = args.path or tempfile.mkdtemp(prefix="monotone-bench-")
     if args.cloud:
         from monotone.scripts.cloud_bench import cloud_bench
         try:
             cloud_bench(root, args.n or 1_000_000, args.batch, args.value_size, args.url,
-                        region_size=args.region_size, repeat=args.repeat)
+                        region_size=args.region_size, repeat=args.repeat, latency=args.latency)
         finally:
             if not args.path:
                 shutil.rmtree(root, ignore_errors=True)
