@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 
-import pytest
 from conftest import run_python
 from readback import read_all
 
