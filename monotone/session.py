@@ -137,6 +137,8 @@ class Session:
         """Add what this process's cold reads cost since last time to the counters
         SHOW CACHE shows (a lock of the repository's, shortly: at a cursor's end and
         before a SHOW, not at every read)."""
+        if os.getpid() != self.pid:
+            return  # a fork's: its inherited lock would not exclude the parent
         counts = self.snapshots.cache.take_counts()
         if not any(counts.values()):
             return

@@ -62,7 +62,7 @@ class Snapshots:
     def __init__(self, session) -> None:
         self.session = session
         self.storages: dict[int, tuple] = {}
-        self.cache = RegionCache(session.layout.base, 0)  # sized by each config
+        self.cache = RegionCache(session.layout.base)  # sized by each config
 
     def take(self, start_id: int = 0, max_id: int = MAX_ID, reverse: bool = False) -> Snapshot:
         """Every partition holding ids in start_id..max_id, as of now, in the order
@@ -199,7 +199,7 @@ class Snapshots:
         if cached is None or cached[0] is not cfg:
             place = cfg.storages[id_]
             cipher = cipher_of(place.key)
-            self.cache.limit = int(cfg.values.get("mm_cache", 0))
+            self.cache.resize(int(cfg.values.get("mm_cache", 0)))
             files = PartitionFiles(store_of(place), objects=objects_of(place), cache=self.cache)
             cached = self.storages[id_] = (cfg, files, cipher, place.uuid)
         return cached[1], cached[2], cached[3]

@@ -103,8 +103,9 @@ class CloudFile(ReadHandle):
         self.start = size - len(tail)  # where the tail begins in the object
         self.fallback = fallback
         self.stats = cache.stats if cache is not None else stats
-        self.cache = cache.open(self.name, tail, self.start) if cache is not None and \
-            self.ranged else None
+        self.caches = cache if self.ranged else None  # the region cache, once checked()
+        self.cache = None  # this object's file there
+        self.hit = (-1, 0)  # the last range read from it, until its check passes
         self.budget = Budget()
         self.ahead: dict[int, _Run] = {}    # read-ahead GETs by where they start
         self.parts: dict[int, int] = {}     # a range offered, by offset: where its GET
@@ -150,12 +151,11 @@ class CloudFile(ReadHandle):
         return cls(cloud, name, size, data)
 
     def checked(self, regions: bool) -> None:
-        """What the file's reader found: whether its regions carry checksums. Those
-        of a file whose regions do not are not cached (nothing would tell a torn
-        cache file from the object's bytes)."""
-        if not regions and self.cache is not None:
-            self.cache.close()
-            self.cache = None
+        """What the file's reader found (before it reads a region): whether its
+        regions carry checksums. Only those of a file whose regions do are cached
+        (nothing else would tell a torn cache file from the object's bytes)."""
+        if regions and self.caches is not None and self.cache is None:
+            self.cache = self.caches.open(self.name, self.tail, self.start)
 
     def share(self, budget: Budget) -> None:
         """Read ahead within a budget shared with other files (before any read)."""
@@ -169,21 +169,31 @@ class CloudFile(ReadHandle):
             return self.local.read(offset, size)
         try:
             return self._get(offset, size)
-        except ObjectMissing:
-            if self.fallback is None:
-                raise
-            self.local = self.fallback.copy()
-            if self.local is None:
-                raise ObjectMissing(f"{self.name}: the partition was rewritten while this "
-                                    "cursor read it from the cloud: open a new cursor") from None
-            return self.local.read(offset, size)
+        except ObjectMissing as e:
+            return self._fall_back(offset, size, e)
+
+    def _fall_back(self, offset: int, size: int, missing: ObjectMissing) -> bytes:
+        """The object went: the range from the same file elsewhere (the fallback's)."""
+        if self.fallback is None:
+            raise missing
+        self.local = self.fallback.copy()
+        if self.local is None:
+            raise ObjectMissing(f"{self.name}: the partition was rewritten while this "
+                                "cursor read it from the cloud: open a new cursor") from None
+        return self.local.read(offset, size)
 
     def reread(self, offset: int, size: int) -> bytes | None:
         """A range that failed its check, read again from the object when it may have
         come from the cache (None: it did not, reading again would not help)."""
         if self.cache is None or offset >= self.start or self.local is not None:
             return None
-        return self._fetch(offset, size)
+        if self.hit == (offset, size):  # not a hit after all
+            self.stats.add(hits=-1, hit_bytes=-size)
+            self.hit = (-1, 0)
+        try:
+            return self._fetch(offset, size)
+        except ObjectMissing as e:
+            return self._fall_back(offset, size, e)
 
     def _get(self, offset: int, size: int) -> bytes:
         """A range of the object: fetched ahead, cached, or one GET (without ranged
@@ -204,6 +214,7 @@ class CloudFile(ReadHandle):
         if at == _CACHED or at is None and self.cache is not None and \
                 self.cache.present(offset, size):
             self.stats.add(hits=1, hit_bytes=size)
+            self.hit = (offset, size)
             return self.cache.read(offset, size)
         if at is not None:  # a range offered to prefetch: once read, its run has it no more
             run = self.ahead[at]
@@ -218,14 +229,21 @@ class CloudFile(ReadHandle):
                 return run.view()[offset - at:offset - at + size]
         return self._fetch(offset, size)
 
-    def _fetch(self, offset: int, size: int) -> bytes:
-        """One GET, its bytes kept in the cache (in a read-ahead thread, or not)."""
-        data = self.cloud.read(self.object, offset, size)
-        self.stats.add(requests=1, bytes=len(data))
+    def _fetch(self, offset: int, size: int) -> bytes | memoryview:
+        """One GET, its bytes kept in the cache (in a read-ahead thread, or not):
+        then widened to whole blocks of the cache's file system."""
         cache = self.cache
-        if cache is not None and len(data) == size:
-            cache.write(offset, data)
-        return data
+        if cache is None:
+            data = self.cloud.read(self.object, offset, size)
+            self.stats.add(requests=1, bytes=len(data))
+            return data
+        lo, n = cache.span(offset, size)
+        data = self.cloud.read(self.object, lo, n)
+        self.stats.add(requests=1, bytes=len(data))
+        if len(data) != n:  # the reader says what is wrong with it
+            return data[offset - lo:offset - lo + size]
+        cache.write(lo, data)
+        return memoryview(data)[offset - lo:offset - lo + size]
 
     def prefetch(self, offsets, sizes, ascending: bool = True) -> bool:
         """Start GETs of these ranges (numpy arrays; with ascending, the offsets

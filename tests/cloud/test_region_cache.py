@@ -175,3 +175,76 @@ def test_the_read_ahead_crosses_into_the_next_partition(repo, s3, fault_proxy):
             DEADLINE)
         assert [e.id for e in cur] == list(range(1, N))
     db.close()
+
+
+def test_a_failed_cached_region_falls_back_to_the_local_copy(repo, s3, fault_proxy):
+    """A region read from the cache fails its check (a byte flipped) after the
+    partition came back to local storage and went from the cloud: the cursor goes on
+    from the local copy, as it does without a cache. (And a bounded cursor before it
+    left only whole blocks in the cache: nothing it did not fetch seems cached.)"""
+    db, _ = cold_repo(repo, fault_proxy, s3)
+    with db.cursor(max_id=100) as bounded:  # partition 0's first regions
+        assert [e.id for e in bounded] == list(range(101))
+    [f] = cache_files(repo)
+    with open(os.path.join(repo, "cache", f), "r+b") as out:  # its second region's
+        out.seek(3000)
+        byte = out.read(1)
+        assert byte != b"\0"
+        out.seek(3000)
+        out.write(bytes([byte[0] ^ 0xFF]))
+    cursor = db.cursor()
+    got = [next(iter(cursor)).id]  # the first region, from the cache
+    db.execute("DOWNLOAD PARTITION 0")
+    db.execute("DROP PARTITION 0 ON CLOUD")
+    assert places(db)[0] == (True, False)
+    got += [e.id for e in cursor]
+    assert got == list(range(N))
+    cursor.close()
+    db.close()
+
+
+def test_an_encrypted_storage_caches_what_it_stores(repo, s3, fault_proxy):
+    """The cache holds the regions as stored (sealed): a second scan is read from it
+    and opened there, and no value is in it in the clear."""
+    db = open_db(repo)
+    setup_cloud(db, proxied(fault_proxy, s3), "region_size 2048, compression 'none', "
+                "encryption 'aes'")
+    db.write(events(0, STEP))
+    db.execute("REFRESH PARTITION 0")
+    db.close()
+    db = open_db(repo)
+    assert read_all(db) == want(events(0, STEP))
+    fetched = object_gets(fault_proxy)
+    assert read_all(db) == want(events(0, STEP))
+    assert object_gets(fault_proxy) == fetched
+    assert json.loads(db.execute("SHOW CACHE"))["hits"] == regions(db)
+    [f] = cache_files(repo)
+    with open(os.path.join(repo, "cache", f), "rb") as stored:
+        assert events(500, 501)[0].value not in stored.read()
+    db.close()
+
+
+def test_the_cache_writes_whole_blocks_and_removes_only_its_own_files(tmp_path):
+    """RegionCache alone: a range is kept only as whole blocks of the file system
+    (a neighbour's bytes never seem present), and eviction passes over what it did
+    not make."""
+    from monotone.partition.region_cache import RegionCache
+    cache = RegionCache(str(tmp_path))
+    cache.resize(1 << 20)
+    obj = cache.open("s3://bucket/object", b"tail", 3 * cache.block + 100)
+    block = cache.block
+    lo, n = obj.span(block + 10, 20)
+    assert (lo, n) == (block, block)
+    obj.write(block + 10, b"x" * 20)  # not whole blocks: not kept
+    assert not obj.present(block + 10, 20)
+    obj.write(lo, b"y" * n)
+    assert obj.present(block + 10, 20) and obj.read(block + 10, 4) == b"yyyy"
+    assert not obj.present(0, 10) and not obj.present(2 * block, 10)
+    assert obj.span(3 * block + 50, 10) == (3 * block, 100)  # the last block: to the end
+    foreign = tmp_path / "cache" / "notes.txt"
+    foreign.write_bytes(b"n" * 4096)
+    cache.resize(0)  # none: every cache file goes, nothing else
+    assert os.listdir(tmp_path / "cache") == ["notes.txt"]
+    assert cache.take_counts()["evictions"] == 1
+    obj.close()
+    assert cache.open("s3://bucket/object", b"tail", 100) is None  # limit 0
