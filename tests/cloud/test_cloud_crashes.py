@@ -57,11 +57,12 @@ CASES = [(*step, False) for step in STEPS] + \
     [(*step, True) for step in STEPS if step[0] in IN_WORKER]
 
 
+# s3 by default; the mock (a local directory, as file is) in the long runs
+@pytest.mark.parametrize("backend", ["s3", pytest.param("mock", marks=pytest.mark.slow)],
+                         indirect=True)
 @pytest.mark.parametrize("point,stage,command,worker", CASES)
 def test_kill_at_every_step(repo, backend, monkeypatch, point, stage, command, worker):
     """kill -9 of the process running the step (worker: an upload worker)."""
-    if backend.kind == "file":
-        pytest.skip("file behaves as mock here (both local directories)")
     db = open_db(repo)
     uuid = setup_cloud(db, backend)
     acked = events(0, 100)
