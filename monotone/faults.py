@@ -42,6 +42,8 @@ POINTS = {
     "refresh_1": "new file written as <min>.incomplete (error_refresh_1)",
     "refresh_2": "renamed to <min>.complete (error_refresh_2)",
     "refresh_3": "switched over the old file, memtable not dropped (error_refresh_3)",
+    "append.marked": "an append's marker <min>.append written, nothing appended",
+    "append.written": "regions and index appended, not yet the footer",
     # drop
     "drop.logged": "drop record in the WAL, partition still there",
     # recovery

@@ -157,7 +157,7 @@ class Snapshots:
         if row.gen:
             files, cipher, uuid = self.storage(row.storage, cfg)
             if row.places & ON_STORAGE:
-                handle = files.open(row.min)
+                handle = files.open(row.min, row.file_size)
             else:
                 handle = files.open_cloud(row.min, self._fallback(slot, row.min, row.gen, files))
             reader = Reader(handle, cipher, Identity(uuid, row.min))
@@ -169,7 +169,7 @@ class Snapshots:
         cloud, as a refresh of it begins): the local copy is the same file while
         the partition's generation is the same."""
         def copy():
-            return self._if_current(slot, min_, gen, lambda s: files.open(min_)
+            return self._if_current(slot, min_, gen, lambda s: files.open(min_, s.file_size)
                                     if s.places & ON_STORAGE else None)
 
         def current() -> bool:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import AccessDenied, MonotoneError, NoSpaceError
+from .errors import AccessDenied, CorruptionError, MonotoneError, NoSpaceError
 from .settings import Place
 from .shm import libc, private
 from .shm.errors import Untrusted
@@ -95,6 +95,10 @@ class WriteHandle:
         """The buffers' bytes one after another (a vectored write where there is one)."""
         self.write(b"".join(memoryview(part).cast("B") for part in parts))
 
+    def settle(self) -> None:
+        """What was written so far, on disk (before a write that commits it)."""
+        raise NotImplementedError
+
     def finish(self, sync: bool) -> int:
         raise NotImplementedError
 
@@ -106,10 +110,20 @@ class Store:
     """Where a storage's files live (location: for messages)."""
     location: str
 
-    def open(self, name: str) -> ReadHandle:
+    def open(self, name: str, size: int | None = None) -> ReadHandle:
+        """size: the file's as it was written (an append in flight is past it)."""
         raise NotImplementedError
 
     def create(self, name: str, sync: bool) -> WriteHandle:
+        raise NotImplementedError
+
+    def append(self, name: str, at: int, sync: bool) -> WriteHandle:
+        """An existing file written on after its first at bytes (what lies past them
+        goes first); abort() cuts it back to them."""
+        raise NotImplementedError
+
+    def sync_dir(self) -> None:
+        """The directory's entries on disk (a file created must stay)."""
         raise NotImplementedError
 
     def rename(self, src: str, dst: str, sync: bool) -> None:
@@ -152,7 +166,7 @@ class LocalFile(ReadHandle):
     ours, reached without a link (the engine's files); a reader of files copied or
     shared for it (monotone.dask) takes what it is given."""
 
-    def __init__(self, path: str, own: bool = True) -> None:
+    def __init__(self, path: str, own: bool = True, size: int | None = None) -> None:
         self.name = path
         try:
             self.fd = private.open_own(path) if own else \
@@ -162,6 +176,12 @@ class LocalFile(ReadHandle):
         except OSError as e:
             raise MonotoneError(f"cannot open partition file {path}: {e.strerror}") from None
         self.size = os.fstat(self.fd).st_size
+        if size is not None:  # the file as committed: an append in flight is past it
+            if size > self.size:
+                os.close(self.fd)
+                raise CorruptionError(f"partition file {path}: {self.size} bytes, fewer than "
+                                      f"the {size} it was written with (truncated)")
+            self.size = size
 
     def read(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)
@@ -178,13 +198,27 @@ class LocalWriter(WriteHandle):
     Unbuffered: regions are large, and written as their parts (os.writev)
     straight from the arrays that hold them."""
 
-    def __init__(self, path: str, sync: bool) -> None:
+    def __init__(self, path: str, sync: bool, at: int | None = None) -> None:
         self.name = path
         self.sync = sync
         self.offset = 0
-        try:  # a temporary of ours left by a failed attempt goes first
-            self.file = open(private.create(path, os.O_WRONLY, replace=True), "wb",
-                             buffering=0)
+        self.at = at  # appending after this many bytes of an existing file (None: new)
+        try:
+            if at is None:  # a temporary of ours left by a failed attempt goes first
+                fd = private.create(path, os.O_WRONLY, replace=True)
+            else:
+                fd = private.open_own(path, os.O_WRONLY)
+                try:
+                    if os.fstat(fd).st_size < at:
+                        raise CorruptionError(f"partition file {path}: shorter than the {at} "
+                                              "bytes it was written with (truncated)")
+                    os.ftruncate(fd, at)  # what a failed append left past it
+                    os.lseek(fd, at, os.SEEK_SET)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self.offset = at
+            self.file = open(fd, "wb", buffering=0)
         except Untrusted as e:
             raise AccessDenied(f"partition file {e}") from None
         except OSError as e:
@@ -212,6 +246,10 @@ class LocalWriter(WriteHandle):
                                  WRITEBACK, libc.SYNC_FILE_RANGE_WRITE)
         self.offset = end
 
+    def settle(self) -> None:
+        """What was written so far, on disk (before a write that commits it)."""
+        os.fsync(self.file.fileno())
+
     def finish(self, sync: bool) -> int:
         self.file.flush()
         if sync:
@@ -220,6 +258,12 @@ class LocalWriter(WriteHandle):
         return self.offset
 
     def abort(self) -> None:
+        if self.at is not None:  # an append: the file as it was
+            try:
+                os.ftruncate(self.file.fileno(), self.at)
+            finally:
+                self.file.close()
+            return
         self.file.close()
         try:
             os.unlink(self.name)
@@ -236,11 +280,18 @@ class LocalStore(Store):
     def path(self, name: str) -> str:
         return os.path.join(self.location, name)
 
-    def open(self, name: str) -> LocalFile:
-        return LocalFile(self.path(name))
+    def open(self, name: str, size: int | None = None) -> LocalFile:
+        return LocalFile(self.path(name), size=size)
 
     def create(self, name: str, sync: bool) -> LocalWriter:
         return LocalWriter(self.path(name), sync)
+
+    def append(self, name: str, at: int, sync: bool) -> LocalWriter:
+        with _ours():
+            return LocalWriter(self.path(name), sync, at)
+
+    def sync_dir(self) -> None:
+        sync_path(self.location)
 
     def rename(self, src: str, dst: str, sync: bool) -> None:
         """Atomically: dst is the old file or the new one, whatever happens. Only a

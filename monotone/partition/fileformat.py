@@ -36,6 +36,11 @@ same key it would be read there. For every file, a reader that knows the
 partition checks that the index's min is that partition's (a moved plain or
 old-format file). Flags this version does not know are refused.
 
+A file appended to (a refresh of events past its end: partition/merger.py) has the
+flag GAPS: its earlier indexes and footers stay between its regions, which are in
+order but not side by side. Readers that know only regions side by side refuse it
+(flags they do not know).
+
 Every number of a footer and index is a claim of whoever wrote the file, and a
 well-checksummed lie is as easy to write as the truth: before anything is read or
 allocated by such a number, it is checked against what holds it (the file's size,
@@ -62,7 +67,8 @@ MAGIC = b"MTNPART1"
 FOOTER = struct.Struct("<8sQQIII")
 ENCRYPTED = 1  # footer flag: index and regions are sealed (AES-GCM)
 BOUND = 2      # footer flag: ... with the file's identity in their associated data
-FLAGS = ENCRYPTED | BOUND  # the footer flags this version knows
+GAPS = 4       # footer flag: the file was appended to; earlier indexes lie between regions
+FLAGS = ENCRYPTED | BOUND | GAPS  # the footer flags this version knows
 ENTRY = np.dtype([
     ("offset", "<u8"), ("size", "<u8"), ("size_origin", "<u8"), ("events", "<u8"),
     ("min_id", "<u8"), ("max_id", "<u8"),
@@ -146,6 +152,14 @@ class IndexBuilder:
     def __init__(self) -> None:
         self.entries: list[tuple] = []
         self.keys = bytearray()
+
+    @classmethod
+    def of(cls, index: "Index") -> "IndexBuilder":
+        """One that goes on from a file's index (an append)."""
+        builder = cls()
+        builder.entries = index.entries.tolist()
+        builder.keys = bytearray(index.keys)
+        return builder
 
     def add(self, offset: int, size: int, size_origin: int, events: int,
             min_id: int, min_key: bytes, max_id: int, max_key: bytes, crc: int,
@@ -279,13 +293,25 @@ def _check_entries(e: np.ndarray, keys: int, where: str) -> None:
             raise CorruptionError(f"{where}: region {i} {what} (its index entry is damaged)")
 
 
-def check_layout(index: Index, end: int, path: str) -> None:
+def check_layout(index: Index, end: int, path: str, gaps: bool = False) -> None:
     """The regions lie side by side from the file's start to the index (at end):
-    each one read is within the file, and no two overlap."""
+    each one read is within the file, and no two overlap. With gaps (a file
+    appended to: flag GAPS), the bytes of earlier indexes and footers may lie
+    between them: they are in order, none overlaps the next, the last ends at the
+    index."""
     sizes = index.entries["size"]
-    ends = np.cumsum(sizes, dtype=np.uint64)  # < 2**64: MAX_REGIONS stored MAX_REGIONs
-    if index.regions and (int(index.entries["offset"][0]) != 0 or
-                          not np.array_equal(index.entries["offset"][1:], ends[:-1])) or \
-            (int(ends[-1]) if index.regions else 0) != end:
-        raise CorruptionError(f"partition file {path}: its regions do not fill the file "
-                              f"up to its region index (at {end})")
+    offsets = index.entries["offset"]
+    if not gaps:
+        ends = np.cumsum(sizes, dtype=np.uint64)  # < 2**64: MAX_REGIONS stored MAX_REGIONs
+        if index.regions and (int(offsets[0]) != 0 or
+                              not np.array_equal(offsets[1:], ends[:-1])) or \
+                (int(ends[-1]) if index.regions else 0) != end:
+            raise CorruptionError(f"partition file {path}: its regions do not fill the file "
+                                  f"up to its region index (at {end})")
+        return
+    ends = offsets + sizes  # each below end (checked), so no sum wraps past 2**64
+    if index.regions and (int(offsets[0]) != 0 or np.any(offsets > np.uint64(end)) or
+                          np.any(sizes > np.uint64(end)) or
+                          np.any(offsets[1:] < ends[:-1]) or int(ends[-1]) != end):
+        raise CorruptionError(f"partition file {path}: its regions are not in order within "
+                              f"the file up to its region index (at {end})")

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
+import zlib
 
 from .. import faults
 from ..cloud import Cloud, CloudError
@@ -48,8 +50,10 @@ STATES = (INCOMPLETE, COMPLETE)
 CLOUD = ".cloud"
 CLOUD_INCOMPLETE = ".cloud.incomplete"
 CLOUD_DROP = ".cloud.drop"
+APPEND = ".append"  # an append to the file under way: the size it had before
+_MARK = struct.Struct("<QI")  # that size, its crc32
 _NAME = re.compile(r"^(\d{1,20})(\.incomplete|\.complete|\.cloud|\.cloud\.incomplete|"
-                   r"\.cloud\.drop)?$")
+                   r"\.cloud\.drop|\.append)?$")
 
 
 def file_name(min_: int, state: str = "") -> str:
@@ -76,8 +80,75 @@ class PartitionFiles:
         """The file's place, for messages."""
         return f"{self.store.location}/{file_name(min_, state)}"
 
-    def open(self, min_: int) -> ReadHandle:
-        return self.store.open(file_name(min_))
+    def open(self, min_: int, size: int | None = None) -> ReadHandle:
+        """The partition file; size: as committed (the partition map's file_size), so
+        an append under way, past it, is not seen."""
+        return self.store.open(file_name(min_), size)
+
+    # appends: <min>.append holds the file's size before; the footer at the new end,
+    # written last, says the append is whole
+    def begin_append(self, min_: int, at: int) -> WriteHandle:
+        """The marker of an append after the file's first at bytes, then the file
+        open for it."""
+        mark = _MARK.pack(at, 0)
+        marker = self.store.create(file_name(min_, APPEND), self.sync)
+        try:
+            marker.write(_MARK.pack(at, zlib.crc32(mark[:8])))
+            marker.finish(self.sync)
+        except BaseException:
+            marker.abort()
+            raise
+        if self.sync:
+            self.store.sync_dir()
+        return self.store.append(file_name(min_), at, self.sync)
+
+    def end_append(self, min_: int) -> None:
+        """The append counts (the partition map names the new size), or was undone."""
+        self.store.remove(file_name(min_, APPEND), self.sync)
+
+    def abandon_append(self, min_: int, at: int) -> None:
+        """An append that did not end (its worker died): the file back to its at bytes,
+        whatever was written past them, and the marker gone."""
+        if self.store.exists(file_name(min_, APPEND)):
+            self.store.append(file_name(min_), at, self.sync).finish(self.sync)
+            self.end_append(min_)
+
+    def _settle_append(self, min_: int) -> None:
+        """After a crash during an append: the file keeps it if it ends with a whole
+        footer and index (written last), else it is cut back to its size before."""
+        name, marker = file_name(min_), file_name(min_, APPEND)
+        handle = self.store.open(marker)
+        try:
+            data = handle.read(0, _MARK.size)
+        finally:
+            handle.close()
+        if len(data) == _MARK.size:
+            at, crc = _MARK.unpack(data)
+            if crc == zlib.crc32(data[:8]) and self.store.exists(name) and \
+                    self.store.size(name) > at and not self._ends_whole(min_):
+                log.warning("partition file %s: an append cut short, cut back to its %d "
+                            "bytes before", self.where(min_), at)
+                writer = self.store.append(name, at, self.sync)
+                writer.finish(self.sync)
+        self.end_append(min_)
+
+    def _ends_whole(self, min_: int) -> bool:
+        """Whether the file ends with a footer and the index it names, whole."""
+        handle = self.store.open(file_name(min_))
+        try:
+            size = handle.size
+            if size < partition.FOOTER.size:
+                return False
+            offset, length, crc, _ = partition.decode_footer(
+                handle.read(size - partition.FOOTER.size, partition.FOOTER.size), handle.name)
+            if offset + length + partition.FOOTER.size != size:
+                return False
+            partition.check_index(handle.read(offset, length), crc, handle.name)
+            return True
+        except CorruptionError:
+            return False
+        finally:
+            handle.close()
 
     def create(self, min_: int) -> WriteHandle:
         """A new <min>.incomplete to write a partition file into."""
@@ -104,7 +175,7 @@ class PartitionFiles:
 
     def discard(self, min_: int) -> None:
         """Whatever a refresh of the partition left half done goes too."""
-        for state in STATES:
+        for state in (*STATES, APPEND):
             self.store.remove(file_name(min_, state), False)
 
     def settle(self) -> dict[int, int]:
@@ -119,6 +190,8 @@ class PartitionFiles:
                 found.setdefault(parsed[0], set()).add(parsed[1])
         places = {}
         for min_, states in found.items():
+            if APPEND in states:  # the file with the append whole, or as before it
+                self._settle_append(min_)
             if INCOMPLETE in states:  # the old file and the WAL are intact
                 self.store.remove(file_name(min_, INCOMPLETE), self.sync)
             if COMPLETE in states:    # written whole: it replaces the old one

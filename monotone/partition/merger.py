@@ -11,7 +11,7 @@ from functools import partial
 
 from .. import faults
 from ..format.crypto import cipher_of
-from ..format.rows import Rows
+from ..format.rows import Rows, drop_deletes
 from ..settings import Place
 from ..shm.memtable import MemtableCache
 from ..store import store_of
@@ -41,6 +41,8 @@ class MergeJob:
     meta: dict
     switches: list = field(default_factory=list)  # fault points armed by error_* switches
     wal_dir: str = ""        # sync these WAL files before the new file counts (see run)
+    append_at: int = 0       # the file's size, when the new events may be appended to it
+    #                          (same storage); 0: a new file is written
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -60,8 +62,10 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
     target = PartitionFiles(store_of(job.target), job.sync)
     old = None
     if job.source is not None:
-        old = Reader(PartitionFiles(store_of(job.source)).open(job.min), cipher_of(job.old_key),
-                     Identity(job.source.uuid, job.min))
+        old = Reader(PartitionFiles(store_of(job.source)).open(job.min, job.append_at or None),
+                     cipher_of(job.old_key), Identity(job.source.uuid, job.min))
+        if job.append_at and _appendable(job, old, rows):
+            return _append(job, target, old, rows, meta)
     # step 2
     writer = Writer(target.create(job.min), job.compression, job.compression_level,
                     job.region_size, cipher_of(job.key), job.crc, job.sync,
@@ -85,6 +89,62 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
     target.complete(job.min)
     faults.point("refresh_2", job.switches)
     return meta
+
+
+DEAD_SHARE = 4  # an append is made while old indexes take at most 1/4 of the file
+
+
+def _appendable(job: MergeJob, old: Reader, rows: Rows) -> bool:
+    """Whether the memtable rows can be appended to the file as new regions: they all
+    come after its last event, its regions stay valid as they are stored in the
+    file it becomes (codec, checksums, key and seal), and the bytes of the old
+    indexes left between regions stay under 1/DEAD_SHARE of the file (past that, a
+    full rewrite drops them)."""
+    index, n = old.index, len(rows)
+    if not n or not index.regions or old.codec.name != job.compression or \
+            bool(old.meta.get("crc", True)) != job.crc:
+        return False
+    if (old.cipher is None) != (not job.key) or old.cipher is not None and \
+            (job.key != job.old_key or not old.bound or
+             old.identity != Identity(job.target.uuid, job.min)):
+        return False
+    last = index.regions - 1
+    if (int(rows.ids[0]), rows.key(0)) <= (int(index.entries["max_id"][last]),
+                                           index.max_key(last)):
+        return False
+    regions_end = int(index.entries["offset"][last] + index.entries["size"][last])
+    dead = int(index.meta.get("dead", 0)) + job.append_at - regions_end
+    return dead * DEAD_SHARE <= job.append_at
+
+
+def _append(job: MergeJob, target: PartitionFiles, old: Reader, rows: Rows, meta: dict) -> dict:
+    """Steps 2 and 3 of an append: the memtable rows written after the file's end as
+    new regions, then an index of all regions and a footer, in place (the marker
+    <min>.append, made first, lets recovery cut an append cut short). The footer,
+    written last once the rest and the WAL are on disk, makes it count; readers go
+    by the size the partition map gives until the switch."""
+    try:
+        handle = target.begin_append(job.min, job.append_at)
+        faults.point("append.marked", job.switches)
+        writer = Writer(handle, job.compression, job.compression_level, job.region_size,
+                        cipher_of(job.key), job.crc, job.sync, Identity(job.target.uuid, job.min))
+        writer.extend(old.index, job.append_at)
+
+        def before_footer() -> None:
+            faults.point("append.written", job.switches)
+            if job.wal_dir:  # as in run: the WAL before the data counts
+                wal_files.sync_files(job.wal_dir)
+        try:
+            writer.add(drop_deletes(rows))
+            meta = writer.finish(meta, job.sync, before_footer)
+        except BaseException:
+            writer.abort()
+            target.end_append(job.min)
+            raise
+    finally:
+        old.close()
+    faults.point("refresh_1", job.switches)
+    return dict(meta, appended=True)
 
 
 def _merge_into(writer: Writer, reader: Reader | None, mem: Rows, same_key: bool) -> None:

@@ -54,7 +54,7 @@ class Reader:
             body = self._open_index(body, offset, length)
             self.index = partition.parse_index(body, path)
             self._check_identity()
-            partition.check_layout(self.index, offset, path)
+            partition.check_layout(self.index, offset, path, bool(flags & partition.GAPS))
             self.codec = self._codec(self.index.meta.get("compression", "none"))
             self.verify = bool(self.index.meta.get("crc", True))
             self.file.checked(self.verify)

@@ -53,6 +53,23 @@ class Writer:
         self.size_origin = 0
         self.min_id: int | None = None
         self.max_id: int | None = None
+        self.dead = 0  # bytes of earlier indexes and footers between regions (GAPS)
+
+    def extend(self, index: partition.Index, end: int) -> None:
+        """Write on after an existing file of `end` bytes (its index; the handle
+        appends at end): the new index names its regions too, and its old index and
+        footer stay where they are, between the regions (footer flag GAPS). Before
+        anything is added."""
+        entries = index.entries
+        self.index = partition.IndexBuilder.of(index)
+        self.offset = end
+        self.events = int(entries["events"].sum())
+        self.size_origin = int(entries["size_origin"].sum())
+        if index.regions:
+            self.min_id, self.max_id = int(entries["min_id"][0]), int(entries["max_id"][-1])
+        regions_end = int(entries["offset"][-1] + entries["size"][-1]) if index.regions else 0
+        self.dead = int(index.meta.get("dead", 0)) + end - regions_end
+        self.flags |= partition.GAPS
 
     def add(self, rows: Rows) -> None:
         """Append sorted rows (no deletes) after everything added before.
@@ -166,13 +183,17 @@ class Writer:
         self.events += n
         self.size_origin += size_origin
 
-    def finish(self, meta: dict, sync: bool) -> dict:
+    def finish(self, meta: dict, sync: bool, before_footer=None) -> dict:
         """Write index and footer, fsync when asked; return the meta written (with
-        file_size)."""
+        file_size). before_footer: called once the regions and index are on disk,
+        before the footer that makes them count is written (an append: the footer
+        at the end is what says it is whole)."""
         self._flush()
         meta = dict(meta, events=self.events, regions=len(self.index.entries),
                     size_uncompressed=self.size_origin, compression=self.codec.name,
                     crc=self.crc, encryption="aes" if self.cipher else "none")
+        if self.flags & partition.GAPS:
+            meta["dead"] = self.dead
         if self.identity is not None and meta.get("min") != self.identity.min:
             raise MonotoneError(f"partition file {self.path}: meta min {meta.get('min')!r} "
                                 f"is not its partition's ({self.identity.min})")
@@ -184,6 +205,10 @@ class Writer:
             ad = partition.index_ad(self.identity, index_offset, len(body) + OVERHEAD, flags)
             body = self.cipher.seal(body, ad)
         self.file.write(body)
+        if before_footer is not None:
+            if sync:
+                self.file.settle()
+            before_footer()
         self.file.write(partition.encode_footer(index_offset, body, flags))
         meta["file_size"] = self.file.finish(sync)
         return meta

@@ -13,6 +13,11 @@ Move is the same, with the new file written into another storage.
           -- crash point error_refresh_3
           point the slot at the new file; on a move, remove the source file
   step 5. drop the frozen memtable
+When every frozen event comes after the file's last one (and the file stays where
+it is, as it is encoded), steps 2-4 append instead (partition/merger.py): the marker
+<min>.append, the new regions and an index of all of them after the file's end, the
+WAL synced, the footer; step 4 points the slot at the longer file, then the marker
+goes. An append that does not end is cut back (here, or by recovery at the next open).
 With a cloud (cloud_tier.py), in the original's order: a partition whose file
 is in the cloud is downloaded and its cloud copy dropped first; after the
 switch, a target storage with a cloud gets the new file uploaded, and its
@@ -33,7 +38,7 @@ from monotone.jsonout import size_text
 from monotone.partition.merger import MergeJob
 from monotone.settings import Storage
 from monotone.shm.locks import SEQUENCE, Held
-from monotone.shm.partition_map import ON_CLOUD
+from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
 from . import cloud_tier
 from .engine import Engine, file_stats
@@ -66,7 +71,12 @@ def _refresh_once(engine: Engine, slot: int, target: Storage):
     source = engine.storage_of(slot)
     _freeze(engine, slot)
     job = _job(engine, slot, target)
-    meta = yield job
+    try:
+        meta = yield job
+    except BaseException:
+        if job.append_at:  # what an append that did not end left past the file goes
+            engine.files(target).abandon_append(job.min, job.append_at)
+        raise
     _switch(engine, slot, target, job, meta)
     what = f"refresh partition {job.min}" if source.id == target.id else \
         f"move partition {job.min} from {source.name} to {target.name}"
@@ -109,16 +119,22 @@ def _job(engine: Engine, slot: int, target: Storage) -> MergeJob:
               "refreshes": s.refreshes + 1},
         switches=sorted(faults.switched(cfg)),
         wal_dir=engine.layout.wal if engine.syncs(target) and cfg["wal"] and
-        not cfg["wal_sync_on_write"] else "")
+        not cfg["wal_sync_on_write"] else "",
+        append_at=s.file_size if s.gen and source.id == target.id and
+        s.places & ON_STORAGE else 0)
 
 
 def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dict) -> None:
     """Steps 4 and 5."""
     source = engine.storage_of(slot)
+    appended = meta.get("appended", False)  # in place: nothing to rename
     with engine.shared.publishing():
-        engine.files(target).install(job.min)
+        if not appended:
+            engine.files(target).install(job.min)
         faults.point("refresh_3", faults.switched(engine.config.values))
         segno = engine.pmap.switch(slot, file_stats(meta), target.id)
         if job.source is not None and source.id != target.id:
             engine.files(source).remove(job.min)  # a move: the old copy goes
+    if appended:
+        engine.files(target).end_append(job.min)
     engine.partitions.drop_memtable(segno)

@@ -115,7 +115,8 @@ def index_json(engine: Engine, slot: int) -> dict:
     storage = engine.storage_of(slot)
     files = engine.files(storage)
     s = engine.partitions.slot(slot)
-    handle = files.open(s.min) if s.places & ON_STORAGE else files.open_cloud(s.min)
+    handle = files.open(s.min, s.file_size) if s.places & ON_STORAGE else \
+        files.open_cloud(s.min)
     # the index: no cloud request
     with Reader(handle, engine.cipher(storage), Identity(storage.uuid, s.min)) as r:
         meta = r.meta

@@ -50,6 +50,7 @@ STEPS = [
     ("cloud.dropping", "REFRESH PARTITION 0", "REFRESH PARTITION 0"),
     ("cloud.dropping", "REFRESH PARTITION 0", "DROP PARTITION 0"),
     ("refresh_2", "REFRESH PARTITION 0", "REFRESH PARTITION 0"),
+    ("append.written", "REFRESH PARTITION 0", "REFRESH PARTITION 0"),
 ]
 # the steps an upload worker runs (the others run in the coordinator)
 IN_WORKER = {"upload", "upload.sent", "download"}
@@ -69,9 +70,11 @@ def test_kill_at_every_step(repo, backend, monkeypatch, point, stage, command, w
     db.write(acked)
     if stage:
         db.execute(stage)
-        more = events(100, 150, b"late")
-        db.write(more)  # the cloud partition gets new writes: a refresh goes through it
-        acked += more
+        # the cloud partition gets new writes: a refresh goes through it, appending
+        # them (past the file's end), or for refresh_2 (a new file) among the old ones
+        more = events(50 if point == "refresh_2" else 100, 150, b"late")
+        db.write(more)
+        acked = acked[:more[0].id] + more
     db.close()
     monkeypatch.setenv("MONOTONE_FAULTS", f"{point}:kill@1")
     db = open_db(repo, workers_upload=1 if worker else 0)

@@ -33,8 +33,8 @@ from monotone import faults
 # the points a kill campaign arms, and which processes reach them
 WRITER_POINTS = ("write.locked", "write.lsn", "write.appended", "write.logged",
                  "write.marked", "write.publishing", "write.published", "wal.created")
-SERVICE_POINTS = ("refresh.frozen", "refresh_1", "refresh_2", "refresh_3", "gc.listed",
-                  "recovery.files")
+SERVICE_POINTS = ("refresh.frozen", "refresh_1", "refresh_2", "refresh_3", "append.marked",
+                  "append.written", "gc.listed", "recovery.files")
 assert set(WRITER_POINTS + SERVICE_POINTS) <= set(faults.POINTS)
 
 
@@ -86,7 +86,7 @@ def make_trial(seed: int, kinds=KINDS, points=WRITER_POINTS + SERVICE_POINTS) ->
         trial.hit = rng.randint(1, 30 if trial.point.startswith(("write", "wal")) else 4)
         if trial.point in SERVICE_POINTS:
             trial.refresh_wm = 64 * 1024  # refreshes come often
-            if trial.point.startswith("refresh_") and not settings["workers"]:
+            if trial.point.startswith(("refresh_", "append.")) and not settings["workers"]:
                 settings["workers"] = 1  # merges run in a worker: kill one there
     return trial
 
