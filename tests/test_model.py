@@ -143,4 +143,4 @@ class Repository(RuleBasedStateMachine):
 
 
 TestRepository = Repository.TestCase
-TestRepository.settings = settings(max_examples=12, stateful_step_count=25, deadline=None)
+TestRepository.settings = settings(max_examples=8, stateful_step_count=25, deadline=None)
