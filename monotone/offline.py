@@ -30,7 +30,7 @@ from .errors import MonotoneError
 from .format.crypto import cipher_of
 from .format.rows import MAX_ID, Rows, concat
 from .partition.cloud_file import AHEAD_REGIONS, TAIL, CloudFile
-from .partition.files import CLOUD, file_name, parse
+from .partition.files import CLOUD, committed_size, file_name, parse
 from .partition.reader import Identity, Reader
 from .settings import CONFIG, Place, config_path, read_config
 from .store import LocalFile, ReadHandle
@@ -66,7 +66,7 @@ def _handle(part: Part) -> ReadHandle:
     part needs (the whole object in one GET when the part is the whole partition
     and small; else its tail in one GET, then its span of regions in one more)."""
     if part.place is None and "://" not in part.path and not part.storage_options:
-        return LocalFile(part.path, own=False)
+        return LocalFile(part.path, own=False, size=part.size or None)  # as listed
     if part.place is not None:
         cloud, name = _cloud(part.place, part.path), part.path
     else:
@@ -138,8 +138,15 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
             if parsed[1] == CLOUD and local:
                 continue  # the local copy is read
             file = os.path.join(place.directory, name)
-            handle = LocalFile(file, own=False) if local else CloudFile.from_stub(
-                LocalFile(file, own=False), _cloud(place, file), file_name(min_))
+            if local:  # as it was before an append under way (asked before and after)
+                before = committed_size(place.directory, min_)
+                handle = LocalFile(file, own=False)
+                size = before or committed_size(place.directory, min_)
+                if size is not None and size <= handle.size:
+                    handle.size = size
+            else:
+                handle = CloudFile.from_stub(LocalFile(file, own=False), _cloud(place, file),
+                                             file_name(min_))
             with Reader(handle, cipher_of(key), Identity(storage.uuid, min_)) as reader:
                 meta, size = reader.meta, reader.file_size
             parts[min_] = Part(min_, int(meta["max"]), file if local else file_name(min_), size,

@@ -212,7 +212,10 @@ class LocalWriter(WriteHandle):
                     if os.fstat(fd).st_size < at:
                         raise CorruptionError(f"partition file {path}: shorter than the {at} "
                                               "bytes it was written with (truncated)")
-                    os.ftruncate(fd, at)  # what a failed append left past it
+                    if os.fstat(fd).st_size > at:  # what a failed append left past it
+                        os.ftruncate(fd, at)
+                        if sync:
+                            os.fsync(fd)
                     os.lseek(fd, at, os.SEEK_SET)
                 except BaseException:
                     os.close(fd)
@@ -261,6 +264,8 @@ class LocalWriter(WriteHandle):
         if self.at is not None:  # an append: the file as it was
             try:
                 os.ftruncate(self.file.fileno(), self.at)
+                if self.sync:
+                    os.fsync(self.file.fileno())
             finally:
                 self.file.close()
             return

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 
 import pytest
 from conftest import open_db
 from readback import read_all
 from repo_files import storage_dir
 
-from monotone import Event
+from monotone import Event, offline
 from monotone.errors import CoordinatorError, MonotoneError
+from monotone.format.rows import concat
 from monotone.partition import fileformat as partition
 from monotone.partition.merger import DEAD_SHARE
 
@@ -161,21 +164,34 @@ def test_kill_at_every_step_of_an_append(repo, monkeypatch, point):
     db.close()
 
 
+def torn(path: str) -> int:
+    """An append under way, or cut short: bytes past the file's end, and its marker
+    (the size before); that size."""
+    size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(b"\x5a" * 5000)
+    head = struct.pack("<Q", size)
+    with open(path + ".append", "wb") as f:
+        f.write(head + struct.pack("<I", zlib.crc32(head)))
+    os.chmod(path + ".append", 0o600)
+    return size
+
+
+def test_a_reader_with_no_coordinator_reads_the_file_as_before_an_append(repo):
+    db = start(repo)
+    db.close()
+    torn(path_of(repo))
+    rows = concat([offline.read_part(p) for p in offline.from_repository(repo)])
+    assert rows.ids.tolist() == list(range(1000))
+
+
 def test_a_torn_append_is_cut_at_open(repo):
     """What a power cut can leave: bytes past the file's end and the marker, with no
     whole footer at the end: cut back to the size the marker gives."""
     db = start(repo)
     db.close()
     path = path_of(repo)
-    size = os.path.getsize(path)
-    with open(path, "ab") as f:
-        f.write(b"\x5a" * 5000)
-    with open(path + ".append", "wb") as f:
-        import struct
-        import zlib
-        head = struct.pack("<Q", size)
-        f.write(head + struct.pack("<I", zlib.crc32(head)))
-    os.chmod(path + ".append", 0o600)
+    size = torn(path)
     db = open_db(repo, interval=STEP)
     assert os.path.getsize(path) == size
     assert read_all(db) == want(events(0, 1000))
@@ -206,4 +222,41 @@ def test_a_worker_killed_during_an_append_loses_nothing(repo, monkeypatch):
     db.execute("REFRESH PARTITION 0")
     assert read_all(db) == want(events(0, 1300))
     assert footer(path_of(repo))[3] & partition.GAPS
+    db.close()
+
+
+def test_an_error_before_the_switch_undoes_the_append(repo):
+    """An append whole on disk, and the switch to it fails (error_refresh_3): the
+    file is cut back, its marker gone, the rows still in memory, and the next
+    refresh appends them."""
+    db = start(repo)
+    size = os.path.getsize(path_of(repo))
+    db.write(events(1000, 1100))
+    db.execute("SET error_refresh_3 TO true")
+    with pytest.raises(MonotoneError, match="error_refresh_3"):
+        db.execute("REFRESH PARTITION 0")
+    assert os.path.getsize(path_of(repo)) == size
+    assert not os.path.exists(path_of(repo) + ".append")
+    assert read_all(db) == want(events(0, 1100))
+    db.execute("SET error_refresh_3 TO false")
+    db.execute("REFRESH PARTITION 0")
+    assert os.path.getsize(path_of(repo)) > size
+    assert read_all(db) == want(events(0, 1100))
+    db.close()
+
+
+def test_a_file_of_one_region_not_full_is_rewritten_whole(repo):
+    """Its only region would be written again with the new events, leaving all of
+    the old file dead: past the share, so the file is written anew, with no gaps."""
+    db = open_db(repo, interval=STEP)
+    db.write(events(0, 3))
+    db.execute("REFRESH PARTITION 0")
+    db.write(events(3, 6))
+    db.execute("REFRESH PARTITION 0")
+    assert not footer(path_of(repo))[3] & partition.GAPS
+    assert meta(db)["index"]["regions"] == 1
+    assert read_all(db) == want(events(0, 6))
+    db.close()
+    db = open_db(repo, interval=STEP)
+    assert read_all(db) == want(events(0, 6))
     db.close()

@@ -150,16 +150,22 @@ class IndexBuilder:
     """Collects region entries while a partition file is written."""
 
     def __init__(self) -> None:
+        self.base = np.empty(0, ENTRY)  # entries of the file appended to, as they are
         self.entries: list[tuple] = []
         self.keys = bytearray()
 
     @classmethod
-    def of(cls, index: "Index") -> "IndexBuilder":
-        """One that goes on from a file's index (an append)."""
+    def of(cls, index: "Index", keep: int) -> "IndexBuilder":
+        """One that goes on from a file's index (an append), with its first keep
+        regions: their entries kept as an array, not a tuple each."""
         builder = cls()
-        builder.entries = index.entries.tolist()
+        builder.base = index.entries[:keep]
         builder.keys = bytearray(index.keys)
         return builder
+
+    @property
+    def regions(self) -> int:
+        return len(self.base) + len(self.entries)
 
     def add(self, offset: int, size: int, size_origin: int, events: int,
             min_id: int, min_key: bytes, max_id: int, max_key: bytes, crc: int,
@@ -174,6 +180,8 @@ class IndexBuilder:
     def encode(self, meta: dict) -> bytes:
         meta_bytes = json.dumps(meta, sort_keys=True).encode()
         entries = np.array(self.entries, dtype=ENTRY)
+        if len(self.base):
+            entries = np.concatenate([self.base, entries])
         return (struct.pack("<I", len(meta_bytes)) + meta_bytes + entries.tobytes()
                 + bytes(self.keys))
 
@@ -296,9 +304,9 @@ def _check_entries(e: np.ndarray, keys: int, where: str) -> None:
 def check_layout(index: Index, end: int, path: str, gaps: bool = False) -> None:
     """The regions lie side by side from the file's start to the index (at end):
     each one read is within the file, and no two overlap. With gaps (a file
-    appended to: flag GAPS), the bytes of earlier indexes and footers may lie
-    between them: they are in order, none overlaps the next, the last ends at the
-    index."""
+    appended to: flag GAPS), the bytes of earlier indexes and footers, and of a
+    last region written again, may lie before and between them: they are in order,
+    none overlaps the next, the last ends at the index."""
     sizes = index.entries["size"]
     offsets = index.entries["offset"]
     if not gaps:
@@ -310,7 +318,7 @@ def check_layout(index: Index, end: int, path: str, gaps: bool = False) -> None:
                                   f"up to its region index (at {end})")
         return
     ends = offsets + sizes  # each below end (checked), so no sum wraps past 2**64
-    if index.regions and (int(offsets[0]) != 0 or np.any(offsets > np.uint64(end)) or
+    if index.regions and (np.any(offsets > np.uint64(end)) or
                           np.any(sizes > np.uint64(end)) or
                           np.any(offsets[1:] < ends[:-1]) or int(ends[-1]) != end):
         raise CorruptionError(f"partition file {path}: its regions are not in order within "

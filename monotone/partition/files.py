@@ -25,6 +25,7 @@ partition through it (open: the local copy; open_cloud: the stub and object).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import struct
 import zlib
@@ -64,6 +65,24 @@ def parse(name: str) -> tuple[int, str] | None:
     """(min, state) of a partition file's name, or None for other files."""
     m = _NAME.match(name)
     return (int(m.group(1)), m.group(2) or "") if m else None
+
+
+def committed_size(directory: str, min_: int) -> int | None:
+    """The size a partition file had before an append under way in it (its marker's),
+    for readers with no partition map to ask (monotone.offline); None: no append."""
+    try:
+        fd = os.open(os.path.join(directory, file_name(min_, APPEND)),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        data = os.pread(fd, _MARK.size, 0)
+    finally:
+        os.close(fd)
+    if len(data) != _MARK.size:
+        return None
+    at, crc = _MARK.unpack(data)
+    return at if crc == zlib.crc32(data[:8]) else None
 
 
 class PartitionFiles:

@@ -11,7 +11,7 @@ from functools import partial
 
 from .. import faults
 from ..format.crypto import cipher_of
-from ..format.rows import Rows, drop_deletes
+from ..format.rows import Rows, concat, drop_deletes
 from ..settings import Place
 from ..shm.memtable import MemtableCache
 from ..store import store_of
@@ -65,7 +65,7 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
         old = Reader(PartitionFiles(store_of(job.source)).open(job.min, job.append_at or None),
                      cipher_of(job.old_key), Identity(job.source.uuid, job.min))
         if job.append_at and _appendable(job, old, rows):
-            return _append(job, target, old, rows, meta)
+            return _append(job, target, old, drop_deletes(rows), meta)
     # step 2
     writer = Writer(target.create(job.min), job.compression, job.compression_level,
                     job.region_size, cipher_of(job.key), job.crc, job.sync,
@@ -101,7 +101,8 @@ def _appendable(job: MergeJob, old: Reader, rows: Rows) -> bool:
     indexes left between regions stay under 1/DEAD_SHARE of the file (past that, a
     full rewrite drops them)."""
     index, n = old.index, len(rows)
-    if not n or not index.regions or old.codec.name != job.compression or \
+    if not n or not len(drop_deletes(rows)) or not index.regions or \
+            old.codec.name != job.compression or \
             bool(old.meta.get("crc", True)) != job.crc:
         return False
     if (old.cipher is None) != (not job.key) or old.cipher is not None and \
@@ -112,8 +113,9 @@ def _appendable(job: MergeJob, old: Reader, rows: Rows) -> bool:
     if (int(rows.ids[0]), rows.key(0)) <= (int(index.entries["max_id"][last]),
                                            index.max_key(last)):
         return False
-    regions_end = int(index.entries["offset"][last] + index.entries["size"][last])
-    dead = int(index.meta.get("dead", 0)) + job.append_at - regions_end
+    fill = _to_fill(old, job.region_size, rows)  # written again: its bytes dead too
+    keep = index.regions if fill < 0 else fill
+    dead = job.append_at - int(index.entries["size"][:keep].sum())
     return dead * DEAD_SHARE <= job.append_at
 
 
@@ -128,7 +130,13 @@ def _append(job: MergeJob, target: PartitionFiles, old: Reader, rows: Rows, meta
         faults.point("append.marked", job.switches)
         writer = Writer(handle, job.compression, job.compression_level, job.region_size,
                         cipher_of(job.key), job.crc, job.sync, Identity(job.target.uuid, job.min))
-        writer.extend(old.index, job.append_at)
+        # a last region not full is written again with the new rows after it, so
+        # appends leave no small region each
+        fill = _to_fill(old, job.region_size, rows)
+        keep = old.index.regions if fill < 0 else fill
+        writer.extend(old.index, job.append_at, keep)
+        if fill >= 0:
+            rows = concat([old.read_region(fill), rows])
 
         def before_footer() -> None:
             faults.point("append.written", job.switches)
@@ -164,7 +172,8 @@ def _merge_into(writer: Writer, reader: Reader | None, mem: Rows, same_key: bool
             (reader.cipher is None) == (writer.cipher is None) and \
             (reader.cipher is None or same_key and reader.bound and
              reader.identity == writer.identity):
-        take_stored = partial(_take_stored, reader, writer, _to_fill(reader, writer, mem))
+        take_stored = partial(_take_stored, reader, writer,
+                              _to_fill(reader, writer.region_size, mem))
     for rows in MergeIterator(reader, [mem], take_stored=take_stored, windowed=False):
         writer.add(rows)
 
@@ -176,18 +185,18 @@ def _take_stored(reader: Reader, writer: Writer, fill: int, i: int) -> bool:
     entry = reader.index.entries[i]
     if i == fill or (reader.cipher is not None and
                      (int(entry["offset"]) != writer.offset or writer.pending or
-                      i != len(writer.index.entries))):
+                      i != writer.index.regions)):
         return False
     writer.add_stored(reader.read_stored(i), entry, reader.index.min_key(i),
                       reader.index.max_key(i))
     return True
 
 
-def _to_fill(reader: Reader, writer: Writer, mem: Rows) -> int:
+def _to_fill(reader: Reader, region_size: int, mem: Rows) -> int:
     """The file's last region, when it is not full and memtable rows come after
     it (-1 otherwise)."""
     index, last, n = reader.index, reader.index.regions - 1, len(mem) - 1
-    if last < 0 or n < 0 or int(index.entries["size_origin"][last]) >= writer.region_size:
+    if last < 0 or n < 0 or int(index.entries["size_origin"][last]) >= region_size:
         return -1
     after = (int(mem.ids[n]), mem.key(n)) > (int(index.entries["max_id"][last]),
                                              index.max_key(last))

@@ -55,20 +55,20 @@ class Writer:
         self.max_id: int | None = None
         self.dead = 0  # bytes of earlier indexes and footers between regions (GAPS)
 
-    def extend(self, index: partition.Index, end: int) -> None:
+    def extend(self, index: partition.Index, end: int, keep: int) -> None:
         """Write on after an existing file of `end` bytes (its index; the handle
-        appends at end): the new index names its regions too, and its old index and
-        footer stay where they are, between the regions (footer flag GAPS). Before
-        anything is added."""
-        entries = index.entries
-        self.index = partition.IndexBuilder.of(index)
+        appends at end), keeping its first keep regions: the new index names them
+        too, and the rest of its bytes (its old index and footer, a last region
+        written again) stay where they are, between regions (footer flag GAPS).
+        Before anything is added."""
+        entries = index.entries[:keep]
+        self.index = partition.IndexBuilder.of(index, keep)
         self.offset = end
         self.events = int(entries["events"].sum())
         self.size_origin = int(entries["size_origin"].sum())
-        if index.regions:
+        if keep:
             self.min_id, self.max_id = int(entries["min_id"][0]), int(entries["max_id"][-1])
-        regions_end = int(entries["offset"][-1] + entries["size"][-1]) if index.regions else 0
-        self.dead = int(index.meta.get("dead", 0)) + end - regions_end
+        self.dead = end - int(entries["size"].sum())
         self.flags |= partition.GAPS
 
     def add(self, rows: Rows) -> None:
@@ -159,7 +159,7 @@ class Writer:
 
     def _region_ad(self) -> bytes:
         """The associated data of the region written next."""
-        return partition.region_ad(self.identity, self.flags, len(self.index.entries),
+        return partition.region_ad(self.identity, self.flags, self.index.regions,
                                    self.offset)
 
     def _append(self, parts: list, size: int, crc: int, flags: int, size_origin: int, n: int,
@@ -167,7 +167,7 @@ class Writer:
         """Write a region's stored bytes (size of them, in parts) and record it in the index.
         A file is never written that a reader would refuse (fileformat's limits): the
         refresh fails instead, its rows still in memory and the WAL."""
-        if size_origin > partition.MAX_REGION or len(self.index.entries) >= partition.MAX_REGIONS:
+        if size_origin > partition.MAX_REGION or self.index.regions >= partition.MAX_REGIONS:
             raise MonotoneError(
                 f"a partition file holds at most {partition.MAX_REGIONS} regions of at most "
                 f"{partition.MAX_REGION} bytes: partition {min_id} needs a larger region_size "
@@ -189,7 +189,7 @@ class Writer:
         before the footer that makes them count is written (an append: the footer
         at the end is what says it is whole)."""
         self._flush()
-        meta = dict(meta, events=self.events, regions=len(self.index.entries),
+        meta = dict(meta, events=self.events, regions=self.index.regions,
                     size_uncompressed=self.size_origin, compression=self.codec.name,
                     crc=self.crc, encryption="aes" if self.cipher else "none")
         if self.flags & partition.GAPS:

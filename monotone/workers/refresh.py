@@ -131,8 +131,13 @@ def _switch(engine: Engine, slot: int, target: Storage, job: MergeJob, meta: dic
     with engine.shared.publishing():
         if not appended:
             engine.files(target).install(job.min)
-        faults.point("refresh_3", faults.switched(engine.config.values))
-        segno = engine.pmap.switch(slot, file_stats(meta), target.id)
+        try:
+            faults.point("refresh_3", faults.switched(engine.config.values))
+            segno = engine.pmap.switch(slot, file_stats(meta), target.id)
+        except BaseException:
+            if appended:  # not switched: the partition is as before the append
+                engine.files(target).abandon_append(job.min, job.append_at)
+            raise
         if job.source is not None and source.id != target.id:
             engine.files(source).remove(job.min)  # a move: the old copy goes
     if appended:
