@@ -79,6 +79,17 @@ def committed_size(directory: str, min_: int) -> int | None:
         data = os.pread(fd, _MARK.size, 0)
     finally:
         os.close(fd)
+    return _unmark(data)
+
+
+def _mark(at: int) -> bytes:
+    """An append marker's bytes: the size before, its crc32."""
+    head = struct.pack("<Q", at)
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def _unmark(data: bytes) -> int | None:
+    """The size an append marker gives (None: not a whole marker)."""
     if len(data) != _MARK.size:
         return None
     at, crc = _MARK.unpack(data)
@@ -109,10 +120,9 @@ class PartitionFiles:
     def begin_append(self, min_: int, at: int) -> WriteHandle:
         """The marker of an append after the file's first at bytes, then the file
         open for it."""
-        mark = _MARK.pack(at, 0)
         marker = self.store.create(file_name(min_, APPEND), self.sync)
         try:
-            marker.write(_MARK.pack(at, zlib.crc32(mark[:8])))
+            marker.write(_mark(at))
             marker.finish(self.sync)
         except BaseException:
             marker.abort()
@@ -141,14 +151,12 @@ class PartitionFiles:
             data = handle.read(0, _MARK.size)
         finally:
             handle.close()
-        if len(data) == _MARK.size:
-            at, crc = _MARK.unpack(data)
-            if crc == zlib.crc32(data[:8]) and self.store.exists(name) and \
-                    self.store.size(name) > at and not self._ends_whole(min_):
-                log.warning("partition file %s: an append cut short, cut back to its %d "
-                            "bytes before", self.where(min_), at)
-                writer = self.store.append(name, at, self.sync)
-                writer.finish(self.sync)
+        at = _unmark(data)
+        if at is not None and self.store.exists(name) and self.store.size(name) > at and \
+                not self._ends_whole(min_):
+            log.warning("partition file %s: an append cut short, cut back to its %d bytes "
+                        "before", self.where(min_), at)
+            self.store.append(name, at, self.sync).finish(self.sync)
         self.end_append(min_)
 
     def _ends_whole(self, min_: int) -> bool:

@@ -64,8 +64,9 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
     if job.source is not None:
         old = Reader(PartitionFiles(store_of(job.source)).open(job.min, job.append_at or None),
                      cipher_of(job.old_key), Identity(job.source.uuid, job.min))
-        if job.append_at and _appendable(job, old, rows):
-            return _append(job, target, old, drop_deletes(rows), meta)
+        keep = _appendable(job, old, rows) if job.append_at else None
+        if keep is not None:
+            return _append(job, target, old, drop_deletes(rows), meta, keep)
     # step 2
     writer = Writer(target.create(job.min), job.compression, job.compression_level,
                     job.region_size, cipher_of(job.key), job.crc, job.sync,
@@ -94,34 +95,38 @@ def run(job: MergeJob, memtables: MemtableCache) -> dict:
 DEAD_SHARE = 4  # an append is made while old indexes take at most 1/4 of the file
 
 
-def _appendable(job: MergeJob, old: Reader, rows: Rows) -> bool:
-    """Whether the memtable rows can be appended to the file as new regions: they all
-    come after its last event, its regions stay valid as they are stored in the
-    file it becomes (codec, checksums, key and seal), and the bytes of the old
-    indexes left between regions stay under 1/DEAD_SHARE of the file (past that, a
-    full rewrite drops them)."""
+def _appendable(job: MergeJob, old: Reader, rows: Rows) -> int | None:
+    """How many of the file's regions an append keeps (a last one not full is written
+    again, with the new rows after it, so appends leave no small region each), or
+    None when the memtable rows cannot be appended: they must all come after its
+    last event, its regions stay valid as they are stored in the file it becomes
+    (codec, checksums, key and seal), and the bytes no region kept covers (old
+    indexes, a region written again) stay under 1/DEAD_SHARE of the file (past
+    that, a full rewrite drops them)."""
     index, n = old.index, len(rows)
     if not n or not len(drop_deletes(rows)) or not index.regions or \
             old.codec.name != job.compression or \
             bool(old.meta.get("crc", True)) != job.crc:
-        return False
+        return None
     if (old.cipher is None) != (not job.key) or old.cipher is not None and \
             (job.key != job.old_key or not old.bound or
              old.identity != Identity(job.target.uuid, job.min)):
-        return False
+        return None
     last = index.regions - 1
     if (int(rows.ids[0]), rows.key(0)) <= (int(index.entries["max_id"][last]),
                                            index.max_key(last)):
-        return False
-    fill = _to_fill(old, job.region_size, rows)  # written again: its bytes dead too
+        return None
+    fill = _to_fill(old, job.region_size, rows)
     keep = index.regions if fill < 0 else fill
     dead = job.append_at - int(index.entries["size"][:keep].sum())
-    return dead * DEAD_SHARE <= job.append_at
+    return keep if dead * DEAD_SHARE <= job.append_at else None
 
 
-def _append(job: MergeJob, target: PartitionFiles, old: Reader, rows: Rows, meta: dict) -> dict:
-    """Steps 2 and 3 of an append: the memtable rows written after the file's end as
-    new regions, then an index of all regions and a footer, in place (the marker
+def _append(job: MergeJob, target: PartitionFiles, old: Reader, rows: Rows, meta: dict,
+            keep: int) -> dict:
+    """Steps 2 and 3 of an append: the memtable rows (after the file's first keep
+    regions: a region past them is written again before them) written after the
+    file's end as new regions, then an index of all regions and a footer, in place (the marker
     <min>.append, made first, lets recovery cut an append cut short). The footer,
     written last once the rest and the WAL are on disk, makes it count; readers go
     by the size the partition map gives until the switch."""
@@ -130,13 +135,9 @@ def _append(job: MergeJob, target: PartitionFiles, old: Reader, rows: Rows, meta
         faults.point("append.marked", job.switches)
         writer = Writer(handle, job.compression, job.compression_level, job.region_size,
                         cipher_of(job.key), job.crc, job.sync, Identity(job.target.uuid, job.min))
-        # a last region not full is written again with the new rows after it, so
-        # appends leave no small region each
-        fill = _to_fill(old, job.region_size, rows)
-        keep = old.index.regions if fill < 0 else fill
         writer.extend(old.index, job.append_at, keep)
-        if fill >= 0:
-            rows = concat([old.read_region(fill), rows])
+        if keep < old.index.regions:
+            rows = concat([old.read_region(keep), rows])
 
         def before_footer() -> None:
             faults.point("append.written", job.switches)
