@@ -9,6 +9,11 @@ import numpy as np
 
 from .format.rows import DELETE, Rows
 
+try:
+    from ._events import build as _build
+except ImportError:  # installed without a C compiler: the same records, built in Python
+    _build = None
+
 
 class Event(tuple):
     """One event: (id, key) is its primary key; delete marks a delete.
@@ -65,6 +70,12 @@ class Batch(Rows):
     def events(self, a: int = 0, b: int | None = None) -> list[Event]:
         """One Event per row of rows a..b, built without a Python-level loop."""
         b = len(self.ids) if b is None else b
+        if _build is not None:
+            return _build(Event, self.ids[a:b], self.flags[a:b], self.key_offsets[a:b + 1],
+                          self.key_data, self.value_offsets[a:b + 1], self.value_data)
+        return self._events(a, b)
+
+    def _events(self, a: int, b: int) -> list[Event]:
         n = b - a
         values = _cut(self.value_offsets, self.value_data, a, b)
         keys = _cut(self.key_offsets, self.key_data, a, b) if self.key_offsets[b] != \
