@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, coordinator_pids
 
 import monotone
@@ -93,9 +94,10 @@ def test_bench_runs_and_reports(tmp_path):
                    for line in lines), what
 
 
-def test_bench_compare_prints_every_peer_it_has(tmp_path):
+def test_bench_compare_prints_every_peer_it_has(tmp_path, monkeypatch):
+    monkeypatch.delenv("MONOTONE_C_LIB", raising=False)
     out = cli("bench", "--compare", "--n", "20000", "--repeat", "1", "--writers", "2",
-              "--path", str(tmp_path))
+              "--refresh-sizes", "20000,60000", "--path", str(tmp_path))
     assert out.returncode == 0, out.stderr
     text = out.stdout
     try:
@@ -108,7 +110,8 @@ def test_bench_compare_prints_every_peer_it_has(tmp_path):
     assert ("lmdb" in header) == have_lmdb
     assert ("left out: lmdb" in text) != have_lmdb
     rows = {line.split("  ")[0]: line for line in text.splitlines()}
-    for row in ("write_batch", "durable: write + refresh", "scan, batches()", "scan, per event",
+    for row in ("write_batch", "durable: write + refresh", "scan, batches()",
+                "per event, memtable", "per event, files",
                 "scan after writes, worst", "scan after writes, best",
                 "range read of 10,000", "2 writer processes"):
         assert row in rows and ("M/s" in rows[row] or " ms" in rows[row]), row
@@ -120,4 +123,14 @@ def test_bench_compare_prints_every_peer_it_has(tmp_path):
         assert ">=1.30x" in rows["write_batch"] and "<=1.00x" in rows["range read of 10,000"]
         assert ">=3.00x" in rows["scan after writes, worst"]
     assert "monotone memory:" in text
+    for size in ("20,000", "60,000"):  # the same new events refreshed into each size
+        row = rows[f"into a partition of {size}"].split()
+        assert row[-1] == "ms" and float(row[-2]) > 0
+    assert "left out: C monotone" in text  # no build of the C original given
     assert os.listdir(tmp_path) == []  # every repository and peer file removed
+
+
+@pytest.mark.parametrize("sizes", ["1,x", "-5", ""])
+def test_bench_refuses_bad_refresh_sizes(sizes):
+    out = cli("bench", "--compare", "--refresh-sizes", sizes)
+    assert out.returncode == 2 and "--refresh-sizes" in out.stderr

@@ -20,7 +20,22 @@ if __package__ in (None, ""):
 import numpy as np
 
 import monotone
+from monotone.scripts import refresh_cost
+from monotone.scripts.c_peer import find_library
 from monotone.scripts.measure import Meter, MiB, run_writers
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    """--refresh-sizes: counts separated by commas; 0 alone for none."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not counts separated by commas: {text!r}") from None
+    if sizes == (0,):
+        return ()
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"partition sizes must be 1 or more: {text!r}")
+    return sizes
 
 
 def run(path: str, n: int, batch: int, value_size: int, wal: bool) -> dict:
@@ -99,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--writers", type=int,
                     help="also measure 1..K writer processes, background refresh on "
                          "(default: none; 2 with --compare)")
+    ap.add_argument("--c-monotone", metavar="PATH",
+                    help="with --compare: the C original's libmonotone.so (or its build "
+                         "directory) to measure beside monotone; default $MONOTONE_C_LIB")
+    ap.add_argument("--refresh-sizes", type=_sizes, default=refresh_cost.SIZES, metavar="N,N,..",
+                    help="with --compare: partition sizes that 10,000 new events are refreshed "
+                         "into (default 1000000,5000000,20000000; 0 for none)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="with --compare or --cloud: rounds to run, each figure the best of them "
                          "(default 3)")
@@ -122,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             compare(root, args.n or 2_000_000, args.batch, args.value_size,
                     (args.wal or [True])[0], 2 if args.writers is None else args.writers,
-                    args.repeat)
+                    args.repeat, find_library(args.c_monotone), args.refresh_sizes)
         finally:
             if not args.path:
                 shutil.rmtree(root, ignore_errors=True)
