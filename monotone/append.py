@@ -220,9 +220,10 @@ def _in_order(mt: Memtable, n: int, rows: Rows) -> bool:
     """Whether rows (sorted, unique) all come after the memtable's first n rows."""
     if n == 0:
         return True
-    last_id, last_key = mt.last(n)
-    first_id = int(rows.ids[0])
-    return first_id > last_id or (first_id == last_id and rows.key(0) > last_key)
+    last_id, first_id = int(mt.ids[n - 1]), int(rows.ids[0])
+    if first_id != last_id:
+        return first_id > last_id
+    return rows.key(0) > mt.last(n)[1]
 
 
 def finish(shared: Shared, lsn: int) -> None:

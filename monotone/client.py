@@ -170,9 +170,13 @@ class Monotone:
         flags = np.zeros(n, np.uint8)
         if deletes is not None:
             flags[_deletes(deletes, n)] = DELETE
-        ids = np.full(n, MAX_ID, np.uint64) if ids is None else ids.copy()
+        if ids is None:
+            ids, serial = np.full(n, MAX_ID, np.uint64), np.ones(n, bool)
+        else:
+            ids = ids.copy()
+            serial = ids == U64(MAX_ID) if n and ids.max() == MAX_ID else None
         rows = _rows(ids, (ko, kd), (vo, vd), flags)
-        return session.writer.write(rows, ids == U64(MAX_ID))
+        return session.writer.write(rows, serial)
 
     # reading
     def cursor(self, id: int | None = None, key: bytes | None = None, *,

@@ -6,6 +6,8 @@ when a partition moved or a memtable filled, and hints for background refresh.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 
 from . import faults
@@ -24,6 +26,7 @@ class Writer:
     def __init__(self, session) -> None:
         self.session = session
         self._switched: tuple = (None, frozenset())
+        self._lists: tuple = (None, [], [], [])  # partitions() as lists, for bisect
 
     def write(self, rows: Rows, serial: np.ndarray | None) -> np.ndarray:
         """Write one batch; the ids (serial ones filled in)."""
@@ -97,12 +100,14 @@ class Writer:
         session = self.session
         ids = rows.ids
         bounds = session.partitions()
-        live, mins, maxs = bounds
-        # the common case: the batch falls in one partition, found with two searches
+        if self._lists[0] is not bounds:
+            self._lists = (bounds, *(column.tolist() for column in bounds))
+        _, live, mins, maxs = self._lists
+        # the common case: the batch falls in one partition, found with one search
         first, last = int(ids[0]), int(ids[-1])
-        at = int(np.searchsorted(maxs, first, side="left"))
-        if at < len(live) and int(mins[at]) <= first and last <= int(maxs[at]):
-            return [(int(live[at]), rows)]
+        at = bisect_left(maxs, first)
+        if at < len(live) and mins[at] <= first and last <= maxs[at]:
+            return [(live[at], rows)]
         for _ in range(3):
             bounds = session.partitions()
             which, inside = session.pmap.route(bounds, ids)

@@ -166,14 +166,13 @@ class Memtable:
             raise Full("memtable is full: refresh the partition (REFRESH PARTITION) before "
                        "writing more to it", self.segno)
         self._back(M_ALLOC_ROWS, n + k, ROW_CHUNK, lay.cap_rows, self._row_ranges)
-        self._back(M_ALLOC_KEYS, kbase + kb, BYTE_CHUNK, lay.cap_keys,
-                   lambda a, b: [(lay.keys + a, b - a)])
-        self._back(M_ALLOC_VALUES, vbase + vb, BYTE_CHUNK, lay.cap_values,
-                   lambda a, b: [(lay.values + a, b - a)])
+        if kb:
+            self._back(M_ALLOC_KEYS, kbase + kb, BYTE_CHUNK, lay.cap_keys, self._key_ranges)
+        self._back(M_ALLOC_VALUES, vbase + vb, BYTE_CHUNK, lay.cap_values, self._value_ranges)
 
     def append(self, n: int, rows) -> int:
-        """Write rows after the first n; return the new row count (not yet published)."""
-        self.reserve(n, rows)
+        """Write rows after the first n, reserve(n, rows) done; return the new row count
+        (not yet published)."""
         k = len(rows)
         kbase, vbase = int(self.koff[n]), int(self.voff[n])
         kb, vb = len(rows.key_data), len(rows.value_data)
@@ -182,15 +181,17 @@ class Memtable:
         self.flags[n:end] = rows.flags
         np.add(rows.key_offsets[1:], U64(kbase), out=self.koff[n + 1:end + 1])
         np.add(rows.value_offsets[1:], U64(vbase), out=self.voff[n + 1:end + 1])
-        self.keys[kbase:kbase + kb] = rows.key_data
+        if kb:
+            self.keys[kbase:kbase + kb] = rows.key_data
         self.values[vbase:vbase + vb] = rows.value_data
         return end
 
     def after_publish(self, n: int, end: int, lsn: int, in_order: bool) -> None:
         """Record what the published append means for readers of this memtable."""
-        if in_order and int(self.header[M_SORTED]) == n:
-            self.header[M_SORTED] = U64(end)
-        self.header[M_LSN_MAX] = U64(lsn)
+        header = self.header
+        if in_order and int(header[M_SORTED]) == n:
+            header[M_SORTED] = end
+        header[M_LSN_MAX] = lsn
 
     def raise_lsn_max(self, lsn: int) -> None:
         """A batch published for a writer that died (it could not say so itself)."""
@@ -213,6 +214,12 @@ class Memtable:
         segment = self.segment
         for offset, length in ranges:
             segment.prefault(offset, length)
+
+    def _key_ranges(self, a: int, b: int) -> list[tuple[int, int]]:
+        return [(self.layout.keys + a, b - a)]
+
+    def _value_ranges(self, a: int, b: int) -> list[tuple[int, int]]:
+        return [(self.layout.values + a, b - a)]
 
     def _row_ranges(self, a: int, b: int) -> list[tuple[int, int]]:
         lay = self.layout

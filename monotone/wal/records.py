@@ -81,6 +81,15 @@ def _frame(lsn: int, ssn: int, payload: list, size: int, count: int, data_crc: b
     return [struct.pack("<II", MAGIC, zlib.crc32(tail)) + tail] + payload
 
 
+_SIZE = struct.Struct("<I")
+_SIZE_AT = 24  # the payload size's offset in HEADER
+
+
+def record_size(record: list) -> int:
+    """Bytes of a record framed by _frame, header included, as its header says."""
+    return HEADER.size + _SIZE.unpack_from(record[0], _SIZE_AT)[0]
+
+
 def join(record: list) -> bytes:
     """A record's buffers as one bytes object."""
     return b"".join(bytes(memoryview(part).cast("B")) for part in record)

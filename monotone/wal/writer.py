@@ -78,7 +78,7 @@ class WalWriter:
         """Append a record (a list of buffers, written with one writev) after prepare()."""
         fd = self.lock.fd
         try:
-            size = sum(memoryview(part).nbytes for part in record)
+            size = walfmt.record_size(record)
             written = os.writev(fd, record)
             if written != size:
                 raise OSError(errno.ENOSPC, "short write")
