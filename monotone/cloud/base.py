@@ -205,6 +205,15 @@ class Cloud(ABC):
         self._call("PUT", name, self._put, local_path, self.path(name),
                    moves=os.path.getsize(local_path))
 
+    def put_extending(self, local_path: str, name: str, prefix: int, prefix_end: bytes) -> bool:
+        """Upload a local file as the object `name`, sending only what follows its
+        first `prefix` bytes: those are the object there now, which must be `prefix`
+        bytes long and end with `prefix_end`, and are copied within the cloud.
+        False, with nothing changed, where that cannot be done (this backend copies
+        nothing within its store, the object differs, or it is too short to be
+        copied in parts): the caller puts the file whole."""
+        return False
+
     def get(self, name: str, local_path: str) -> None:
         """Download an object into a local file (its size asked first: the download's
         deadline grows with it)."""

@@ -4,11 +4,27 @@ keys, and each storage's objects live in a bucket of its own, named by the
 storage's uuid (the original's layout)."""
 from __future__ import annotations
 
+import logging
 import os
 
 from ..errors import MonotoneError
 from ..settings import CloudSettings
+from .base import ObjectMissing
 from .filesystem import FilesystemCloud
+
+log = logging.getLogger("monotone")
+
+MIN_PART = 5 << 20     # S3: every part of a multipart upload but the last is at least this
+COPY_PART = 1 << 30    # bytes a part copies within the store (S3 allows up to 5 GiB)
+SEND_PART = 16 << 20   # bytes a part sends
+
+
+def _spans(start: int, end: int, step: int) -> list[tuple[int, int]]:
+    """[start, end) in equal spans of at most step bytes: with step of twice MIN_PART
+    or more, each is at least MIN_PART unless there is only one."""
+    count = max(1, -(-(end - start) // step))
+    cuts = [start + (end - start) * i // count for i in range(count + 1)]
+    return list(zip(cuts, cuts[1:]))
 
 
 def _endpoint(url: str) -> str:
@@ -61,3 +77,69 @@ class S3Cloud(FilesystemCloud):
 
     def url(self, name: str) -> str:
         return f"s3://{self.path(name)}"
+
+    def put_extending(self, local_path: str, name: str, prefix: int, prefix_end: bytes) -> bool:
+        """A multipart upload whose first parts are copies of the object's own first
+        `prefix` bytes (UploadPartCopy; the source is read when each part is copied,
+        so the object may be its own source) and whose last parts are the rest of
+        the local file. Nothing of the prefix crosses the network; the completed
+        upload replaces the object in one step."""
+        size = os.path.getsize(local_path)
+        if not MIN_PART <= prefix < size:
+            return False
+        try:
+            if self.size(name) != prefix or \
+                    self.read(name, prefix - len(prefix_end), len(prefix_end)) != prefix_end:
+                return False
+        except ObjectMissing:
+            return False
+        bucket, key = self.path(name).split("/", 1)
+        where = {"Bucket": bucket, "Key": key}
+        upload = self._s3("CREATE multipart", name, "create_multipart_upload", **where)
+        where["UploadId"] = upload["UploadId"]
+        try:
+            parts = []
+            for a, b in _spans(0, prefix, COPY_PART):
+                done = self._s3(f"COPY part {a}+{b - a}", name, "upload_part_copy", moves=b - a,
+                                PartNumber=len(parts) + 1, CopySource={"Bucket": bucket,
+                                                                         "Key": key},
+                                CopySourceRange=f"bytes={a}-{b - 1}", **where)
+                parts.append({"PartNumber": len(parts) + 1,
+                              "ETag": done["CopyPartResult"]["ETag"]})
+            with open(local_path, "rb") as f:
+                for a, b in _spans(prefix, size, SEND_PART):
+                    f.seek(a)
+                    body = f.read(b - a)
+                    if len(body) != b - a:
+                        raise MonotoneError(f"{local_path}: shorter than {size} bytes while "
+                                            "uploading it")
+                    done = self._s3(f"PUT part {a}+{b - a}", name, "upload_part", moves=b - a,
+                                    PartNumber=len(parts) + 1, Body=body, **where)
+                    parts.append({"PartNumber": len(parts) + 1, "ETag": done["ETag"]})
+            self._s3("COMPLETE multipart", name, "complete_multipart_upload", moves=size,
+                     MultipartUpload={"Parts": parts}, **where)
+        except BaseException:
+            try:
+                self._s3("ABORT multipart", name, "abort_multipart_upload", **where)
+            except MonotoneError as e:  # the bucket's lifecycle rules are left to clean up
+                log.warning("%s: an unfinished multipart upload stays: %s", self.where(name), e)
+            raise
+        return True
+
+    def remove(self, name: str) -> bool:
+        """The object, and the parts of any upload of it a crash left unfinished (S3
+        keeps those, and bills them, until they are aborted)."""
+        gone = super().remove(name)
+        bucket, key = self.path(name).split("/", 1)
+        listed = self._s3("LIST multipart", name, "list_multipart_uploads", Bucket=bucket,
+                          Prefix=key)
+        for upload in listed.get("Uploads", []):
+            if upload.get("Key") == key:
+                self._s3("ABORT multipart", name, "abort_multipart_upload", Bucket=bucket,
+                         Key=key, UploadId=upload["UploadId"])
+        return gone
+
+    def _s3(self, op: str, name: str, method: str, moves: int = 0, **request) -> dict:
+        """One S3 request by s3fs's client, within _call's deadline and retries."""
+        return self._call(op, name, lambda timeout: self.fs.call_s3(method, timeout=timeout,
+                                                                    **request), moves=moves)

@@ -247,7 +247,10 @@ class PartitionFiles:
 
     def upload(self, min_: int, switches=()) -> None:
         """The local file's copy into the cloud: stub as .cloud.incomplete, the object,
-        then the stub renamed to .cloud."""
+        then the stub renamed to .cloud. Where the object a .cloud.drop marker stands
+        for is still there and the local file begins with it (an appending refresh
+        keeps every byte of the file it appends to), only the rest is sent, where the
+        cloud can copy within its store (Cloud.put_extending)."""
         objects = self._need_objects()
         self.store.remove(file_name(min_, CLOUD_INCOMPLETE), False)  # a failed attempt's
         local = self.store.open(file_name(min_))
@@ -255,6 +258,7 @@ class PartitionFiles:
             footer = local.read(local.size - partition.FOOTER.size, partition.FOOTER.size)
             offset, _, _, _ = partition.decode_footer(footer, local.name)
             tail = local.read(offset, local.size - offset)
+            prefix, prefix_end = self._extended(min_, local)
         finally:
             local.close()
         stub = self.store.create(file_name(min_, CLOUD_INCOMPLETE), self.sync)
@@ -268,7 +272,9 @@ class PartitionFiles:
         self.store.remove(file_name(min_, CLOUD_DROP), self.sync)
         try:
             faults.point("upload", switches)
-            objects.put(self.store.path(file_name(min_)), file_name(min_))
+            path = self.store.path(file_name(min_))
+            if not (prefix and objects.put_extending(path, file_name(min_), prefix, prefix_end)):
+                objects.put(path, file_name(min_))
             faults.point("upload.sent")
         except BaseException:
             # the object may be there in part or whole (a PUT cut short on our side
@@ -278,6 +284,32 @@ class PartitionFiles:
             self.finish_drop(min_)
             raise
         self.store.rename(file_name(min_, CLOUD_INCOMPLETE), file_name(min_, CLOUD), self.sync)
+
+    def _extended(self, min_: int, local: ReadHandle) -> tuple[int, bytes]:
+        """(size, index and footer) of the object the partition's .cloud.drop marker
+        stands for (the marker is that object's stub) when the local file begins with
+        it, else (0, b"")."""
+        marker = file_name(min_, CLOUD_DROP)
+        if not self.store.exists(marker):
+            return 0, b""
+        try:
+            old = self.store.open(marker)
+        except MonotoneError:
+            return 0, b""
+        try:
+            if not partition.FOOTER.size <= old.size < local.size:
+                return 0, b""
+            stub = old.read(0, old.size)
+        finally:
+            old.close()
+        try:
+            offset = partition.decode_footer(stub[-partition.FOOTER.size:], old.name)[0]
+        except MonotoneError:
+            return 0, b""
+        size = offset + len(stub)
+        if size >= local.size or local.read(offset, len(stub)) != stub:
+            return 0, b""
+        return size, stub
 
     def download(self, min_: int, switches=(), *, place: Place) -> None:
         """The cloud object as the local file: <min>.incomplete, verified, synced,

@@ -93,8 +93,13 @@ def download(engine: Engine, slot: int):
              engine.storage_of(slot).cloud, time.monotonic() - start)
 
 
-def drop_cloud_copy(engine: Engine, slot: int):
-    """Remove the partition's cloud copy (and an object an earlier drop left)."""
+def drop_cloud_copy(engine: Engine, slot: int, keep_object: bool = False):
+    """Remove the partition's cloud copy (and an object an earlier drop left).
+
+    keep_object: only the copy goes (no reader chooses it, the manifest no longer
+    names it); its object stays behind its .cloud.drop marker for the upload that
+    follows a refresh in place, which sends only what the refresh appended (an
+    upload, DROP PARTITION or the next open removes it otherwise)."""
     s = engine.partitions.slot(slot)
     storage = engine.storage_of(slot)
     files = engine.files(storage)
@@ -104,7 +109,7 @@ def drop_cloud_copy(engine: Engine, slot: int):
         files.drop_stub(s.min)
         faults.point("cloud.dropping")
         yield from write_manifest(engine, storage)
-    if files.objects is not None and files.dropping(s.min):
+    if files.objects is not None and files.dropping(s.min) and not keep_object:
         yield _job(engine, slot, DROP)
 
 

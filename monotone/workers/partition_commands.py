@@ -108,10 +108,12 @@ def _drop(engine: Engine, slot: int):
              min_, s.file_events, s.rows + s.frozen_rows, size_text(s.file_size),
              storage.name)
     _drop_claimed(engine, slot)  # the slot is free from here
+    files = engine.files(storage)
     if places & ON_CLOUD:
-        engine.files(storage).drop_stub(min_)
+        files.drop_stub(min_)
         faults.point("cloud.dropping")
         yield from cloud_tier.write_manifest(engine, storage)
+    if files.objects is not None and files.dropping(min_):  # an object a refresh kept, too
         yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
 
 

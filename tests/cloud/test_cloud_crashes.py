@@ -104,6 +104,40 @@ def test_kill_at_every_step(repo, backend, monkeypatch, point, stage, command, w
     db.close()
 
 
+KEPT = ["cloud.dropping", "append.written", "upload", "upload.sent", "upload.done"]
+
+
+@pytest.mark.parametrize("backend", ["s3"], indirect=True)
+@pytest.mark.parametrize("point", KEPT)
+def test_kill_while_the_object_is_kept_for_an_append(repo, backend, monkeypatch, point):
+    """A partition with both copies keeps its object through a refresh in place, for
+    the upload after it to extend: kill -9 at each step from there to the new object."""
+    db = open_db(repo)
+    uuid = setup_cloud(db, backend, "region_size 1024, compression 'none', "
+                                    "cloud_drop_local false")
+    acked = events(0, 100)
+    db.write(acked)
+    db.execute("REFRESH PARTITION 0")
+    more = events(100, 150, b"late")
+    db.write(more)
+    acked += more
+    db.close()
+    monkeypatch.setenv("MONOTONE_FAULTS", f"{point}:kill@1")
+    db = open_db(repo)
+    monkeypatch.delenv("MONOTONE_FAULTS")
+    with pytest.raises(CoordinatorError):
+        db.execute("REFRESH PARTITION 0")
+    db.close()
+    db = open_db(repo)
+    assert read_all(db) == want(acked)
+    settled(repo, backend, uuid, db)
+    db.execute("REFRESH PARTITION 0")
+    settled(repo, backend, uuid, db)
+    assert read_all(db) == want(acked)
+    assert places(db) == {0: (True, True)}
+    db.close()
+
+
 @pytest.mark.parametrize("switch", ["error_upload", "error_download"])
 def test_failed_transfer_loses_nothing_and_retries(repo, backend, switch):
     db = open_db(repo)
