@@ -86,8 +86,10 @@ build(PyObject *module, PyObject *args)
                           &koff_o, &kdata_o, &voff_o, &vdata_o))
         return NULL;
     PyTypeObject *type = (PyTypeObject *)cls;
-    if (!PyType_IsSubtype(type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "build: the record type must be a tuple subclass");
+    /* untracked records must not be able to hold a cycle: no __dict__ of their own */
+    if (!PyType_IsSubtype(type, &PyTuple_Type) || type->tp_dictoffset != 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "build: the record type must be a tuple subclass without a __dict__");
         return NULL;
     }
     column ids = {0}, flags = {0}, koff = {0}, kdata = {0}, voff = {0}, vdata = {0};
@@ -116,6 +118,9 @@ build(PyObject *module, PyObject *args)
         PyObject *event = type->tp_alloc(type, 4);
         if (event == NULL)
             goto fail;
+#if PY_VERSION_HEX >= 0x030E0000
+        ((PyTupleObject *)event)->ob_hash = -1; /* a tuple caches its hash from 3.14 on */
+#endif
         PyList_SET_ITEM(out, i, event);
         PyObject *item = PyLong_FromUnsignedLongLong(u64(id, i));
         if (item == NULL)

@@ -1,6 +1,7 @@
 """The user-facing records: Event (one) and Batch (columns of many)."""
 from __future__ import annotations
 
+import sys
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING
@@ -12,6 +13,8 @@ from .format.rows import DELETE, Rows
 try:
     from ._events import build as _build
 except ImportError:  # installed without a C compiler: the same records, built in Python
+    _build = None
+if sys.byteorder != "little":  # it reads the columns' u64 as the host's
     _build = None
 
 
@@ -70,9 +73,10 @@ class Batch(Rows):
     def events(self, a: int = 0, b: int | None = None) -> list[Event]:
         """One Event per row of rows a..b, built without a Python-level loop."""
         b = len(self.ids) if b is None else b
-        if _build is not None:
-            return _build(Event, self.ids[a:b], self.flags[a:b], self.key_offsets[a:b + 1],
-                          self.key_data, self.value_offsets[a:b + 1], self.value_data)
+        columns = (self.ids[a:b], self.flags[a:b], self.key_offsets[a:b + 1], self.key_data,
+                   self.value_offsets[a:b + 1], self.value_data)
+        if _build is not None and all(c.flags.c_contiguous for c in columns):
+            return _build(Event, *columns)
         return self._events(a, b)
 
     def _events(self, a: int, b: int) -> list[Event]:

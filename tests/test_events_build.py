@@ -125,3 +125,22 @@ def test_python_records():
         ko, vo = batch.key_offsets, batch.value_offsets
         assert e == Event(int(batch.ids[i]), batch.key_data[ko[i]:ko[i + 1]].tobytes(),
                           batch.value_data[vo[i]:vo[i + 1]].tobytes(), bool(batch.flags[i]))
+
+
+@needs_c
+def test_refuses_a_record_type_with_a_dict():
+    class Loose(tuple):
+        pass
+    n = 1
+    with pytest.raises(TypeError, match="__dict__"):
+        build(Loose, np.zeros(n, np.uint64), np.zeros(n, np.uint8), np.zeros(n + 1, np.uint64),
+              np.zeros(0, np.uint8), np.zeros(n + 1, np.uint64), np.zeros(0, np.uint8))
+
+
+def test_strided_columns_fall_back_to_python():
+    n = 8
+    ids = np.arange(2 * n, dtype=np.uint64)[::2]  # every other: not contiguous
+    batch = Batch(ids, np.zeros(n, np.uint8), np.zeros(n + 1, np.uint64), np.zeros(0, np.uint8),
+                  np.arange(n + 1, dtype=np.uint64), np.arange(n, dtype=np.uint8))
+    assert [e.id for e in batch.events()] == list(range(0, 2 * n, 2))
+    assert {e: 1 for e in batch.events()}[Event(4, b"", bytes([2]))] == 1  # hashes as built

@@ -87,57 +87,91 @@ class S3Cloud(FilesystemCloud):
         size = os.path.getsize(local_path)
         if not MIN_PART <= prefix < size:
             return False
-        try:
-            if self.size(name) != prefix or \
-                    self.read(name, prefix - len(prefix_end), len(prefix_end)) != prefix_end:
-                return False
-        except ObjectMissing:
-            return False
         bucket, key = self.path(name).split("/", 1)
         where = {"Bucket": bucket, "Key": key}
-        upload = self._s3("CREATE multipart", name, "create_multipart_upload", **where)
-        where["UploadId"] = upload["UploadId"]
         try:
-            parts = []
-            for a, b in _spans(0, prefix, COPY_PART):
-                done = self._s3(f"COPY part {a}+{b - a}", name, "upload_part_copy", moves=b - a,
-                                PartNumber=len(parts) + 1, CopySource={"Bucket": bucket,
-                                                                         "Key": key},
-                                CopySourceRange=f"bytes={a}-{b - 1}", **where)
-                parts.append({"PartNumber": len(parts) + 1,
-                              "ETag": done["CopyPartResult"]["ETag"]})
-            with open(local_path, "rb") as f:
-                for a, b in _spans(prefix, size, SEND_PART):
-                    f.seek(a)
-                    body = f.read(b - a)
-                    if len(body) != b - a:
-                        raise MonotoneError(f"{local_path}: shorter than {size} bytes while "
-                                            "uploading it")
-                    done = self._s3(f"PUT part {a}+{b - a}", name, "upload_part", moves=b - a,
-                                    PartNumber=len(parts) + 1, Body=body, **where)
-                    parts.append({"PartNumber": len(parts) + 1, "ETag": done["ETag"]})
+            head = self._s3("HEAD", name, "head_object", **where)
+            if head.get("ContentLength") != prefix or \
+                    self.read(name, prefix - len(prefix_end), len(prefix_end)) != prefix_end:
+                return False
+            where["UploadId"] = self._s3("CREATE multipart", name, "create_multipart_upload",
+                                         **where)["UploadId"]
+        except MonotoneError as e:  # ObjectMissing among them
+            log.info("%s: sent whole (%s)", self.where(name), e)
+            return False
+        try:
+            parts = self._parts(local_path, name, prefix, size, head["ETag"], where)
+        except BaseException as e:
+            self._abort(name, where)
+            if not isinstance(e, MonotoneError):
+                raise
+            # an endpoint without part copies, or the object changed under the copy
+            log.info("%s: sent whole (%s)", self.where(name), e)
+            return False
+        try:
             self._s3("COMPLETE multipart", name, "complete_multipart_upload", moves=size,
                      MultipartUpload={"Parts": parts}, **where)
         except BaseException:
-            try:
-                self._s3("ABORT multipart", name, "abort_multipart_upload", **where)
-            except MonotoneError as e:  # the bucket's lifecycle rules are left to clean up
-                log.warning("%s: an unfinished multipart upload stays: %s", self.where(name), e)
+            self._abort(name, where)
             raise
         return True
+
+    def _parts(self, local_path: str, name: str, prefix: int, size: int, etag: str,
+               where: dict) -> list[dict]:
+        """The parts of put_extending: copies of the object as it was when its prefix was
+        checked (its ETag then: a copy of anything else fails), then the rest."""
+        parts: list[dict] = []
+        source = {"Bucket": where["Bucket"], "Key": where["Key"]}
+        for a, b in _spans(0, prefix, COPY_PART):
+            done = self._s3(f"COPY part {a}+{b - a}", name, "upload_part_copy", moves=b - a,
+                            PartNumber=len(parts) + 1, CopySource=source,
+                            CopySourceIfMatch=etag, CopySourceRange=f"bytes={a}-{b - 1}",
+                            **where)
+            parts.append({"PartNumber": len(parts) + 1, "ETag": done["CopyPartResult"]["ETag"]})
+        with open(local_path, "rb") as f:
+            for a, b in _spans(prefix, size, SEND_PART):
+                f.seek(a)
+                body = f.read(b - a)
+                if len(body) != b - a:
+                    raise MonotoneError(f"{local_path}: shorter than {size} bytes while "
+                                        "uploading it")
+                done = self._s3(f"PUT part {a}+{b - a}", name, "upload_part", moves=b - a,
+                                PartNumber=len(parts) + 1, Body=body, **where)
+                parts.append({"PartNumber": len(parts) + 1, "ETag": done["ETag"]})
+        return parts
+
+    def _abort(self, name: str, where: dict) -> None:
+        try:
+            self._s3("ABORT multipart", name, "abort_multipart_upload", **where)
+        except MonotoneError as e:  # the object's next removal aborts it (remove())
+            log.warning("%s: an unfinished multipart upload stays: %s", self.where(name), e)
 
     def remove(self, name: str) -> bool:
         """The object, and the parts of any upload of it a crash left unfinished (S3
         keeps those, and bills them, until they are aborted)."""
         gone = super().remove(name)
         bucket, key = self.path(name).split("/", 1)
-        listed = self._s3("LIST multipart", name, "list_multipart_uploads", Bucket=bucket,
-                          Prefix=key)
-        for upload in listed.get("Uploads", []):
-            if upload.get("Key") == key:
+        try:
+            for upload in self._unfinished(name, bucket, key):
                 self._s3("ABORT multipart", name, "abort_multipart_upload", Bucket=bucket,
-                         Key=key, UploadId=upload["UploadId"])
+                         Key=key, UploadId=upload)
+        except ObjectMissing:  # no bucket, or the upload ended meanwhile
+            pass
+        except MonotoneError as e:  # an endpoint without them: the object is gone all the same
+            log.warning("%s: unfinished multipart uploads not aborted: %s", self.where(name), e)
         return gone
+
+    def _unfinished(self, name: str, bucket: str, key: str) -> list[str]:
+        """Ids of the multipart uploads of key not completed nor aborted."""
+        found, page = [], {}
+        while True:
+            listed = self._s3("LIST multipart", name, "list_multipart_uploads", Bucket=bucket,
+                              Prefix=key, **page)
+            found += [u["UploadId"] for u in listed.get("Uploads", []) if u.get("Key") == key]
+            if not listed.get("IsTruncated"):
+                return found
+            page = {"KeyMarker": listed["NextKeyMarker"],
+                    "UploadIdMarker": listed["NextUploadIdMarker"]}
 
     def _s3(self, op: str, name: str, method: str, moves: int = 0, **request) -> dict:
         """One S3 request by s3fs's client, within _call's deadline and retries."""

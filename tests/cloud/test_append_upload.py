@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from cloud.clouds import ACCESS, SECRET
+from cloud.faultproxy import s3_error
 from cloud.test_conformance import events, open_db, places
 from monotone.errors import MonotoneError
 from monotone.scripts.latency_proxy import LatencyProxy
@@ -147,3 +148,28 @@ def test_removal_aborts_an_upload_left_unfinished(repo, proxied, s3):
         assert client.list_multipart_uploads(Bucket=uuid).get("Uploads")
         db.execute("DROP PARTITION 0 ON CLOUD")
         assert not client.list_multipart_uploads(Bucket=uuid).get("Uploads")
+
+
+def test_an_endpoint_without_part_copies_gets_the_file_whole(repo, fault_proxy, s3):
+    """An S3-compatible store that refuses UploadPartCopy: the upload after an append
+    is sent whole, as on any other cloud, and nothing is lost or left behind."""
+    refused = []
+
+    def refuse_copies(ex):
+        if ex.headers.get("x-amz-copy-source"):
+            refused.append(ex.path)
+            ex.body()
+            ex.reply(s3_error(501, "NotImplemented", "part copies are not supported"))
+        else:
+            ex.reply(ex.forward())
+
+    with _open(repo, fault_proxy) as (db, uuid):
+        db.write(events(0, N))
+        db.execute("REFRESH PARTITION 0")
+        fault_proxy.set(refuse_copies, method="PUT")
+        db.write(events(N, N + MORE))
+        db.execute("REFRESH PARTITION 0")
+        assert refused
+        assert _object(s3.url, uuid) == _local(repo, uuid)
+        assert places(db) == {0: (True, True)}
+        assert not _client(s3.url).list_multipart_uploads(Bucket=uuid).get("Uploads")
