@@ -1,6 +1,7 @@
 """The public API: Monotone, the environment of one repository."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -167,8 +168,10 @@ class Monotone:
             raise MonotoneError(f"a key is longer than {MAX_KEY} bytes")
         if len(vd) > MAX_VALUE and int(np.diff(vo).max()) > MAX_VALUE:
             raise MonotoneError(f"a value is longer than {MAX_VALUE} bytes")
-        flags = np.zeros(n, np.uint8)
-        if deletes is not None:
+        if deletes is None:
+            flags = _no_flags(n)
+        else:
+            flags = np.zeros(n, np.uint8)
             flags[_deletes(deletes, n)] = DELETE
         if ids is None:
             ids, serial = np.full(n, MAX_ID, np.uint64), np.ones(n, bool)
@@ -284,13 +287,12 @@ def _column(col, what: str, n: int | None):
     if col is None:
         if n is None:
             raise MonotoneError("write_batch() needs ids or values")
-        return np.zeros(n + 1, np.uint64), np.zeros(0, np.uint8)
+        return _fixed_offsets(n, 0), np.zeros(0, np.uint8)
     if isinstance(col, np.ndarray):
         if col.dtype != np.uint8 or col.ndim != 2:
             raise MonotoneError(f"{what} as an array must be 2-D uint8 (one row per event)")
         rows, width = col.shape
-        offsets = np.arange(rows + 1, dtype=np.uint64) * np.uint64(width)
-        return offsets, np.ascontiguousarray(col).reshape(-1)
+        return _fixed_offsets(rows, width), np.ascontiguousarray(col).reshape(-1)
     if isinstance(col, tuple) and len(col) == 2:
         offsets = _integers(col[0], f"{what} offsets")
         data = _array(col[1], f"{what} data")
@@ -306,6 +308,32 @@ def _column(col, what: str, n: int | None):
         return pack_bytes([_as_bytes(x, what[:-1]) for x in col])
     raise MonotoneError(f"{what} must be a 2-D uint8 array, an (offsets, data) pair "
                         "or a list of bytes")
+
+
+# Columns every batch of a shape has alike, made once per shape and shared read-only
+# (the batches of a writer are mostly all of one shape); larger ones are made each time
+_SHARED_UP_TO = 1 << 16  # rows: 512 KiB at most for each of 64 shapes kept
+
+
+def _fixed_offsets(rows: int, width: int) -> np.ndarray:
+    """Offsets of rows values of width bytes each (width 0: no keys)."""
+    if rows > _SHARED_UP_TO:
+        return np.arange(rows + 1, dtype=np.uint64) * np.uint64(width)
+    return _shared(rows, width)
+
+
+def _no_flags(rows: int) -> np.ndarray:
+    if rows > _SHARED_UP_TO:
+        return np.zeros(rows, np.uint8)
+    return _shared(rows, None)
+
+
+@functools.lru_cache(maxsize=64)
+def _shared(rows: int, width: int | None) -> np.ndarray:
+    column = np.zeros(rows, np.uint8) if width is None else \
+        np.arange(rows + 1, dtype=np.uint64) * np.uint64(width)
+    column.flags.writeable = False
+    return column
 
 
 def _rows(ids, keys, values, flags) -> Rows:
