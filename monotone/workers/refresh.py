@@ -57,11 +57,11 @@ def _refresh(engine: Engine, slot: int, target: Storage | None):
     s = engine.partitions.slot(slot)
     target = target or engine.storage_of(slot)
     if s.places & ON_CLOUD:
-        # a refresh in place of a file with both copies may append to it: its object
-        # is kept for the upload after, which then sends only what was appended
-        in_place = s.places & ON_STORAGE and target.id == engine.storage_of(slot).id
         yield from cloud_tier.download(engine, slot)
-        yield from cloud_tier.drop_cloud_copy(engine, slot, keep_object=bool(in_place))
+        # a refresh in place may append to the file: its object is kept for the
+        # upload after, which then sends only what was appended
+        in_place = target.id == engine.storage_of(slot).id
+        yield from cloud_tier.drop_cloud_copy(engine, slot, keep_object=in_place)
     resumed = bool(s.frozen)  # left by a refresh that failed
     yield from _refresh_once(engine, slot, target)
     if resumed and s.rows:

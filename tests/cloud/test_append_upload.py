@@ -103,16 +103,19 @@ def test_an_object_that_changed_is_replaced_whole(repo, proxied, s3):
         assert _object(s3.url, uuid) == grown
 
 
-def test_offloaded_partition_reads_back_after_an_append(repo, proxied, s3):
+def test_offloaded_partition_sends_only_what_was_appended(repo, proxied, s3):
     """cloud_drop_local: the local copy goes after each upload, so the refresh
-    downloads the file first; the object it then writes is the whole file."""
+    downloads the file first; the upload after it still sends only the append."""
     with _open(repo, proxied, drop_local=True) as (db, uuid):
         db.write(events(0, N))
         db.execute("REFRESH PARTITION 0")
         assert places(db) == {0: (False, True)}
+        size = len(_object(s3.url, uuid))
         db.write(events(N, N + MORE))
-        db.execute("REFRESH PARTITION 0")
+        sent = _sent(proxied, lambda: db.execute("REFRESH PARTITION 0"))
         assert places(db) == {0: (False, True)}
+        grown = len(_object(s3.url, uuid))
+        assert size < grown and sent < (grown - size) + (1 << 20)
         got = list(db.cursor())
         assert [e.id for e in got] == list(range(N + MORE))
         assert got[-1].value == events(N + MORE - 1, N + MORE)[0].value
