@@ -104,7 +104,9 @@ def test_kill_at_every_step(repo, backend, monkeypatch, point, stage, command, w
     db.close()
 
 
-KEPT = ["cloud.dropping", "append.written", "upload", "upload.sent", "upload.done"]
+# two steps by default, every step in the long runs (pytest -m slow)
+KEPT = ["cloud.dropping", "upload.sent"] + \
+    [pytest.param(p, marks=pytest.mark.slow) for p in ("append.written", "upload", "upload.done")]
 
 
 @pytest.mark.parametrize("backend", ["s3"], indirect=True)
