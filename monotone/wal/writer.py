@@ -71,7 +71,7 @@ class WalWriter:
         if self.lock is not None and self.size >= rotate_wm:
             self._rotate(sync_on_rotate)
         if self.lock is None:
-            self._create(lsn, sync or sync_on_rotate)
+            self._create(lsn, sync, sync_on_rotate)
         return self.file_id, self.size
 
     def write(self, lsn: int, record: list, *, sync: bool) -> None:
@@ -102,7 +102,10 @@ class WalWriter:
         os.lseek(self.lock.fd, offset, os.SEEK_SET)
         self.size = offset
 
-    def _create(self, lsn: int, sync: bool) -> None:
+    def _create(self, lsn: int, sync: bool, sync_soon: bool = False) -> None:
+        """A new file of ours. Its name is synced into the directory before any record
+        in it when records are synced (sync); else (sync_soon) in the background, as
+        the file rotated out before it is: none of its records is synced before then."""
         path = path_of(self.directory, lsn)
         try:
             private.make_dir(self.directory, ancestors=False)
@@ -113,8 +116,10 @@ class WalWriter:
             lock.lock(0)
             faults.point("wal.created")
             os.rename(path + NEW, path)
-            if sync:
+            if sync or sync_soon and self.background is None:
                 sync_path(self.directory)
+            elif sync_soon:
+                self.background.submit(self._sync_directory)
         except BaseException:
             lock.close()
             raise
@@ -145,6 +150,12 @@ class WalWriter:
         self.lock, self.path = None, None
         self.size, self.lsn_max = 0, 0
         self.background.submit(self._close_rotated, lock, path, sync)
+
+    def _sync_directory(self) -> None:
+        try:
+            sync_path(self.directory)
+        except OSError as e:
+            self.failed = f"wal sync of {self.directory} failed: {e.strerror}"
 
     def _close_rotated(self, lock: LockFile, path: str, sync: bool) -> None:
         try:
