@@ -77,6 +77,7 @@ class Session:
         self.shared = Shared(self.pmap, self.locks, self.memtables, self.layout.wal)
         self.map_version = -1
         self.bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.bound_lists: tuple[list, list, list] = ([], [], [])  # the same, for bisect
 
     def _on_death(self, conn: Connection) -> None:
         """The coordinator died: stop writing into its shared memory (runs in the watcher)."""
@@ -130,6 +131,7 @@ class Session:
         if version != self.map_version or self.bounds is None:
             self.memtables.prune(self.pmap.in_use())
             self.bounds = self.pmap.bounds()
+            self.bound_lists = tuple(column.tolist() for column in self.bounds)
             self.map_version = version
         return self.bounds
 

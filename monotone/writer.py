@@ -26,7 +26,6 @@ class Writer:
     def __init__(self, session) -> None:
         self.session = session
         self._switched: tuple = (None, frozenset())
-        self._lists: tuple = (None, [], [], [])  # partitions() as lists, for bisect
 
     def write(self, rows: Rows, serial: np.ndarray | None) -> np.ndarray:
         """Write one batch; the ids (serial ones filled in)."""
@@ -99,10 +98,8 @@ class Writer:
         """Split sorted rows by partition: [(slot, rows)]; creates missing partitions."""
         session = self.session
         ids = rows.ids
-        bounds = session.partitions()
-        if self._lists[0] is not bounds:
-            self._lists = (bounds, *(column.tolist() for column in bounds))
-        _, live, mins, maxs = self._lists
+        session.partitions()
+        live, mins, maxs = session.bound_lists
         # the common case: the batch falls in one partition, found with one search
         first, last = int(ids[0]), int(ids[-1])
         at = bisect_left(maxs, first)

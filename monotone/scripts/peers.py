@@ -32,11 +32,14 @@ class Workload:
         starts = rng.integers(n // 10, max(n // 10 + 1, n - RANGE), RANGES)
         self.range_starts = sorted(int(s) for s in starts)
 
-    def batches(self):
-        """(ids uint64, values uint8 [count, value_size]) per batch."""
-        for i, start in enumerate(range(0, self.n, self.batch)):
-            count = min(self.batch, self.n - start)
-            yield np.arange(start, start + count, dtype=np.uint64), self.pool[i % POOL][:count]
+    def batches(self, first: int = 0, n: int | None = None):
+        """(ids uint64, values uint8 [count, value_size]) per batch: n events (all of the
+        workload's by default) from id first."""
+        end = first + (self.n if n is None else n)
+        for start in range(first, end, self.batch):
+            count = min(self.batch, end - start)
+            values = self.pool[(start // self.batch) % POOL][:count]
+            yield np.arange(start, start + count, dtype=np.uint64), values
 
 
 class Clock:

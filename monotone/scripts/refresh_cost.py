@@ -11,8 +11,6 @@ import shutil
 import statistics
 import time
 
-import numpy as np
-
 import monotone
 from monotone.scripts.peers import Workload
 
@@ -23,18 +21,10 @@ CHUNK = 1_000_000  # events written between the refreshes that build a partition
 WIDE = 1 << 40     # a partition interval that holds every size in one partition
 
 
-def _batches(w: Workload, first: int, count: int, batch: int):
-    """(ids, values) batches of count events from id first, the workload's values."""
-    for start in range(first, first + count, batch):
-        n = min(batch, first + count - start)
-        values = w.pool[(start // batch) % len(w.pool)][:n]
-        yield np.arange(start, start + n, dtype=np.uint64), values
-
-
 def _timed_rounds(size: int, w: Workload, write, refresh, rounds: int = ROUNDS) -> float:
     times = []
     for r in range(rounds):
-        for ids, values in _batches(w, size + r * NEW, NEW, w.batch):
+        for ids, values in w.batches(size + r * NEW, NEW):
             write(ids, values)
         t = time.perf_counter()
         refresh()
@@ -52,7 +42,7 @@ def monotone_cost(path: str, size: int, w: Workload) -> float:
     try:
         refresh = "REFRESH PARTITION 0"
         for first in range(0, size, CHUNK):  # a memtable holds a chunk, not 20 M events
-            for ids, values in _batches(w, first, min(CHUNK, size - first), w.batch):
+            for ids, values in w.batches(first, min(CHUNK, size - first)):
                 db.write_batch(ids, values)
             db.execute(refresh)
         return _timed_rounds(size, w, db.write_batch, lambda: db.execute(refresh))
@@ -79,7 +69,7 @@ def c_cost(lib_path: str, path: str, size: int, w: Workload) -> float:
             batch = event_batch(ids, values)
             write(batch[2], batch[3])
 
-        for ids, values in _batches(w, 0, size, w.batch):
+        for ids, values in w.batches(0, size):
             write_c(ids, values)
         db.execute("REFRESH PARTITION 0")
         return _timed_rounds(size, w, write_c, lambda: db.execute("REFRESH PARTITION 0"), 1)
