@@ -25,3 +25,7 @@ SYNC_FILE_RANGE_WRITE = 2
 # madvise(address, length, MADV_POPULATE_WRITE = 23, Linux 5.14): fault pages in writable
 madvise = function("madvise", ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 MADV_POPULATE_WRITE = 23
+# fallocate(fd, FALLOC_FL_KEEP_SIZE = 1, offset, length): allocate blocks past the end of
+# a file without moving its end
+fallocate = function("fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+FALLOC_FL_KEEP_SIZE = 1

@@ -15,7 +15,10 @@ File lifecycle:
      final size (that file is complete, so it cannot end torn), and the
      repository's uuid: recovery replays only files that prove to be its own
   4. append records; rotate past wal_rotate_wm (the old file is synced and its
-     lock released, in the background)
+     lock released, in the background). Blocks are allocated ahead of the
+     records, a chunk at a time, past the file's end (its size stays what was
+     written, which is all recovery reads); what is left of them is freed when
+     the file is left
   5. a file nobody holds is closed for good; it is deleted once every record
      in it is in partition files (its last lsn is below the oldest lsn still
      only in memory) and it reads cleanly to its end
@@ -34,13 +37,16 @@ import uuid as uuidlib
 from .. import faults
 from ..boundary import ShmError
 from ..errors import MonotoneError, NoSpaceError
-from ..shm import private
+from ..shm import libc, private
 from ..shm.locks import LockFile
 from ..store import sync_path
 from . import records as walfmt
 
 SUFFIX = ".wal"
 NEW = ".new"
+# blocks allocated ahead of the writes at a time: a write into allocated blocks skips
+# the filesystem's block allocation (about a quarter of writing a batch of 100 KiB)
+AHEAD = 4 << 20
 
 
 def path_of(directory: str, file_id: int) -> str:
@@ -59,6 +65,7 @@ class WalWriter:
         self.path: str | None = None
         self.file_id = 0
         self.size = 0
+        self.ahead = 0  # blocks of the file are allocated up to here
         self.lsn_max = 0
         self.left = (0, 0)  # (id, size) of the last file left by rotation
 
@@ -79,6 +86,8 @@ class WalWriter:
         fd = self.lock.fd
         try:
             size = walfmt.record_size(record)
+            if self.size + size > self.ahead:
+                self._allocate(fd, self.size + size)
             written = os.writev(fd, record)
             if written != size:
                 raise OSError(errno.ENOSPC, "short write")
@@ -98,9 +107,17 @@ class WalWriter:
 
     def cut(self, offset: int) -> None:
         """Take back what was written to our file from offset on."""
-        os.ftruncate(self.lock.fd, offset)
+        os.ftruncate(self.lock.fd, offset)  # frees the blocks allocated ahead too
         os.lseek(self.lock.fd, offset, os.SEEK_SET)
-        self.size = offset
+        self.size = self.ahead = offset
+
+    def _allocate(self, fd: int, end: int) -> None:
+        """Allocate blocks past the end of the file, at least up to end; best effort (a
+        full disk is reported by the write itself)."""
+        target = max(end, self.ahead + AHEAD)
+        if libc.fallocate is not None:
+            libc.fallocate(fd, libc.FALLOC_FL_KEEP_SIZE, self.ahead, target - self.ahead)
+        self.ahead = target
 
     def _create(self, lsn: int, sync: bool, sync_soon: bool = False) -> None:
         """A new file of ours. Its name is synced into the directory before any record
@@ -125,6 +142,7 @@ class WalWriter:
             raise
         os.lseek(lock.fd, 0, os.SEEK_END)
         self.lock, self.path, self.file_id, self.size, self.lsn_max = lock, path, lsn, 0, 0
+        self.ahead = 0
         self.write(0, walfmt.encode_start(*self.left, self.origin), sync=False)
         self.left = (0, 0)
 
@@ -145,11 +163,11 @@ class WalWriter:
             self.close(sync)
             self.left = left
             return
-        lock, path = self.lock, self.path
+        lock, path, size = self.lock, self.path, self.size
         self.left = (self.file_id, self.size)
         self.lock, self.path = None, None
         self.size, self.lsn_max = 0, 0
-        self.background.submit(self._close_rotated, lock, path, sync)
+        self.background.submit(self._close_rotated, lock, path, size, sync)
 
     def _sync_directory(self) -> None:
         try:
@@ -157,8 +175,9 @@ class WalWriter:
         except OSError as e:
             self.failed = f"wal sync of {self.directory} failed: {e.strerror}"
 
-    def _close_rotated(self, lock: LockFile, path: str, sync: bool) -> None:
+    def _close_rotated(self, lock: LockFile, path: str, size: int, sync: bool) -> None:
         try:
+            os.ftruncate(lock.fd, size)  # frees the blocks allocated ahead
             if sync:
                 os.fsync(lock.fd)
         except OSError as e:
@@ -169,6 +188,11 @@ class WalWriter:
     def close(self, sync: bool = False) -> None:
         if self.lock is None:
             return
+        if self.ahead > self.size:
+            try:
+                os.ftruncate(self.lock.fd, self.size)  # frees the blocks allocated ahead
+            except OSError:
+                pass  # they stay allocated until the file is deleted
         if sync:
             os.fsync(self.lock.fd)
         self.lock.close()  # releases the OFD lock: the file is closed for good
