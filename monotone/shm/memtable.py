@@ -79,6 +79,7 @@ class Memtable:
     def __init__(self, segment: Segment, layout: Layout = LAYOUT, ahead=None) -> None:
         self.segment = segment
         self.ahead = ahead  # runs a job in the background (prefault), or None
+        self._prefaulted: dict[int, int] = {}  # header word -> backed up to, by prefault
         self.layout = lay = layout
         buf = segment.map
         self.header = np.frombuffer(buf, np.uint64, PAGE // 8, 0)
@@ -204,16 +205,21 @@ class Memtable:
         if need <= have:
             return
         target = min(cap, max(need, have + chunk))
-        for offset, length in ranges(have, target):
-            self.segment.reserve(offset, length)
+        if target > self._prefaulted.get(word, 0):
+            for offset, length in ranges(have, target):
+                self.segment.reserve(offset, length)
         self.header[word] = U64(target)
         if self.ahead is not None and target < cap:
-            self.ahead(self._prefault, ranges(target, min(cap, target + chunk)))
+            end = min(cap, target + chunk)
+            self.ahead(self._prefault, word, ranges(target, end), end)
 
-    def _prefault(self, ranges) -> None:
+    def _prefault(self, word: int, ranges, end: int) -> None:
+        """Back and map ranges ahead; once all are backed, the area up to end needs no
+        reserve by this process (what lies below the ranges was backed before the
+        header said so)."""
         segment = self.segment
-        for offset, length in ranges:
-            segment.prefault(offset, length)
+        if all([segment.prefault(offset, length) for offset, length in ranges]):
+            self._prefaulted[word] = end
 
     def _key_ranges(self, a: int, b: int) -> list[tuple[int, int]]:
         return [(self.layout.keys + a, b - a)]

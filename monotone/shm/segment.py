@@ -105,12 +105,13 @@ class Segment:
         finally:
             shm.close_fd()
 
-    def prefault(self, offset: int, length: int) -> None:
-        """Back and map [offset, offset+length) ahead of its use, if memory allows.
+    def prefault(self, offset: int, length: int) -> bool:
+        """Back and map [offset, offset+length) ahead of its use, if memory allows;
+        whether it is backed (as reserve() would have done).
 
-        Best effort, for a background thread: reserve() still runs before the
-        pages are written and is what reports a full /dev/shm. Both calls drop
-        the GIL, so the writer goes on meanwhile.
+        Best effort, for a background thread: where it fails, reserve() runs
+        before the pages are written and reports a full /dev/shm. Both calls
+        drop the GIL, so the writer goes on meanwhile.
         """
         start = offset // PAGE * PAGE
         length += offset - start
@@ -118,16 +119,17 @@ class Segment:
         try:
             shm = posix_ipc.SharedMemory(self.name)
         except posix_ipc.ExistentialError:
-            return
+            return False
         try:
             os.posix_fallocate(shm.fd, start, length)
         except OSError:
-            return
+            return False
         finally:
             shm.close_fd()
         if libc.madvise is not None:
             libc.madvise(self.address + start, length, libc.MADV_POPULATE_WRITE)
         del keep
+        return True
 
     def close(self) -> None:
         try:
