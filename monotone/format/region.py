@@ -38,7 +38,7 @@ def encode_parts(rows: Rows) -> list:
     return [HEADER.pack(n, len(rows.key_data), len(rows.value_data), 0),
             rows.ids.astype("<u8", copy=False),
             (vo[1:] - vo[:-1]).astype("<u4"),
-            (ko[1:] - ko[:-1]).astype(np.uint8),
+            (ko[1:] - ko[:-1]).astype(np.uint8) if len(rows.key_data) else np.zeros(n, np.uint8),
             rows.flags, rows.key_data, rows.value_data]
 
 

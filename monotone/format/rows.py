@@ -182,7 +182,7 @@ def sort_dedup(rows: Rows, width: int | None = None) -> Rows:
         return rows
     if width is None:
         width = key_width(rows)
-    if width == 0 and np.all(rows.ids[1:] > rows.ids[:-1]):
+    if width == 0 and (rows.ids[1:] > rows.ids[:-1]).all():
         return rows
     sk = sort_keys(rows, width)
     order = np.argsort(sk, kind="stable")

@@ -180,10 +180,12 @@ class Memtable:
         end = n + k
         self.ids[n:end] = rows.ids
         self.flags[n:end] = rows.flags
-        np.add(rows.key_offsets[1:], U64(kbase), out=self.koff[n + 1:end + 1])
-        np.add(rows.value_offsets[1:], U64(vbase), out=self.voff[n + 1:end + 1])
         if kb:
+            np.add(rows.key_offsets[1:], U64(kbase), out=self.koff[n + 1:end + 1])
             self.keys[kbase:kbase + kb] = rows.key_data
+        else:  # no keys: every offset is where the keys end
+            self.koff[n + 1:end + 1] = kbase
+        np.add(rows.value_offsets[1:], U64(vbase), out=self.voff[n + 1:end + 1])
         self.values[vbase:vbase + vb] = rows.value_data
         return end
 
