@@ -66,11 +66,13 @@ def test_measures_the_workload_and_keeps_every_event(tmp_path, wal):
     seen = []
     result = run_c_monotone(w, path, seen.append, lib)
 
-    assert set(result) == {"write", "durable"}
+    assert set(result) == {"write", "durable", "write_ref", "durable_ref"}
     assert all(value > 0 for value in result.values()), result
     assert result["durable"] <= result["write"]
+    assert result["durable_ref"] <= result["write_ref"]
     assert seen[-1] == w.n
-    assert _read_back(lib, path) == _expected(w)
+    for run in ("default", "workers0"):  # default workers, then the reference's 0
+        assert _read_back(lib, os.path.join(path, run)) == _expected(w)
 
 
 def _expected(w: Workload) -> list[tuple]:

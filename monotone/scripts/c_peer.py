@@ -198,15 +198,26 @@ def event_batch(ids: np.ndarray, values: np.ndarray) -> tuple:
 
 
 def run_c_monotone(w: Workload, path: str, progress, lib_path: str) -> dict:
-    """write and durable of the C engine, as run_monotone measures ours.
+    """write and durable of the C engine, as run_monotone measures ours: at its default
+    workers, then (write_ref, durable_ref) at workers 0, the reference workload, where
+    nothing refreshes behind the writes."""
+    result = _measure(w, os.path.join(path, "default"), progress, lib_path, None)
+    reference = _measure(w, os.path.join(path, "workers0"), progress, lib_path, 0)
+    result["write_ref"], result["durable_ref"] = reference["write"], reference["durable"]
+    return result
 
-    Each write call appends its batch to the WAL (one writev, no fsync). durable adds
+
+def _measure(w: Workload, path: str, progress, lib_path: str, workers: int | None) -> dict:
+    """Each write call appends its batch to the WAL (one writev, no fsync). durable adds
     REFRESH PARTITIONS over every id: it runs in the calling thread, first waits for a
     background refresh that holds the partition, and fsyncs the partition file it writes.
     """
     db = CMonotone(lib_path)
     try:
         configure(db, w.wal)
+        if workers is not None:
+            db.execute(f"SET workers TO {workers}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         db.open(path)
         db.execute("ALTER STORAGE main SET (crc true)")
         write = db.writer()
@@ -218,4 +229,3 @@ def run_c_monotone(w: Workload, path: str, progress, lib_path: str) -> dict:
     finally:
         db.close()
     return result
-
