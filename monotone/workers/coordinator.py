@@ -11,6 +11,7 @@ started it; and then answers control requests, from processes of its own uid
 from __future__ import annotations
 
 import faulthandler
+import gc
 import json
 import logging
 import os
@@ -202,6 +203,8 @@ def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
     server = Server(engine, listener, embedded)
     server.background.resume_cloud_work()
     signal.signal(signal.SIGTERM, _interrupt)
+    gc.collect()
+    gc.freeze()  # what start-up made lives on: collections pass over what serving makes
     try:
         if not _say(announce, "ready") and embedded:
             server.stopping = True  # whoever started us is gone: stop, cleaning up

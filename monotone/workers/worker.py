@@ -7,6 +7,7 @@ JSON, as clients do) and exits when the coordinator closes it or dies.
 from __future__ import annotations
 
 import faulthandler
+import gc
 import logging
 import os
 import socket
@@ -44,6 +45,8 @@ def main() -> int:
     locks.lock(ATTACHED, exclusive=False)  # a later coordinator waits for us to finish
     os.nice(NICE)
     memtables = MemtableCache(layout.memtable)
+    gc.collect()
+    gc.freeze()  # what start-up made lives on: collections pass over what jobs make
     try:
         while True:
             message = protocol.recv(conn)
