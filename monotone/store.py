@@ -30,6 +30,10 @@ from .shm.errors import Untrusted
 # spread over the write, so the fsync at the end is short and other processes'
 # writes (the WAL) do not queue behind one large flush of the whole file
 WRITEBACK = 8 << 20
+# blocks allocated past the end of a file being written, a chunk at a time: a write into
+# allocated blocks skips the filesystem's block allocation (ext4: about a quarter of
+# the cost of writing 100 KiB); what is left of them is freed when the file is finished
+AHEAD = 4 << 20
 
 
 class ReadHandle(ABC):
@@ -152,6 +156,18 @@ class Store:
         raise NotImplementedError
 
 
+def allocate_ahead(fd: int, ahead: int, end: int) -> int:
+    """Make the blocks of fd allocated past its end (its size stays) reach end, when
+    those allocated so far reach only ahead; how far they reach now. Best effort: a
+    filesystem without it, or a full disk, is the write's to meet."""
+    if end <= ahead:
+        return ahead
+    target = max(end, ahead + AHEAD)
+    if libc.fallocate is not None:
+        libc.fallocate(fd, libc.FALLOC_FL_KEEP_SIZE, ahead, target - ahead)
+    return target
+
+
 def sync_path(path: str) -> None:
     """fsync a file or directory by its path (a directory: so renames in it last)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -202,6 +218,7 @@ class LocalWriter(WriteHandle):
         self.name = path
         self.sync = sync
         self.offset = 0
+        self.ahead = 0  # blocks are allocated up to here (allocate_ahead)
         self.at = at  # appending after this many bytes of an existing file (None: new)
         try:
             if at is None:  # a temporary of ours left by a failed attempt goes first
@@ -220,7 +237,7 @@ class LocalWriter(WriteHandle):
                 except BaseException:
                     os.close(fd)
                     raise
-                self.offset = at
+                self.offset = self.ahead = at
             self.file = open(fd, "wb", buffering=0)
         except Untrusted as e:
             raise AccessDenied(f"partition file {e}") from None
@@ -234,6 +251,7 @@ class LocalWriter(WriteHandle):
         parts = [memoryview(part).cast("B") for part in parts]
         total = sum(len(part) for part in parts)
         try:
+            self.ahead = allocate_ahead(self.file.fileno(), self.ahead, self.offset + total)
             done = os.writev(self.file.fileno(), parts)
             if done < total:  # short: the rest as one buffer, until all of it is written
                 rest = memoryview(b"".join(parts))[done:]
@@ -255,6 +273,8 @@ class LocalWriter(WriteHandle):
 
     def finish(self, sync: bool) -> int:
         self.file.flush()
+        if self.ahead > self.offset:
+            os.ftruncate(self.file.fileno(), self.offset)  # frees the blocks ahead
         if sync:
             os.fsync(self.file.fileno())
         self.file.close()

@@ -1,6 +1,7 @@
-"""WAL files get their blocks ahead of the records, past their end, and give back
-what is left when they are left: a file's size is always what was written, so
-recovery reads the same bytes it would without the blocks ahead."""
+"""WAL and partition files get their blocks ahead of the bytes written, past their
+end, and give back what is left when they are finished: a file's size is always
+what was written, so recovery and readers see the same bytes they would without
+the blocks ahead."""
 from __future__ import annotations
 
 import os
@@ -10,10 +11,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, open_db
+from conftest import ALL, ROOT, open_db
 
 from monotone.shm import libc
-from monotone.wal.writer import AHEAD
+from monotone.store import AHEAD
 
 BATCH = 1000
 VALUE = 100
@@ -114,3 +115,22 @@ def test_killed_writer_file_with_blocks_ahead_replays_exactly(wal_repo, batches)
         assert batches_read[-1].value_data[-1] == (batches - 1) % 251
     finally:
         db.close()
+
+
+def test_partition_files_give_back_their_blocks(wal_repo):
+    db = open_db(wal_repo)
+    try:
+        for i in range(60):  # 6 MB of events: one chunk ahead and part of a second
+            db.write_batch(*_batch(i))
+        db.execute(ALL)
+        for i in range(60, 63):  # an append to the file: blocks ahead of it too
+            db.write_batch(*_batch(i))
+        db.execute(ALL)
+        assert sum(len(b) for b in db.cursor().batches()) == 63 * BATCH
+    finally:
+        db.close()
+    files = [os.path.join(d, name) for d, _, names in os.walk(wal_repo) for name in names
+             if name.isdigit()]
+    assert files
+    for path in files:
+        assert _allocated(path) < os.path.getsize(path) + 64 * 1024, path

@@ -37,16 +37,13 @@ import uuid as uuidlib
 from .. import faults
 from ..boundary import ShmError
 from ..errors import MonotoneError, NoSpaceError
-from ..shm import libc, private
+from ..shm import private
 from ..shm.locks import LockFile
-from ..store import sync_path
+from ..store import allocate_ahead, sync_path
 from . import records as walfmt
 
 SUFFIX = ".wal"
 NEW = ".new"
-# blocks allocated ahead of the writes at a time: a write into allocated blocks skips
-# the filesystem's block allocation (about a quarter of writing a batch of 100 KiB)
-AHEAD = 4 << 20
 
 
 def path_of(directory: str, file_id: int) -> str:
@@ -86,8 +83,7 @@ class WalWriter:
         fd = self.lock.fd
         try:
             size = walfmt.record_size(record)
-            if self.size + size > self.ahead:
-                self._allocate(fd, self.size + size)
+            self.ahead = allocate_ahead(fd, self.ahead, self.size + size)
             written = os.writev(fd, record)
             if written != size:
                 raise OSError(errno.ENOSPC, "short write")
@@ -110,14 +106,6 @@ class WalWriter:
         os.ftruncate(self.lock.fd, offset)  # frees the blocks allocated ahead too
         os.lseek(self.lock.fd, offset, os.SEEK_SET)
         self.size = self.ahead = offset
-
-    def _allocate(self, fd: int, end: int) -> None:
-        """Allocate blocks past the end of the file, at least up to end; best effort (a
-        full disk is reported by the write itself)."""
-        target = max(end, self.ahead + AHEAD)
-        if libc.fallocate is not None:
-            libc.fallocate(fd, libc.FALLOC_FL_KEEP_SIZE, self.ahead, target - self.ahead)
-        self.ahead = target
 
     def _create(self, lsn: int, sync: bool, sync_soon: bool = False) -> None:
         """A new file of ours. Its name is synced into the directory before any record
