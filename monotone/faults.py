@@ -44,6 +44,7 @@ POINTS = {
     "refresh_3": "switched over the old file, memtable not dropped (error_refresh_3)",
     "append.marked": "an append's marker <min>.append written, nothing appended",
     "append.written": "regions and index appended, not yet the footer",
+    "append.footer": "an append's footer written, blocks allocated past the end not freed",
     # drop
     "drop.logged": "drop record in the WAL, partition still there",
     # recovery

@@ -34,6 +34,7 @@ WRITEBACK = 8 << 20
 # allocated blocks skips the filesystem's block allocation (ext4: about a quarter of
 # the cost of writing 100 KiB); what is left of them is freed when the file is finished
 AHEAD = 4 << 20
+NEVER = 1 << 62  # blocks ahead "reach" this far for a file that gets none
 
 
 class ReadHandle(ABC):
@@ -156,15 +157,22 @@ class Store:
         raise NotImplementedError
 
 
-def allocate_ahead(fd: int, ahead: int, end: int) -> int:
-    """Make the blocks of fd allocated past its end (its size stays) reach end, when
-    those allocated so far reach only ahead; how far they reach now. Best effort: a
-    filesystem without it, or a full disk, is the write's to meet."""
+def allocate_ahead(fd: int, ahead: int, size: int, end: int) -> int:
+    """Make the blocks of fd, a file of size bytes, allocated past its end (its size
+    stays) reach end, when those allocated so far reach only ahead; how far they reach
+    now. Best effort: where the filesystem cannot, or the disk is too full to give a
+    chunk, what the call took is given back and nothing more is asked for this file
+    (NEVER: a write then meets a full disk itself)."""
     if end <= ahead:
         return ahead
     target = max(end, ahead + AHEAD)
-    if libc.fallocate is not None:
-        libc.fallocate(fd, libc.FALLOC_FL_KEEP_SIZE, ahead, target - ahead)
+    if libc.fallocate is None or \
+            libc.fallocate(fd, libc.FALLOC_FL_KEEP_SIZE, ahead, target - ahead) != 0:
+        try:
+            os.ftruncate(fd, size)  # frees what a failed call allocated past the end
+        except OSError:
+            pass
+        return NEVER
     return target
 
 
@@ -226,13 +234,15 @@ class LocalWriter(WriteHandle):
             else:
                 fd = private.open_own(path, os.O_WRONLY)
                 try:
-                    if os.fstat(fd).st_size < at:
+                    size = os.fstat(fd).st_size
+                    if size < at:
                         raise CorruptionError(f"partition file {path}: shorter than the {at} "
                                               "bytes it was written with (truncated)")
-                    if os.fstat(fd).st_size > at:  # what a failed append left past it
-                        os.ftruncate(fd, at)
-                        if sync:
-                            os.fsync(fd)
+                    # what a failed append left past it goes, and blocks allocated past
+                    # the end by an append cut short before its finish
+                    os.ftruncate(fd, at)
+                    if size > at and sync:
+                        os.fsync(fd)
                     os.lseek(fd, at, os.SEEK_SET)
                 except BaseException:
                     os.close(fd)
@@ -251,7 +261,8 @@ class LocalWriter(WriteHandle):
         parts = [memoryview(part).cast("B") for part in parts]
         total = sum(len(part) for part in parts)
         try:
-            self.ahead = allocate_ahead(self.file.fileno(), self.ahead, self.offset + total)
+            self.ahead = allocate_ahead(self.file.fileno(), self.ahead, self.offset,
+                                        self.offset + total)
             done = os.writev(self.file.fileno(), parts)
             if done < total:  # short: the rest as one buffer, until all of it is written
                 rest = memoryview(b"".join(parts))[done:]

@@ -131,8 +131,8 @@ def test_an_encrypted_partition_is_appended_to(repo):
     db.close()
 
 
-@pytest.mark.parametrize("point", ["append.marked", "append.written", "refresh_1",
-                                   "refresh_3"])
+@pytest.mark.parametrize("point", ["append.marked", "append.written", "append.footer",
+                                   "refresh_1", "refresh_3"])
 def test_kill_at_every_step_of_an_append(repo, monkeypatch, point):
     """kill -9 of the coordinator (the merge runs in it with workers 0) at each step:
     every acknowledged event is there at the next open, the file is whole (with

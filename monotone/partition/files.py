@@ -152,11 +152,14 @@ class PartitionFiles:
         finally:
             handle.close()
         at = _unmark(data)
-        if at is not None and self.store.exists(name) and self.store.size(name) > at and \
-                not self._ends_whole(min_):
-            log.warning("partition file %s: an append cut short, cut back to its %d bytes "
-                        "before", self.where(min_), at)
-            self.store.append(name, at, self.sync).finish(self.sync)
+        if at is not None and self.store.exists(name):
+            keep = self.store.size(name)
+            if keep > at and not self._ends_whole(min_):
+                log.warning("partition file %s: an append cut short, cut back to its %d "
+                            "bytes before", self.where(min_), at)
+                keep = at
+            # opened to append at its end: blocks a writer allocated past it are freed
+            self.store.append(name, keep, self.sync).finish(self.sync)
         self.end_append(min_)
 
     def _ends_whole(self, min_: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import faults
 from ..errors import MonotoneError
 from ..format import region
 from ..format.codec import codec as make_codec
@@ -210,6 +211,8 @@ class Writer:
                 self.file.settle()
             before_footer()
         self.file.write(partition.encode_footer(index_offset, body, flags))
+        if before_footer is not None:
+            faults.point("append.footer")
         meta["file_size"] = self.file.finish(sync)
         return meta
 

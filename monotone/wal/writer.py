@@ -83,7 +83,7 @@ class WalWriter:
         fd = self.lock.fd
         try:
             size = walfmt.record_size(record)
-            self.ahead = allocate_ahead(fd, self.ahead, self.size + size)
+            self.ahead = allocate_ahead(fd, self.ahead, self.size, self.size + size)
             written = os.writev(fd, record)
             if written != size:
                 raise OSError(errno.ENOSPC, "short write")
@@ -151,11 +151,12 @@ class WalWriter:
             self.close(sync)
             self.left = left
             return
-        lock, path, size = self.lock, self.path, self.size
+        lock, path, size, ahead = self.lock, self.path, self.size, self.ahead
         self.left = (self.file_id, self.size)
         self.lock, self.path = None, None
         self.size, self.lsn_max = 0, 0
-        self.background.submit(self._close_rotated, lock, path, size, sync)
+        self.background.submit(self._close_rotated, lock, path, size if ahead > size else None,
+                               sync)
 
     def _sync_directory(self) -> None:
         try:
@@ -163,9 +164,15 @@ class WalWriter:
         except OSError as e:
             self.failed = f"wal sync of {self.directory} failed: {e.strerror}"
 
-    def _close_rotated(self, lock: LockFile, path: str, size: int, sync: bool) -> None:
+    def _close_rotated(self, lock: LockFile, path: str, size: int | None,
+                       sync: bool) -> None:
+        """size: the file's, when blocks were allocated past it (they are freed)."""
+        if size is not None:
+            try:
+                os.ftruncate(lock.fd, size)
+            except OSError:
+                pass  # they stay allocated until the file is deleted
         try:
-            os.ftruncate(lock.fd, size)  # frees the blocks allocated ahead
             if sync:
                 os.fsync(lock.fd)
         except OSError as e:

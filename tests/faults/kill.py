@@ -34,7 +34,7 @@ from monotone import faults
 WRITER_POINTS = ("write.locked", "write.lsn", "write.appended", "write.logged",
                  "write.marked", "write.publishing", "write.published", "wal.created")
 SERVICE_POINTS = ("refresh.frozen", "refresh_1", "refresh_2", "refresh_3", "append.marked",
-                  "append.written", "gc.listed", "recovery.files")
+                  "append.written", "append.footer", "gc.listed", "recovery.files")
 assert set(WRITER_POINTS + SERVICE_POINTS) <= set(faults.POINTS)
 
 
