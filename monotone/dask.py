@@ -1,15 +1,26 @@
 """Dask over monotone's partition files: monotone.dask.read(location) is a
-dask.dataframe.DataFrame with columns id (uint64), key and value (binary).
+dask.dataframe.DataFrame indexed by id (uint64, sorted, divisions known) with
+columns key and value (Arrow-backed binary): ddf.reset_index() has the columns
+and dtypes of Cursor.to_pandas(), the one frame schema (frames.table_to_pandas).
 
 One task per partition (a big partition is split by regions, offline.split);
 each task reads its partition file directly, from local disk or the cloud,
 with no coordinator, so it runs on any machine that can reach the files.
-location is
+The divisions are the partitions' (or their regions') id bounds, so loc[a:b]
+reads only the partitions holding ids a..b and joins on id need no shuffle.
+
+location is one of these, or a list of them read as one frame (shards):
   a repository directory: the partition files of every storage (what was
       refreshed; events still only in memory are not read: CHECKPOINT first)
   a cloud storage's manifest URL (SHOW STORAGE name gives it): what that
       storage holds in its cloud, with storage_options to open it (for s3:
       key, secret, endpoint_url, ...); the repository need not exist at all
+Parts of different locations whose ids overlap (shards that share an id range)
+are read by one task, their events merged in id order: every event of every
+location is in the frame once, and the divisions stay known. Shards with ids of
+their own (a range each) keep a task per partition.
+storage_options and encryption_key apply to every location, or are given as a
+list with an entry per location (None where a location needs none).
 encryption_key: the storage's key, for an encrypted storage read through its
 manifest (a manifest never holds keys; a repository's config file does). With
 a key every file read must be encrypted, sealed for its partition of the
@@ -18,9 +29,16 @@ is refused (an error of the task reading it), never read as data.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
 from .errors import MonotoneError
-from .format.rows import MAX_ID
+from .format.rows import MAX_ID, concat
 from .offline import Part, from_manifest, from_repository, read_part, split
+
+SPLITTERS = 8  # big partitions whose index is read at once (a GET each, for an object)
 
 
 def _need():
@@ -37,44 +55,96 @@ def _need():
 def _meta():
     _, pd, pa = _need()
     binary = pd.ArrowDtype(pa.large_binary())
-    return pd.DataFrame({"id": pd.Series([], dtype="uint64"),
-                         "key": pd.Series([], dtype=binary),
-                         "value": pd.Series([], dtype=binary)})
+    return pd.DataFrame({"key": pd.Series([], dtype=binary),
+                         "value": pd.Series([], dtype=binary)},
+                        index=pd.Index([], dtype="uint64", name="id"))
 
 
 def frame(rows):
-    """Rows as a pandas DataFrame (id uint64; key, value large_binary), no
-    per-event Python."""
+    """Rows as a pandas DataFrame of the frame schema (id uint64; key, value Arrow-backed
+    binary), id a column; no per-event Python."""
+    _, _, pa = _need()
     from .event import Batch
-    _, pd, pa = _need()
-    batch = Batch.of(rows).to_arrow()
-    return batch.to_pandas(types_mapper={pa.large_binary(): pd.ArrowDtype(pa.large_binary())}.get)
+    from .frames import batch_to_arrow, table_to_pandas
+    return table_to_pandas(pa.Table.from_batches([batch_to_arrow(Batch.of(rows))]))
 
 
-def _task(part: dict, bounds: tuple[int, int]):
-    return frame(read_part(part, *bounds))
+def _task(group: list[dict], bounds: tuple[int, int]):
+    """The events of parts (one, or several whose ids overlap) in id order, indexed by id."""
+    rows = [read_part(part, *bounds) for part in group]
+    merged = concat(rows)
+    if len(rows) > 1 and len(merged) > 1:
+        merged = merged.take(np.argsort(merged.ids, kind="stable"))
+    return frame(merged).set_index("id")
 
 
 def parts(location: str, storage_options: dict | None = None,
           encryption_key: str | None = None) -> list[Part]:
     """The partitions at location (a repository directory or a manifest URL)."""
-    import os
+    if not isinstance(location, (str, os.PathLike)):
+        raise MonotoneError(f"monotone.dask.read: a location is a repository directory or a "
+                            f"manifest URL, got {type(location).__name__}")
+    location = os.fspath(location)
     if "://" not in location and os.path.isdir(location):
         return from_repository(location, encryption_key)
     return from_manifest(location, storage_options, encryption_key)
 
 
-def read(location: str, *, min_id: int | None = None, max_id: int | None = None,
-         storage_options: dict | None = None, encryption_key: str | None = None):
-    """A dask DataFrame of the events at location with ids in [min_id, max_id]."""
+def _each(value, locations: list[str], what: str) -> list:
+    """A setting for every location: one for all, or a list with one each."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(locations):
+            raise MonotoneError(f"monotone.dask.read: {what} has {len(value)} entries for "
+                                f"{len(locations)} locations")
+        return list(value)
+    return [value] * len(locations)
+
+
+def _spans(found: list[Part]) -> list[Part]:
+    """The parts split by regions, the indexes of big ones read side by side."""
+    with ThreadPoolExecutor(SPLITTERS) as pool:
+        return [span for spans in pool.map(split, found) for span in spans]
+
+
+def _groups(spans: list[Part], lo: int, hi: int) -> list[tuple[int, int, list[Part]]]:
+    """(first id, last id, parts) of each task: parts in id order, those whose ids
+    (clipped to lo..hi) overlap in one task."""
+    out: list[tuple[int, int, list[Part]]] = []
+    for span in sorted(spans, key=lambda p: p.ids):
+        a, b = max(span.ids[0], lo), min(span.ids[1], hi)
+        if a > b:
+            continue
+        if out and a <= out[-1][1]:
+            first, last, group = out[-1]
+            out[-1] = (first, max(last, b), group + [span])
+        else:
+            out.append((a, b, [span]))
+    return out
+
+
+def read(location, *, min_id: int | None = None, max_id: int | None = None,
+         storage_options=None, encryption_key=None):
+    """A dask DataFrame of the events at location (or locations) with ids in
+    [min_id, max_id], indexed by id with known divisions."""
     dd, _, _ = _need()
     lo = 0 if min_id is None else int(min_id)
     hi = MAX_ID if max_id is None else int(max_id)
     if lo < 0 or hi > MAX_ID or lo > hi:
         raise MonotoneError(f"monotone.dask.read: min_id {min_id} and max_id {max_id} are "
                             "not a range of ids")
-    tasks = [p.to_json() for part in parts(location, storage_options, encryption_key)
-             if part.max >= lo and part.min <= hi for p in split(part)]
-    if not tasks:
+    locations = list(location) if isinstance(location, (list, tuple)) else [location]
+    if not locations:
+        raise MonotoneError("monotone.dask.read: no location given")
+    found = []
+    for where, options, key in zip(locations, _each(storage_options, locations,
+                                                    "storage_options"),
+                                   _each(encryption_key, locations, "encryption_key")):
+        found += [part for part in parts(where, options, key)
+                  if part.max >= lo and part.min <= hi]
+    groups = _groups(_spans(found), lo, hi)
+    if not groups:
         return dd.from_pandas(_meta(), npartitions=1)
-    return dd.from_map(_task, tasks, bounds=(lo, hi), meta=_meta(), enforce_metadata=False)
+    divisions = tuple(first for first, _, _ in groups) + (groups[-1][1],)
+    tasks = [[part.to_json() for part in group] for _, _, group in groups]
+    return dd.from_map(_task, tasks, bounds=(lo, hi), meta=_meta(), divisions=divisions,
+                       enforce_metadata=False)

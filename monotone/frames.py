@@ -111,17 +111,27 @@ def cursor_to_reader(cursor):
 
 
 def cursor_to_pandas(cursor):
-    """The rest of the cursor's range as a pandas.DataFrame: id (uint64), key and
-    value (bytes objects: pandas has no other column of bytes)."""
-    need("pandas", "to_pandas")
-    return cursor_to_arrow(cursor).to_pandas()
+    """The rest of the cursor's range as a pandas.DataFrame (see table_to_pandas)."""
+    return table_to_pandas(cursor_to_arrow(cursor))
+
+
+def table_to_pandas(table):
+    """Events as pandas takes them, the one frame schema of to_pandas and
+    monotone.dask: id uint64; key and value Arrow-backed binary
+    (pd.ArrowDtype(pa.large_binary())), which keeps Arrow's buffers as they are
+    rather than making a Python bytes object per event (numpy's object columns)."""
+    pd = need("pandas", "to_pandas")
+    pa = need("pyarrow", "to_pandas")
+    binary = pd.ArrowDtype(pa.large_binary())
+    return table.to_pandas(types_mapper={pa.large_binary(): binary}.get)
 
 
 def cursor_to_polars(cursor):
     """The rest of the cursor's range as a polars.DataFrame: id (u64), key and value
-    (Binary), taking Arrow's buffers."""
+    (Binary), taking Arrow's buffers as they are: a chunk per batch, not joined
+    into one (rechunk() does that, when a caller wants it)."""
     pl = need("polars", "to_polars")
-    return pl.from_arrow(cursor_to_arrow(cursor))
+    return pl.from_arrow(cursor_to_arrow(cursor), rechunk=False)
 
 
 # in: tables ---------------------------------------------------------------------------

@@ -51,6 +51,14 @@ class Part:
     storage: str = ""          # the storage's uuid (an encrypted file is sealed for it)
     place: Place | None = None  # an object: its storage's place (repository) ...
     storage_options: dict = field(default_factory=dict)  # ... or fsspec options (manifest)
+    lo: int | None = None      # the ids its span of regions holds, when known (split)
+    hi: int | None = None
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        """The ids this part's events lie in: its regions' bounds, or its partition's."""
+        return (self.min if self.lo is None else self.lo,
+                self.max if self.hi is None else self.hi)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -104,12 +112,25 @@ def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
 
 
 def split(part: Part) -> list[Part]:
-    """A partition as parts of at most REGIONS_PER_PART regions (one part when its
-    region count is unknown or small)."""
+    """A partition as parts of at most REGIONS_PER_PART regions, each knowing the ids
+    its regions hold (one part when its region count is unknown or small). A big
+    partition's index is read for it: from its file, or its object's tail in one GET."""
     if part.regions <= REGIONS_PER_PART:
         return [part]
-    return [replace(part, first=a, last=min(a + REGIONS_PER_PART, part.regions))
-            for a in range(0, part.regions, REGIONS_PER_PART)]
+    entries = _entries(part)
+    regions = len(entries)
+    return [replace(part, first=a, last=min(a + REGIONS_PER_PART, regions),
+                    lo=int(entries["min_id"][a]),
+                    hi=int(entries["max_id"][min(a + REGIONS_PER_PART, regions) - 1]))
+            for a in range(0, regions, REGIONS_PER_PART)]
+
+
+def _entries(part: Part) -> np.ndarray:
+    """The region index of a part's file (each region's offset, size, ids, ...)."""
+    cipher = cipher_of(part.key)
+    whole = replace(part, last=part.regions)  # a span: the object's tail alone is fetched
+    with Reader(_handle(whole), cipher, Identity(part.storage, part.min)) as reader:
+        return reader.index.entries.copy()
 
 
 def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:

@@ -27,6 +27,7 @@ def client():
 
 
 def rows_of(df) -> list[tuple]:
+    df = df.reset_index()  # the frame is indexed by id
     return list(zip(df["id"].tolist(), df["key"].tolist(), df["value"].tolist()))
 
 
@@ -46,19 +47,22 @@ def test_repository_directory(repo, client, monkeypatch):
     monkeypatch.setattr(offline, "REGIONS_PER_PART", 4)  # big partitions split by regions
     frame = mdask.read(repo)
     assert frame.npartitions > 4
+    assert frame.known_divisions
     got = frame.compute()
     assert rows_of(got) == want
-    assert str(got["id"].dtype) == "uint64"
+    local = db.cursor(max_id=6 * STEP).to_pandas()
+    assert got.reset_index().dtypes.to_dict() == local.dtypes.to_dict()
+    assert str(got.index.dtype) == "uint64"
     bounded = mdask.read(repo, min_id=STEP + 5, max_id=2 * STEP + 3).compute()
     assert rows_of(bounded) == cursor_rows(db, STEP + 5, 2 * STEP + 3)
     db.close()
 
 
-def test_manifest_in_s3_without_the_repository(repo, s3, client):
+def test_manifest_in_s3_without_the_repository(repo, s3, client, monkeypatch):
     backend = Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
                             f"secret_key '{SECRET}'", s3)
     db = open_db(repo)
-    setup_cloud(db, backend, "encryption 'aes'")
+    setup_cloud(db, backend, "encryption 'aes', region_size 4096")  # regions of ~100 events
     db.write(events(0, 4 * STEP))
     db.execute(f"REFRESH PARTITIONS BETWEEN 0 AND {4 * STEP}")
     want = cursor_rows(db)
@@ -72,6 +76,12 @@ def test_manifest_in_s3_without_the_repository(repo, s3, client):
         mdask.read(url, storage_options=options)
     got = mdask.read(url, storage_options=options, encryption_key=key).compute()
     assert rows_of(got) == want
+    # big partitions split by regions, their bounds from each object's index (a tail GET)
+    monkeypatch.setattr(offline, "REGIONS_PER_PART", 2)
+    frame = mdask.read(url, storage_options=options, encryption_key=key)
+    assert frame.known_divisions and frame.npartitions > 4
+    assert rows_of(frame.compute()) == want
+    assert rows_of(frame.loc[STEP + 3:STEP + 7].compute()) == want[STEP + 3:STEP + 8]
     assert rows_of(mdask.read(url, storage_options=options, encryption_key=key,
                               min_id=STEP, max_id=STEP + 9).compute()) == want[STEP:STEP + 10]
 

@@ -123,8 +123,8 @@ def test_dask_over_a_manifest_refuses_forged_and_moved_objects(repo, s3, tmp_pat
 
     def read():
         frame = dask.read(url, storage_options=options, encryption_key=key)
-        return list(zip(*(frame.compute(scheduler="sync")[c].tolist()
-                          for c in ("id", "key", "value"))))
+        flat = frame.compute(scheduler="sync").reset_index()  # indexed by id
+        return list(zip(*(flat[c].tolist() for c in ("id", "key", "value"))))
 
     assert read() == want
     real, other = get(backend, repo, uuid, name(STEP)), get(backend, repo, uuid, name(2 * STEP))

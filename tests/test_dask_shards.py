@@ -1,0 +1,119 @@
+"""monotone.dask.read as users shard: a frame indexed by id with known divisions,
+of one schema with Cursor.to_pandas(), over several repositories at once."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import ALL, open_db
+
+from monotone import offline
+from monotone.errors import MonotoneError
+
+pytest.importorskip("dask.dataframe")
+import monotone.dask as mdask  # noqa: E402
+
+STEP = 1000  # the partition interval of these repositories
+
+
+def _fill(path, starts, n=300, tag=0):
+    """A repository with n events at each start (ids ascending), refreshed."""
+    db = open_db(path, interval=STEP)
+    try:
+        for start in starts:
+            ids = np.arange(start, start + n, dtype=np.uint64)
+            values = np.zeros((n, 9), np.uint8)
+            values[:, 0] = tag
+            values[:, 1:] = ids.astype(">u8").view(np.uint8).reshape(n, 8)
+            db.write_batch(ids, values)
+        db.execute(ALL)
+        return db.cursor().to_pandas()
+    finally:
+        db.close()
+
+
+def _pairs(df) -> list[tuple[int, bytes]]:
+    flat = df.reset_index()
+    return list(zip(flat["id"].tolist(), flat["value"].tolist()))
+
+
+def test_one_schema_and_known_divisions(tmp_path):
+    local = _fill(tmp_path / "a", [0, 1000, 2000, 5000])
+    frame = mdask.read(str(tmp_path / "a"))
+    assert frame.known_divisions
+    assert frame.divisions == (0, 1000, 2000, 5000, 5999)
+    got = frame.compute(scheduler="sync")
+    assert got.index.name == "id"
+    flat = got.reset_index()
+    assert list(flat.columns) == list(local.columns)
+    assert flat.dtypes.to_dict() == local.dtypes.to_dict()
+    assert _pairs(got) == _pairs(local.set_index("id"))
+
+
+def test_loc_reads_only_the_partitions_of_its_range(tmp_path):
+    repo = tmp_path / "a"
+    _fill(repo, [0, 1000, 2000, 3000])
+    frame = mdask.read(str(repo))
+    part = frame.loc[1100:2150]
+    assert part.npartitions == 2
+    # the other partitions' files go: reading one of them would fail the compute
+    for part_ in offline.from_repository(str(repo)):
+        if part_.min not in (1000, 2000):
+            os.unlink(part_.path)
+    got = part.compute(scheduler="sync")
+    assert got.index.tolist() == list(range(1100, 1300)) + list(range(2000, 2151))
+
+
+def test_big_partitions_split_by_regions_keep_divisions(tmp_path, monkeypatch):
+    db = open_db(tmp_path / "a", interval=STEP)
+    try:
+        db.execute("ALTER STORAGE main SET (region_size 1024)")  # a region per ~40 events
+        db.write_batch(np.arange(1000, dtype=np.uint64), np.zeros((1000, 9), np.uint8))
+        db.execute(ALL)
+    finally:
+        db.close()
+    monkeypatch.setattr(offline, "REGIONS_PER_PART", 4)
+    frame = mdask.read(str(tmp_path / "a"))
+    assert frame.npartitions > 1 and frame.known_divisions
+    got = frame.compute(scheduler="sync")
+    assert got.index.tolist() == list(range(1000))
+    for i, division in enumerate(frame.divisions[:-1]):  # each task's first id
+        assert frame.get_partition(i).compute(scheduler="sync").index[0] == division
+
+
+def test_two_repositories_with_ranges_of_their_own_are_one_frame(tmp_path):
+    a = _fill(tmp_path / "a", [0, 1000], tag=1)
+    b = _fill(tmp_path / "b", [7000, 9000], tag=2)
+    frame = mdask.read([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert frame.npartitions == 4 and frame.known_divisions
+    got = frame.compute()
+    assert _pairs(got) == _pairs(a.set_index("id")) + _pairs(b.set_index("id"))
+
+
+def test_shards_sharing_ids_are_merged_in_id_order(tmp_path):
+    a = _fill(tmp_path / "a", [0, 2000], tag=1)
+    b = _fill(tmp_path / "b", [100, 2000, 4000], tag=2)
+    frame = mdask.read([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert frame.known_divisions
+    # partitions of both that share ids are one task; the last ends at its partition's end
+    assert frame.divisions == (0, 2000, 4000, 4999)
+    got = frame.compute(scheduler="sync")
+    assert len(got) == len(a) + len(b)  # every event of both: the same id twice, once each
+    assert got.index.is_monotonic_increasing
+    assert sorted(_pairs(got)) == sorted(_pairs(a.set_index("id")) + _pairs(b.set_index("id")))
+    assert len(frame.loc[2000:2000].compute(scheduler="sync")) == 2
+
+
+def test_bounds_and_bad_locations(tmp_path):
+    _fill(tmp_path / "a", [0, 1000])
+    got = mdask.read([str(tmp_path / "a")], min_id=250, max_id=1010).compute(scheduler="sync")
+    assert got.index.tolist() == list(range(250, 300)) + list(range(1000, 1011))
+    empty = mdask.read(str(tmp_path / "a"), min_id=5000).compute(scheduler="sync")
+    assert len(empty) == 0 and empty.index.name == "id"
+    with pytest.raises(MonotoneError, match="storage_options has 1 entries for 2 locations"):
+        mdask.read([str(tmp_path / "a"), str(tmp_path / "a")], storage_options=[None])
+    with pytest.raises(MonotoneError, match="no location given"):
+        mdask.read([])
+    with pytest.raises(MonotoneError, match="a location is a repository directory"):
+        mdask.read([3])
