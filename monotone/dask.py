@@ -71,7 +71,11 @@ def frame(rows):
 
 def _task(group: list[dict], bounds: tuple[int, int]):
     """The events of parts (one, or several whose ids overlap) in id order, indexed by id."""
-    rows = [read_part(part, *bounds) for part in group]
+    lo, hi = bounds
+    rows = []
+    for part in group:  # each part keeps its own ids: an id split parts share is read once
+        first, last = Part.from_json(part).ids
+        rows.append(read_part(part, max(lo, first), min(hi, last)))
     merged = concat(rows)
     if len(rows) > 1 and len(merged) > 1:
         merged = merged.take(np.argsort(merged.ids, kind="stable"))

@@ -112,17 +112,28 @@ def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
 
 
 def split(part: Part) -> list[Part]:
-    """A partition as parts of at most REGIONS_PER_PART regions, each knowing the ids
-    its regions hold (one part when its region count is unknown or small). A big
-    partition's index is read for it: from its file, or its object's tail in one GET."""
+    """A partition as parts of about REGIONS_PER_PART regions each, with the ids each
+    holds (lo..hi: read_part keeps only those); one part when its region count is
+    unknown or small. Events of one id (its keys) may run on across regions: each id
+    is in one part only, the one its first region starts (that part reads on into the
+    regions holding the rest of it, the next one starts past it). A big partition's
+    index is read for this: from its file, or its object's tail in one GET."""
     if part.regions <= REGIONS_PER_PART:
         return [part]
     entries = _entries(part)
-    regions = len(entries)
-    return [replace(part, first=a, last=min(a + REGIONS_PER_PART, regions),
-                    lo=int(entries["min_id"][a]),
-                    hi=int(entries["max_id"][min(a + REGIONS_PER_PART, regions) - 1]))
-            for a in range(0, regions, REGIONS_PER_PART)]
+    lows, highs, n = entries["min_id"].tolist(), entries["max_id"].tolist(), len(entries)
+    out: list[Part] = []
+    first, lo = 0, lows[0]
+    while first < n:
+        end = min(first + REGIONS_PER_PART, n)
+        hi = highs[end - 1]
+        last = end
+        while last < n and lows[last] <= hi:  # more events of id hi
+            last += 1
+        if lo <= hi:
+            out.append(replace(part, first=first, last=last, lo=lo, hi=hi))
+        first, lo = end, hi + 1
+    return out
 
 
 def _entries(part: Part) -> np.ndarray:
