@@ -36,6 +36,8 @@ from .settings import CONFIG, Place, config_path, read_config
 from .store import LocalFile, ReadHandle
 
 REGIONS_PER_PART = 64  # a big partition is read as several parts of this many regions
+RELOCATE = 3  # times a part is looked for again when its partition moved while it was read
+LISTINGS = 3  # listings of a repository until no partition was missed by one
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Part:
     storage_options: dict = field(default_factory=dict)  # ... or fsspec options (manifest)
     lo: int | None = None      # the ids its span of regions holds, when known (split)
     hi: int | None = None
+    origin: str = ""           # the repository directory it was listed in, if any
 
     @property
     def ids(self) -> tuple[int, int]:
@@ -87,8 +90,37 @@ def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
     """The events of a part with ids in [min_id, max_id], in order.
 
     With a key, the file must be encrypted, sealed for partition part.min of storage
-    part.storage; without one it must not be encrypted, and must hold that partition."""
+    part.storage; without one it must not be encrypted, and must hold that partition.
+
+    A part listed in a repository (origin) whose file is not where, or what, it was
+    when listed (moved to another storage, its local or cloud copy dropped, rewritten
+    by a refresh) is looked for again in the repository and read where it is now,
+    keeping the ids the part was listed with: its events are read once, whatever
+    moved meanwhile. A partition dropped meanwhile reads as no events."""
     part = Part.from_json(part) if isinstance(part, dict) else part
+    for attempt in range(RELOCATE + 1):
+        try:
+            return _read(part, min_id, max_id)
+        except MonotoneError:
+            if not part.origin or attempt == RELOCATE:
+                raise
+            now = _locate(part)
+            if now is None:
+                return Rows.empty()  # dropped meanwhile: none of its events is left
+            if (now.path, now.size, now.place) == (part.path, part.size, part.place):
+                raise  # it is where it was: the error is the file's own
+            lo, hi = part.ids
+            part = replace(now, lo=max(lo, now.ids[0]), hi=min(hi, now.ids[1]))
+    raise AssertionError("unreachable")
+
+
+def _locate(part: Part) -> Part | None:
+    """Where a partition listed in a repository is now (None: it is gone)."""
+    found = from_repository(part.origin, only=part.min)
+    return found[0] if found else None
+
+
+def _read(part: Part, min_id: int, max_id: int) -> Rows:
     cipher = cipher_of(part.key)
     if cipher is not None and not part.storage:
         raise MonotoneError(f"{part.path}: an encrypted partition is read only with its "
@@ -144,9 +176,38 @@ def _entries(part: Part) -> np.ndarray:
         return reader.index.entries.copy()
 
 
-def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
+def from_repository(path: str, encryption_key: str | None = None,
+                    only: int | None = None) -> list[Part]:
     """Every partition file of a repository directory (local copies first, cloud
-    copies through their stubs), by min."""
+    copies through their stubs), by min; only: the partition of that min alone.
+
+    Storages are listed one after another, so a partition moving between two of them
+    meanwhile could be missed (listed where it was not yet, then where it no longer
+    was): the names are listed again after, and all of it again when they show a
+    partition the listing did not have."""
+    for _ in range(LISTINGS):
+        parts = _list_repository(path, encryption_key, only)
+        if _mins(path, only) <= set(parts):
+            break
+    return [parts[m] for m in sorted(parts)]
+
+
+def _mins(path: str, only: int | None) -> set[int]:
+    """The partitions whose files (or stubs) a repository's storages hold now."""
+    stored = read_config(config_path(path), own=False)
+    mins = set()
+    for storage in stored.storages:
+        directory = storage.place(path, None).directory
+        for name in os.listdir(directory) if os.path.isdir(directory) else []:
+            parsed = parse(name)
+            if parsed is not None and parsed[1] in ("", CLOUD) and \
+                    (only is None or parsed[0] == only):
+                mins.add(parsed[0])
+    return mins
+
+
+def _list_repository(path: str, encryption_key: str | None,
+                     only: int | None) -> dict[int, Part]:
     try:
         stored = read_config(config_path(path), own=False)
     except FileNotFoundError:
@@ -163,28 +224,34 @@ def from_repository(path: str, encryption_key: str | None = None) -> list[Part]:
         names = os.listdir(place.directory) if os.path.isdir(place.directory) else []
         for name in sorted(names):
             parsed = parse(name)
-            if parsed is None or parsed[1] not in ("", CLOUD) or parsed[0] in parts:
+            if parsed is None or parsed[1] not in ("", CLOUD) or parsed[0] in parts or \
+                    only is not None and parsed[0] != only:
                 continue
             min_ = parsed[0]
             local = file_name(min_) in names
             if parsed[1] == CLOUD and local:
                 continue  # the local copy is read
             file = os.path.join(place.directory, name)
-            if local:  # as it was before an append under way (asked before and after)
-                before = committed_size(place.directory, min_)
-                handle = LocalFile(file, own=False)
-                size = before or committed_size(place.directory, min_)
-                if size is not None and size <= handle.size:
-                    handle.size = size
-            else:
-                handle = CloudFile.from_stub(LocalFile(file, own=False), _cloud(place, file),
-                                             file_name(min_))
-            with Reader(handle, cipher_of(key), Identity(storage.uuid, min_)) as reader:
-                meta, size = reader.meta, reader.file_size
+            try:
+                if local:  # as it was before an append under way (asked before and after)
+                    before = committed_size(place.directory, min_)
+                    handle = LocalFile(file, own=False)
+                    size = before or committed_size(place.directory, min_)
+                    if size is not None and size <= handle.size:
+                        handle.size = size
+                else:
+                    handle = CloudFile.from_stub(LocalFile(file, own=False),
+                                                 _cloud(place, file), file_name(min_))
+                with Reader(handle, cipher_of(key), Identity(storage.uuid, min_)) as reader:
+                    meta, size = reader.meta, reader.file_size
+            except MonotoneError:
+                if os.path.exists(file):
+                    raise
+                continue  # moved or dropped since listed: where it went is listed after
             parts[min_] = Part(min_, int(meta["max"]), file if local else file_name(min_), size,
                                int(meta["regions"]), key=key, storage=storage.uuid,
-                               place=None if local else place)
-    return [parts[m] for m in sorted(parts)]
+                               place=None if local else place, origin=path)
+    return parts
 
 
 def _cloud(place: Place, what: str) -> Cloud:

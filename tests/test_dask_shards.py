@@ -139,3 +139,100 @@ def test_events_of_one_id_across_regions_stay_in_one_task(tmp_path, monkeypatch)
         assert (got.index.value_counts() == 60).all()
     assert len(frame.loc[30:30].compute(scheduler="sync")) == 60
     assert len(frame.compute(scheduler="sync")) == 600
+
+
+# partitions that move, are rewritten or go between listing and reading --------------
+
+
+def _two_storages(path, n=300):
+    """A repository with partitions 0, 1000 and 2000 in main and a storage 'other'."""
+    _fill(path, [0, 1000, 2000], n=n)
+    db = open_db(path, interval=STEP)
+    db.execute("CREATE STORAGE other (region_size 2048)")
+    return db
+
+
+def test_a_partition_moved_after_listing_is_read_where_it_is_now(tmp_path, monkeypatch):
+    repo = str(tmp_path / "a")
+    db = _two_storages(repo)
+    try:
+        monkeypatch.setattr(offline, "REGIONS_PER_PART", 1)  # split parts move too
+        db.execute("ALTER STORAGE main SET (region_size 1024)")
+        db.write_batch(np.arange(1300, 1310, dtype=np.uint64), np.zeros((10, 9), np.uint8))
+        db.execute(ALL)
+        want = _pairs(db.cursor().to_pandas().set_index("id"))
+        frame = mdask.read(repo)
+        assert frame.npartitions > 3
+        db.execute("MOVE PARTITION 1000 INTO other")  # re-encoded, other regions
+        assert _pairs(frame.compute(scheduler="sync")) == want
+    finally:
+        db.close()
+
+
+def test_a_partition_rewritten_after_listing_is_read_once(tmp_path):
+    repo = str(tmp_path / "a")
+    db = _two_storages(repo)
+    try:
+        frame = mdask.read(repo)
+        ids = np.arange(1000, 1300, 7, dtype=np.uint64)  # replaced: the file is rewritten
+        db.write_batch(ids, np.full((len(ids), 9), 99, np.uint8))
+        db.execute(ALL)
+        want = _pairs(db.cursor().to_pandas().set_index("id"))
+        got = frame.compute(scheduler="sync")
+        assert _pairs(got) == want and len(got) == 900
+    finally:
+        db.close()
+
+
+def test_a_partition_dropped_after_listing_reads_as_nothing(tmp_path):
+    repo = str(tmp_path / "a")
+    db = _two_storages(repo)
+    try:
+        frame = mdask.read(repo)
+        db.execute("DROP PARTITION 1000")
+        got = frame.compute(scheduler="sync")
+        assert got.index.tolist() == list(range(0, 300)) + list(range(2000, 2300))
+    finally:
+        db.close()
+
+
+MOVER = r"""
+import os, sys
+import monotone
+db = monotone.Monotone()
+db.execute("SET workers TO 0")
+db.open(sys.argv[1])
+moves = 0
+while not os.path.exists(sys.argv[2]):
+    for min_ in (0, 1000, 2000):
+        db.execute(f"MOVE PARTITION {min_} INTO {'other' if moves % 2 == 0 else 'main'}")
+    moves += 1
+    if moves == 1:
+        print("moving", flush=True)
+db.close()
+print(moves)
+"""
+
+
+def test_a_reader_looping_while_partitions_move_reads_every_event_once(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    repo = str(tmp_path / "a")
+    db = _two_storages(repo, n=2000)
+    want = _pairs(db.cursor().to_pandas().set_index("id"))
+    db.close()
+    stop = str(tmp_path / "stop")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    mover = subprocess.Popen([sys.executable, "-c", MOVER, repo, stop], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert mover.stdout.readline() == "moving\n"  # (or it died: its stderr below)
+        for _ in range(12):
+            assert _pairs(mdask.read(repo).compute(scheduler="sync")) == want
+    finally:
+        open(stop, "w").close()
+        out, err = mover.communicate(timeout=120)
+    assert mover.returncode == 0, err
+    assert int(out) > 1  # partitions moved while it read

@@ -91,3 +91,26 @@ def test_not_a_repository_or_manifest(tmp_path):
         mdask.read(str(tmp_path))
     with pytest.raises(MonotoneError, match="not a range"):
         mdask.read(str(tmp_path), min_id=5, max_id=1)
+
+
+def test_a_copy_dropped_after_listing_is_read_from_the_other(repo, s3):
+    """Listed while both copies were there (the local one is read), the local copies
+    dropped before the tasks ran: each task finds its partition's cloud copy; then the
+    other way round."""
+    backend = Backend("s3", f"type 's3', url '{s3.url}', access_key '{ACCESS}', "
+                            f"secret_key '{SECRET}'", s3)
+    db = open_db(repo)
+    try:
+        setup_cloud(db, backend)
+        db.write(events(0, 3 * STEP))
+        db.execute(f"REFRESH PARTITIONS BETWEEN 0 AND {3 * STEP}")  # uploaded too
+        want = cursor_rows(db)
+        frame = mdask.read(repo)
+        db.execute(f"DROP PARTITIONS BETWEEN 0 AND {3 * STEP} ON STORAGE")
+        assert rows_of(frame.compute(scheduler="sync")) == want
+        frame = mdask.read(repo)  # now the cloud copies are listed
+        db.execute(f"DOWNLOAD PARTITIONS BETWEEN 0 AND {3 * STEP}")
+        db.execute(f"DROP PARTITIONS BETWEEN 0 AND {3 * STEP} ON CLOUD")
+        assert rows_of(frame.compute(scheduler="sync")) == want
+    finally:
+        db.close()
