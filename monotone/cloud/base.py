@@ -10,13 +10,19 @@ original's verbs.
 Cloud does what every backend shares: each request goes through _call, which
 logs it when the cloud's `debug` is on (never a secret), scrubs secrets from
 failures and turns them into CloudError (ObjectMissing for an object that is
-not there). A backend (registry.py names them) gives the primitives behind
-the verbs, and declares what it can do:
+not there), with what the failure says of the request in words: no
+credentials (and where to give them), credentials refused, no such bucket, the
+endpoint unreachable. A backend (registry.py names them) gives the primitives
+behind the verbs, and declares what it can do:
   ranged_reads     read() of a range fetches only that range
   local_directory  its objects live in a directory inside the storage's own,
                    removed with the storage
   takes_options    options besides type, login, password, url and debug go to
                    its filesystem
+  owns_root        its root (a bucket) is the storage's own, made by attach: a
+                   request that finds it gone finds no object (ObjectMissing).
+                   A cloud at a URL a reader was given does not own it: a
+                   missing bucket is a wrong URL, and its error says so
 """
 from __future__ import annotations
 
@@ -45,6 +51,22 @@ _TRANSIENT_NAMES = {
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                     "InternalError", "ServiceUnavailable",
                     "RequestLimitExceeded", "TooManyRequests", "BadDigest"}
+# failures that say what is wrong with the request, for its message: botocore's
+# (no credentials were found; the endpoint was not reached) and S3's codes
+_NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError"}
+_UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError"}
+_REFUSALS = {
+    "InvalidAccessKeyId": "the credentials were refused: the endpoint knows no such "
+                          "access key",
+    "SignatureDoesNotMatch": "the credentials were refused: the secret is not the "
+                             "access key's",
+    "ExpiredToken": "the credentials were refused: the session token has expired",
+    "InvalidToken": "the credentials were refused: the session token is not valid",
+    "AccessDenied": "access denied: the credentials do not allow this request",
+}
+AWS_CREDENTIALS = ("or the usual AWS environment variables (AWS_ACCESS_KEY_ID and "
+                   "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) or config files "
+                   "(~/.aws/credentials)")
 
 
 def _chain(e: BaseException):
@@ -75,6 +97,19 @@ def retryable(e: BaseException) -> bool:
                                              "ServiceUnavailable", "InternalError")):
             return True
     return False
+
+
+def error_code(e: BaseException) -> str:
+    """The S3 error code a failure carries in its chain ("": none)."""
+    for err in _chain(e):
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _bucket(path: str) -> str:
+    return path.split("://", 1)[-1].split("/", 1)[0]
 
 
 def describe(e: BaseException) -> str:
@@ -110,6 +145,8 @@ class Cloud(ABC):
     ranged_reads = True
     local_directory = False
     takes_options = True
+    owns_root = True
+    credentials = "give the cloud its credentials"  # where, in a backend's words
 
     def __init__(self, settings: CloudSettings, root: str) -> None:
         self.settings = settings
@@ -155,9 +192,13 @@ class Cloud(ABC):
             start = time.perf_counter()
             try:
                 result = fn(*args, timeout=self.deadline(moves))
-            except FileNotFoundError:
+            except FileNotFoundError as e:
                 self._log(op, name, start, "not found")
-                raise ObjectMissing(f"{self.where(name)}: {op}: no such object") from None
+                if self.owns_root or error_code(e) != "NoSuchBucket":
+                    raise ObjectMissing(f"{self.where(name)}: {op}: no such object") from None
+                bucket = self._scrub(_bucket(self.path(name)))
+                raise CloudError(f"{self.where(name)}: {op} failed: bucket '{bucket}' does "
+                                 "not exist") from None
             except MonotoneError:
                 raise
             except Exception as e:  # noqa: BLE001 - every failure of a cloud library
@@ -165,8 +206,9 @@ class Cloud(ABC):
                 self._log(op, name, start, text)
                 if attempt == attempts or not retryable(e):
                     tried = f" (after {attempts} attempts)" if attempt > 1 else ""
-                    raise CloudError(f"{self.where(name)}: {op} failed{tried}: {text}") \
-                        from None
+                    why = self._diagnose(e)
+                    raise CloudError(f"{self.where(name)}: {op} failed{tried}: "
+                                     + (f"{why} ({text})" if why else text)) from None
                 pause = backoff(attempt)
                 log.warning("cloud %s: %s %s: attempt %d of %d failed: %s; trying again "
                             "in %.1f s", self.settings.name, op, redact.url(self.path(name)),
@@ -176,6 +218,20 @@ class Cloud(ABC):
             self._log(op, name, start, "ok")
             return result
         raise AssertionError("unreachable")
+
+    def _diagnose(self, e: BaseException) -> str:
+        """What a failure says of the request, in words ("": its own text says it)."""
+        names = {cls.__name__ for err in _chain(e) for cls in type(err).__mro__}
+        if names & _NO_CREDENTIALS:
+            return f"no credentials: {self.credentials}, {AWS_CREDENTIALS}"
+        code = error_code(e)
+        if code in _REFUSALS:
+            return _REFUSALS[code]
+        if any(isinstance(err, PermissionError) for err in _chain(e)):
+            return "access denied"
+        if names & _UNREACHABLE:
+            return "the endpoint cannot be reached"
+        return ""
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:

@@ -1,7 +1,8 @@
 """Any fsspec protocol by name (file, gcs, az, sftp, http, ...) as a cloud: url
 is the root, a storage's objects are under <url>/<uuid>, and the cloud's
 other options go to the filesystem as they are. The S3 and mock backends are
-this one with a filesystem and a few verbs of their own.
+this one with a filesystem and a few verbs of their own; so is the cloud at a
+URL a reader was given (registry.at_url).
 
 fsspec and the protocols' packages are imported only when a cloud is used,
 so `import monotone` stays light. One filesystem per process and settings
@@ -14,10 +15,9 @@ import os
 import threading
 from typing import Iterable
 
-from .. import redact
 from ..errors import MonotoneError
 from ..settings import CloudSettings
-from .base import Cloud
+from .base import Cloud, error_code
 
 _filesystems: dict[tuple, object] = {}
 _lock = threading.Lock()
@@ -92,7 +92,15 @@ class FilesystemCloud(Cloud):
         self.fs.get_file(path, local_path, **self._within(timeout))
 
     def _read(self, path: str, offset: int, size: int, timeout: float) -> bytes:
-        return self.fs.cat_file(path, start=offset, end=offset + size, **self._within(timeout))
+        try:
+            return self.fs.cat_file(path, start=offset, end=offset + size,
+                                    **self._within(timeout))
+        except OSError as e:
+            # S3 answers any range of an empty object with 416 (InvalidRange): read
+            # from its start, it is b"", as an empty file is
+            if offset == 0 and error_code(e) == "InvalidRange":
+                return b""
+            raise
 
     def _read_all(self, path: str, timeout: float) -> bytes:
         return self.fs.cat_file(path, **self._within(timeout))
@@ -112,12 +120,3 @@ class FilesystemCloud(Cloud):
     def _list(self, path: str, timeout: float) -> Iterable[str]:
         return self.fs.ls(path, detail=False, **self._within(timeout))
 
-
-def at_url(url: str, options: dict) -> tuple[FilesystemCloud, str]:
-    """The object at an fsspec URL, opened with options: a cloud rooted where it
-    is, and its name there."""
-    protocol, _ = need_fsspec().core.split_protocol(url)
-    root, _, name = url.rpartition("/")
-    settings = CloudSettings(redact.url(root), protocol or "file", url=root,
-                             options=dict(options))
-    return FilesystemCloud(settings, root), name

@@ -65,7 +65,8 @@ def encode(storage, parts: list[dict]) -> bytes:
 def decode(data: bytes, where: str) -> Manifest:
     """A manifest read back; BadManifest, naming where, for anything else."""
     if len(data) > MAX_BYTES:
-        raise BadManifest(f"{where}: a manifest of more than {MAX_BYTES} bytes is refused")
+        raise BadManifest(f"{where}: not a monotone manifest: more than {MAX_BYTES} bytes "
+                          "(a larger manifest is refused)")
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):

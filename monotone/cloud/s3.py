@@ -1,9 +1,13 @@
 """S3, or any S3-compatible endpoint, through s3fs: url is the endpoint
 (`http://host:9000` or `host:9000`), login and password the access and secret
 keys, and each storage's objects live in a bucket of its own, named by the
-storage's uuid (the original's layout)."""
+storage's uuid (the original's layout).
+
+S3UrlCloud is what a reader given an s3:// URL reads through (registry.at_url):
+s3fs with the reader's storage_options, each request bounded as S3Cloud's are."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -31,8 +35,17 @@ def _endpoint(url: str) -> str:
     return url if "://" in url else f"http://{url}"
 
 
+def _bounds(settings: CloudSettings) -> dict:
+    """botocore's config for one attempt of a request within the cloud's deadlines:
+    Cloud._call retries, with the cloud's own bound, backoff and a log line per
+    attempt (botocore's and s3fs's own retries would multiply the attempts)."""
+    return {"connect_timeout": settings.connect_timeout,
+            "read_timeout": settings.read_timeout, "retries": {"total_max_attempts": 1}}
+
+
 class S3Cloud(FilesystemCloud):
     takes_options = False
+    credentials = "give the cloud its access_key and secret_key (ALTER CLOUD name SET (...))"
 
     @classmethod
     def check(cls, settings: CloudSettings) -> None:
@@ -58,13 +71,8 @@ class S3Cloud(FilesystemCloud):
         fs = s3fs.S3FileSystem(
             key=settings.login or None, secret=settings.password or None,
             endpoint_url=_endpoint(settings.url), use_listings_cache=False,
-            skip_instance_cache=True,
-            config_kwargs={"connect_timeout": settings.connect_timeout,
-                           "read_timeout": settings.read_timeout,
-                           "retries": {"total_max_attempts": 1}})
-        # one attempt each in botocore and s3fs: Cloud._call retries, with the
-        # cloud's own bound, backoff and a log line per attempt
-        fs.retries = 1
+            skip_instance_cache=True, config_kwargs=_bounds(settings))
+        fs.retries = 1  # one attempt in s3fs too (_bounds)
         return fs
 
     def attach(self) -> None:
@@ -177,3 +185,24 @@ class S3Cloud(FilesystemCloud):
         """One S3 request by s3fs's client, within _call's deadline and retries."""
         return self._call(op, name, lambda timeout: self.fs.call_s3(method, timeout=timeout,
                                                                     **request), moves=moves)
+
+
+class S3UrlCloud(FilesystemCloud):
+    """The objects beside an s3:// URL a reader was given, through s3fs with the
+    reader's storage_options (key, secret, endpoint_url, ...) as they are, but for
+    each request's attempts and timeouts, S3Cloud's unless the options' own
+    config_kwargs set them. The bucket is not the cloud's own (owns_root)."""
+    owns_root = False
+    credentials = "give key and secret in storage_options"
+
+    @classmethod
+    def make_filesystem(cls, settings: CloudSettings):
+        options = dict(settings.options)
+        given = options.get("config_kwargs") or {}
+        if not isinstance(given, dict):
+            raise MonotoneError(f"{settings.name}: storage_options config_kwargs is not a "
+                                "dict of botocore's config")
+        options["config_kwargs"] = {**_bounds(settings), **given}
+        fs = super().make_filesystem(dataclasses.replace(settings, options=options))
+        fs.retries = 1  # one attempt in s3fs too (_bounds)
+        return fs

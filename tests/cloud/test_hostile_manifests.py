@@ -177,5 +177,7 @@ def test_hostile_manifests_stay_in_bounded_memory(place):
                          timeout=120, env={**os.environ})
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["refused"] == 1  # 10**12 regions; the others fit the bound and are planned
+    # 10**12 regions by the manifest's bound; the others when the plan reads the object's
+    # index to split it (the object is not the size the manifest says)
+    assert out["refused"] == 3
     assert out["grown_kib"] < 500 * 1024, out
