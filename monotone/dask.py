@@ -71,11 +71,7 @@ def frame(rows):
 
 def _task(group: list[dict], bounds: tuple[int, int]):
     """The events of parts (one, or several whose ids overlap) in id order, indexed by id."""
-    lo, hi = bounds
-    rows = []
-    for part in group:  # each part keeps its own ids: an id split parts share is read once
-        first, last = Part.from_json(part).ids
-        rows.append(read_part(part, max(lo, first), min(hi, last)))
+    rows = [read_part(part, *bounds) for part in group]  # each part keeps its own ids
     merged = concat(rows)
     if len(rows) > 1 and len(merged) > 1:
         merged = merged.take(np.argsort(merged.ids, kind="stable"))
@@ -139,12 +135,18 @@ def read(location, *, min_id: int | None = None, max_id: int | None = None,
     locations = list(location) if isinstance(location, (list, tuple)) else [location]
     if not locations:
         raise MonotoneError("monotone.dask.read: no location given")
-    found = []
+    found, seen = [], set()
     for where, options, key in zip(locations, _each(storage_options, locations,
                                                     "storage_options"),
                                    _each(encryption_key, locations, "encryption_key")):
-        found += [part for part in parts(where, options, key)
-                  if part.max >= lo and part.min <= hi]
+        for part in parts(where, options, key):
+            # a partition reached twice (a location given twice, a repository and its own
+            # storage's manifest) is read once
+            if part.max < lo or part.min > hi or part.storage and \
+                    (part.storage, part.min) in seen:
+                continue
+            seen.add((part.storage, part.min))
+            found.append(part)
     groups = _groups(_spans(found), lo, hi)
     if not groups:
         return dd.from_pandas(_meta(), npartitions=1)

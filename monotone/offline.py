@@ -55,7 +55,8 @@ class Part:
     storage_options: dict = field(default_factory=dict)  # ... or fsspec options (manifest)
     lo: int | None = None      # the ids its span of regions holds, when known (split)
     hi: int | None = None
-    origin: str = ""           # the repository directory it was listed in, if any
+    origin: str = ""           # the repository directory it was listed in, if any ...
+    given_key: str = ""        # ... and the encryption_key its reader was given for it
 
     @property
     def ids(self) -> tuple[int, int]:
@@ -99,25 +100,36 @@ def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
     moved meanwhile. A partition dropped meanwhile reads as no events."""
     part = Part.from_json(part) if isinstance(part, dict) else part
     for attempt in range(RELOCATE + 1):
+        lo, hi = part.ids  # a split part's own ids: a neighbour reads the rest
         try:
-            return _read(part, min_id, max_id)
-        except MonotoneError:
+            return _read(part, max(min_id, lo), min(max_id, hi))
+        except MonotoneError as e:
             if not part.origin or attempt == RELOCATE:
                 raise
+            error = e
+        try:
             now = _locate(part)
-            if now is None:
-                return Rows.empty()  # dropped meanwhile: none of its events is left
-            if (now.path, now.size, now.place) == (part.path, part.size, part.place):
-                raise  # it is where it was: the error is the file's own
-            lo, hi = part.ids
-            part = replace(now, lo=max(lo, now.ids[0]), hi=min(hi, now.ids[1]))
+        except MonotoneError:
+            raise error from None  # what the read met says more than the search
+        if now is None:
+            return Rows.empty()  # dropped meanwhile: none of its events is left
+        # listed as it was (it may have moved away and back): read again, the last
+        # time raising what the read meets
+        part = replace(now, lo=max(lo, now.ids[0]), hi=min(hi, now.ids[1]),
+                       given_key=part.given_key)
     raise AssertionError("unreachable")
 
 
 def _locate(part: Part) -> Part | None:
-    """Where a partition listed in a repository is now (None: it is gone)."""
-    found = from_repository(part.origin, only=part.min)
-    return found[0] if found else None
+    """Where a partition listed in a repository is now (None: it was dropped)."""
+    for _ in range(LISTINGS):
+        found = _list_repository(part.origin, part.given_key or None, part.min)
+        if part.min in found:
+            return found[part.min]
+        if part.min not in _mins(part.origin, part.min):
+            return None
+    raise MonotoneError(f"{part.origin}: partition {part.min} kept moving while it was "
+                        "looked for: read again")
 
 
 def _read(part: Part, min_id: int, max_id: int) -> Rows:
@@ -152,8 +164,20 @@ def split(part: Part) -> list[Part]:
     index is read for this: from its file, or its object's tail in one GET."""
     if part.regions <= REGIONS_PER_PART:
         return [part]
-    entries = _entries(part)
+    try:
+        entries = _entries(part)
+    except MonotoneError:
+        if not part.origin:
+            raise
+        now = _locate(part)  # moved or rewritten since it was listed
+        if now is None:
+            return []
+        if now.regions <= REGIONS_PER_PART:
+            return [now]
+        part, entries = now, _entries(now)
     lows, highs, n = entries["min_id"].tolist(), entries["max_id"].tolist(), len(entries)
+    if not n:
+        return [part]
     out: list[Part] = []
     first, lo = 0, lows[0]
     while first < n:
@@ -188,8 +212,9 @@ def from_repository(path: str, encryption_key: str | None = None,
     for _ in range(LISTINGS):
         parts = _list_repository(path, encryption_key, only)
         if _mins(path, only) <= set(parts):
-            break
-    return [parts[m] for m in sorted(parts)]
+            return [parts[m] for m in sorted(parts)]
+    raise MonotoneError(f"{path}: partitions kept moving between storages while the "
+                        "repository was listed: read again")
 
 
 def _mins(path: str, only: int | None) -> set[int]:
@@ -245,12 +270,15 @@ def _list_repository(path: str, encryption_key: str | None,
                 with Reader(handle, cipher_of(key), Identity(storage.uuid, min_)) as reader:
                     meta, size = reader.meta, reader.file_size
             except MonotoneError:
-                if os.path.exists(file):
-                    raise
-                continue  # moved or dropped since listed: where it went is listed after
+                try:
+                    os.lstat(file)
+                except FileNotFoundError:
+                    continue  # moved or dropped since listed: where it went is listed after
+                raise
             parts[min_] = Part(min_, int(meta["max"]), file if local else file_name(min_), size,
                                int(meta["regions"]), key=key, storage=storage.uuid,
-                               place=None if local else place, origin=path)
+                               place=None if local else place, origin=path,
+                               given_key=encryption_key or "")
     return parts
 
 

@@ -236,3 +236,47 @@ def test_a_reader_looping_while_partitions_move_reads_every_event_once(tmp_path)
         out, err = mover.communicate(timeout=120)
     assert mover.returncode == 0, err
     assert int(out) > 1  # partitions moved while it read
+
+
+def test_split_parts_read_directly_keep_their_own_ids(tmp_path, monkeypatch):
+    """offline.split then read_part, as a scheduler of one's own would: each event once."""
+    db = open_db(tmp_path / "a", interval=STEP)
+    try:
+        db.execute("ALTER STORAGE main SET (region_size 1024)")
+        ids = np.repeat(np.arange(0, 100, 10, dtype=np.uint64), 60)
+        keys = np.tile(np.arange(60, dtype=np.uint8), 10).reshape(-1, 1)
+        db.write_batch(ids, np.zeros((600, 9), np.uint8), keys=keys)
+        db.execute(ALL)
+    finally:
+        db.close()
+    monkeypatch.setattr(offline, "REGIONS_PER_PART", 1)
+    (part,) = offline.from_repository(str(tmp_path / "a"))
+    spans = offline.split(part)
+    assert len(spans) > 1
+    read = [offline.read_part(span) for span in spans]
+    assert sum(len(rows) for rows in read) == 600
+
+
+def test_a_location_given_twice_is_read_once(tmp_path):
+    a = _fill(tmp_path / "a", [0, 1000])
+    got = mdask.read([str(tmp_path / "a"), str(tmp_path / "a")]).compute(scheduler="sync")
+    assert _pairs(got) == _pairs(a.set_index("id"))
+
+
+def test_a_partition_moved_before_its_split_is_split_where_it_is(tmp_path, monkeypatch):
+    repo = str(tmp_path / "a")
+    db = _two_storages(repo, n=300)
+    try:
+        db.execute("ALTER STORAGE main SET (region_size 1024)")
+        db.write_batch(np.arange(1300, 1400, dtype=np.uint64), np.zeros((100, 9), np.uint8))
+        db.execute(ALL)
+        want = _pairs(db.cursor().to_pandas().set_index("id"))
+        monkeypatch.setattr(offline, "REGIONS_PER_PART", 1)
+        parts = offline.from_repository(repo)
+        db.execute("MOVE PARTITION 1000 INTO other")  # before the frame splits it
+        moved = next(p for p in parts if p.min == 1000)
+        spans = offline.split(moved)
+        assert spans and all(span.path != moved.path for span in spans)
+        assert _pairs(mdask.read(repo).compute(scheduler="sync")) == want
+    finally:
+        db.close()
