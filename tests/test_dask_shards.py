@@ -229,7 +229,7 @@ def test_a_reader_looping_while_partitions_move_reads_every_event_once(tmp_path)
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert mover.stdout.readline() == "moving\n"  # (or it died: its stderr below)
-        for _ in range(12):
+        for _ in range(8):
             assert _pairs(mdask.read(repo).compute(scheduler="sync")) == want
     finally:
         open(stop, "w").close()

@@ -54,8 +54,20 @@ STEPS = [
 ]
 # the steps an upload worker runs (the others run in the coordinator)
 IN_WORKER = {"upload", "upload.sent", "download"}
-CASES = [(*step, False) for step in STEPS] + \
-    [(*step, True) for step in STEPS if step[0] in IN_WORKER]
+# by default every point once, in the coordinator, and an upload worker's once; a second
+# command reaching a point, and the worker's other points, in the long runs (-m slow)
+LONG_ONLY = {("download.done", "REFRESH PARTITION 0"), ("cloud.dropping", "DROP PARTITION 0"),
+             ("upload", "worker"), ("download", "worker")}
+
+
+def _case(point, stage, command, worker):
+    long_only = (point, "worker" if worker else command) in LONG_ONLY
+    return pytest.param(point, stage, command, worker,
+                        marks=[pytest.mark.slow] if long_only else [])
+
+
+CASES = [_case(*step, False) for step in STEPS] + \
+    [_case(*step, True) for step in STEPS if step[0] in IN_WORKER]
 
 
 # s3 by default; the mock (a local directory, as file is) in the long runs
