@@ -117,6 +117,9 @@ class LatencyProxy:
             conn = _Connection(client, upstream)
             with self._lock:
                 self._connections.add(conn)
+                # pumps that ended are let go here, not by themselves: one that took
+                # itself out would still be running when stop() joins the others
+                self._threads = {t for t in self._threads if t.is_alive()}
                 for pump in (self._up, self._down):
                     thread = threading.Thread(target=pump, args=(conn,), daemon=True,
                                               name=f"latency-proxy-{self.port}-{pump.__name__}")
@@ -163,7 +166,6 @@ class LatencyProxy:
 
     def _done(self, conn: _Connection) -> None:
         with self._lock:
-            self._threads.discard(threading.current_thread())
             conn.pumps -= 1
             if conn.pumps:
                 return
