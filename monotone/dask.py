@@ -63,10 +63,10 @@ def _meta():
 def frame(rows):
     """Rows as a pandas DataFrame of the frame schema (id uint64; key, value Arrow-backed
     binary), id a column; no per-event Python."""
-    _, _, pa = _need()
+    _need()
     from .event import Batch
-    from .frames import batch_to_arrow, table_to_pandas
-    return table_to_pandas(pa.Table.from_batches([batch_to_arrow(Batch.of(rows))]))
+    from .frames import table_to_pandas
+    return table_to_pandas(Batch.of(rows).to_arrow())
 
 
 def _task(group: list[dict], bounds: tuple[int, int]):

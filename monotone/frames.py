@@ -116,8 +116,8 @@ def cursor_to_pandas(cursor):
 
 
 def table_to_pandas(table):
-    """Events as pandas takes them, the one frame schema of to_pandas and
-    monotone.dask: id uint64; key and value Arrow-backed binary
+    """Events (a pyarrow Table or RecordBatch) as pandas takes them, the one frame
+    schema of to_pandas and monotone.dask: id uint64; key and value Arrow-backed binary
     (pd.ArrowDtype(pa.large_binary())), which keeps Arrow's buffers as they are
     rather than making a Python bytes object per event (numpy's object columns)."""
     pd = need("pandas", "to_pandas")

@@ -220,15 +220,21 @@ def from_repository(path: str, encryption_key: str | None = None,
 def _mins(path: str, only: int | None) -> set[int]:
     """The partitions whose files (or stubs) a repository's storages hold now."""
     stored = read_config(config_path(path), own=False)
-    mins = set()
-    for storage in stored.storages:
-        directory = storage.place(path, None).directory
-        for name in os.listdir(directory) if os.path.isdir(directory) else []:
-            parsed = parse(name)
-            if parsed is not None and parsed[1] in ("", CLOUD) and \
-                    (only is None or parsed[0] == only):
-                mins.add(parsed[0])
-    return mins
+    return {min_ for storage in stored.storages
+            for min_, _, _ in _files(storage.place(path, None).directory, only)}
+
+
+def _files(directory: str, only: int | None) -> list[tuple[int, str, list[str]]]:
+    """(min, name, every name) of the partition files and cloud stubs in directory,
+    sorted by name; only: those of that min alone."""
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    out = []
+    for name in sorted(names):
+        parsed = parse(name)
+        if parsed is not None and parsed[1] in ("", CLOUD) and \
+                (only is None or parsed[0] == only):
+            out.append((parsed[0], name, names))
+    return out
 
 
 def _list_repository(path: str, encryption_key: str | None,
@@ -246,16 +252,10 @@ def _list_repository(path: str, encryption_key: str | None,
         if storage.encryption and not key:
             raise MonotoneError(f"{path}: storage '{storage.name}' is encrypted: give its "
                                 "encryption_key")
-        names = os.listdir(place.directory) if os.path.isdir(place.directory) else []
-        for name in sorted(names):
-            parsed = parse(name)
-            if parsed is None or parsed[1] not in ("", CLOUD) or parsed[0] in parts or \
-                    only is not None and parsed[0] != only:
-                continue
-            min_ = parsed[0]
+        for min_, name, names in _files(place.directory, only):
             local = file_name(min_) in names
-            if parsed[1] == CLOUD and local:
-                continue  # the local copy is read
+            if min_ in parts or name != file_name(min_) and local:
+                continue  # listed in an earlier storage; or a stub: the local copy is read
             file = os.path.join(place.directory, name)
             try:
                 if local:  # as it was before an append under way (asked before and after)

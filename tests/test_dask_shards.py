@@ -3,6 +3,7 @@ of one schema with Cursor.to_pandas(), over several repositories at once."""
 from __future__ import annotations
 
 import os
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -154,8 +155,7 @@ def _two_storages(path, n=300):
 
 def test_a_partition_moved_after_listing_is_read_where_it_is_now(tmp_path, monkeypatch):
     repo = str(tmp_path / "a")
-    db = _two_storages(repo)
-    try:
+    with closing(_two_storages(repo)) as db:
         monkeypatch.setattr(offline, "REGIONS_PER_PART", 1)  # split parts move too
         db.execute("ALTER STORAGE main SET (region_size 1024)")
         db.write_batch(np.arange(1300, 1310, dtype=np.uint64), np.zeros((10, 9), np.uint8))
@@ -165,14 +165,11 @@ def test_a_partition_moved_after_listing_is_read_where_it_is_now(tmp_path, monke
         assert frame.npartitions > 3
         db.execute("MOVE PARTITION 1000 INTO other")  # re-encoded, other regions
         assert _pairs(frame.compute(scheduler="sync")) == want
-    finally:
-        db.close()
 
 
 def test_a_partition_rewritten_after_listing_is_read_once(tmp_path):
     repo = str(tmp_path / "a")
-    db = _two_storages(repo)
-    try:
+    with closing(_two_storages(repo)) as db:
         frame = mdask.read(repo)
         ids = np.arange(1000, 1300, 7, dtype=np.uint64)  # replaced: the file is rewritten
         db.write_batch(ids, np.full((len(ids), 9), 99, np.uint8))
@@ -180,20 +177,15 @@ def test_a_partition_rewritten_after_listing_is_read_once(tmp_path):
         want = _pairs(db.cursor().to_pandas().set_index("id"))
         got = frame.compute(scheduler="sync")
         assert _pairs(got) == want and len(got) == 900
-    finally:
-        db.close()
 
 
 def test_a_partition_dropped_after_listing_reads_as_nothing(tmp_path):
     repo = str(tmp_path / "a")
-    db = _two_storages(repo)
-    try:
+    with closing(_two_storages(repo)) as db:
         frame = mdask.read(repo)
         db.execute("DROP PARTITION 1000")
         got = frame.compute(scheduler="sync")
         assert got.index.tolist() == list(range(0, 300)) + list(range(2000, 2300))
-    finally:
-        db.close()
 
 
 MOVER = r"""
@@ -265,8 +257,7 @@ def test_a_location_given_twice_is_read_once(tmp_path):
 
 def test_a_partition_moved_before_its_split_is_split_where_it_is(tmp_path, monkeypatch):
     repo = str(tmp_path / "a")
-    db = _two_storages(repo, n=300)
-    try:
+    with closing(_two_storages(repo, n=300)) as db:
         db.execute("ALTER STORAGE main SET (region_size 1024)")
         db.write_batch(np.arange(1300, 1400, dtype=np.uint64), np.zeros((100, 9), np.uint8))
         db.execute(ALL)
@@ -278,5 +269,3 @@ def test_a_partition_moved_before_its_split_is_split_where_it_is(tmp_path, monke
         spans = offline.split(moved)
         assert spans and all(span.path != moved.path for span in spans)
         assert _pairs(mdask.read(repo).compute(scheduler="sync")) == want
-    finally:
-        db.close()
