@@ -19,6 +19,17 @@ Parts of different locations whose ids overlap (shards that share an id range)
 are read by one task, their events merged in id order: every event of every
 location is in the frame once, and the divisions stay known. Shards with ids of
 their own (a range each) keep a task per partition.
+
+A partition reached twice is read once: the same storage's (a location given
+twice, a repository and its own storage's manifest), or two copies of one
+partition of a repository in two storages' manifests (a move under way: the
+later copy is read). Each manifest is one consistent version; several are each
+read twice, so that a partition moving once between two storages while they
+are read is neither missed nor read twice (a move lists it where it goes before
+it leaves where it was; one moving back and forth faster than the manifests are
+read could still be missed). The `repository` a manifest gives is what tells
+copies of one partition apart from partitions of other repositories: give
+only locations whose writers are trusted alike.
 storage_options and encryption_key apply to every location, or are given as a
 list with an entry per location (None where a location needs none).
 encryption_key: the storage's key, for an encrypted storage read through its
@@ -122,6 +133,35 @@ def _groups(spans: list[Part], lo: int, hi: int) -> list[tuple[int, int, list[Pa
     return out
 
 
+def _collect(where: list[tuple], lo: int, hi: int) -> list[Part]:
+    """The parts of every (location, options, key) holding ids lo..hi, each partition
+    once (of two copies, the later). Several manifests are each read twice: a move
+    lists a partition in the storage it moves to before it leaves the other, so one
+    moving once between two of them while they are read is in one of the readings."""
+    again = [(loc, options, key) for loc, options, key in where if _is_manifest(loc)] \
+        if len(where) > 1 else []
+    found: list[Part] = []
+    at: dict[tuple[str, int], int] = {}
+    for loc, options, key in where + again:
+        for part in parts(loc, options, key):
+            if part.max < lo or part.min > hi:
+                continue
+            same = (part.repository or part.storage, part.min)
+            if not same[0]:
+                found.append(part)
+            elif same not in at:
+                at[same] = len(found)
+                found.append(part)
+            elif part.newer > found[at[same]].newer:
+                found[at[same]] = part
+    return found
+
+
+def _is_manifest(location) -> bool:
+    location = os.fspath(location)
+    return "://" in location or not os.path.isdir(location)
+
+
 def read(location, *, min_id: int | None = None, max_id: int | None = None,
          storage_options=None, encryption_key=None):
     """A dask DataFrame of the events at location (or locations) with ids in
@@ -135,18 +175,9 @@ def read(location, *, min_id: int | None = None, max_id: int | None = None,
     locations = list(location) if isinstance(location, (list, tuple)) else [location]
     if not locations:
         raise MonotoneError("monotone.dask.read: no location given")
-    found, seen = [], set()
-    for where, options, key in zip(locations, _each(storage_options, locations,
-                                                    "storage_options"),
-                                   _each(encryption_key, locations, "encryption_key")):
-        for part in parts(where, options, key):
-            # a partition reached twice (a location given twice, a repository and its own
-            # storage's manifest) is read once
-            if part.max < lo or part.min > hi or part.storage and \
-                    (part.storage, part.min) in seen:
-                continue
-            seen.add((part.storage, part.min))
-            found.append(part)
+    where = list(zip(locations, _each(storage_options, locations, "storage_options"),
+                     _each(encryption_key, locations, "encryption_key")))
+    found = _collect(where, lo, hi)
     groups = _groups(_spans(found), lo, hi)
     if not groups:
         return dd.from_pandas(_meta(), npartitions=1)

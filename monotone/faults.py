@@ -55,7 +55,7 @@ POINTS = {
     "upload.done": "uploaded, the partition not yet marked as on cloud",
     "download": "object fetched as <min>.incomplete, not renamed (error_download)",
     "download.done": "downloaded, the partition not yet marked as on storage",
-    "cloud.dropping": "the stub renamed to <min>.cloud.drop, object not removed",
+    "cloud.dropping": "the stub renamed to <object>.cloud.drop (retired), manifest not rewritten",
     "local.dropping": "the partition marked as cloud only, local file not removed",
 }
 # config switches of the original and the points they arm

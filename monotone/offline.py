@@ -24,8 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .cloud import Cloud, ObjectMissing, at_url, objects_of
-from .cloud.manifest import MAX_BYTES as MAX_MANIFEST
-from .cloud.manifest import decode as decode_manifest
+from .cloud import manifest as manifests
 from .errors import MonotoneError
 from .format.crypto import cipher_of
 from .format.rows import MAX_ID, Rows, concat
@@ -57,6 +56,14 @@ class Part:
     hi: int | None = None
     origin: str = ""           # the repository directory it was listed in, if any ...
     given_key: str = ""        # ... and the encryption_key its reader was given for it
+    manifest: str = ""         # the manifest it was listed in, if any
+    repository: str = ""       # the uuid of the repository it is a partition of, if known
+    lsn: int = 0               # its file's: of two copies of a partition, the later one
+    refreshes: int = 0         # (more refreshes, then higher lsn) is the one to read
+
+    @property
+    def newer(self) -> tuple[int, int]:
+        return self.refreshes, self.lsn
 
     @property
     def ids(self) -> tuple[int, int]:
@@ -77,7 +84,8 @@ def _handle(part: Part) -> ReadHandle:
     """The part's file: a local file, or its object read in as few requests as the
     part needs (the whole object in one GET when the part is the whole partition
     and small; else its tail in one GET, then its span of regions in one more)."""
-    if part.place is None and "://" not in part.path and not part.storage_options:
+    if part.place is None and "://" not in part.path and not part.storage_options and \
+            not part.manifest:
         return LocalFile(part.path, own=False, size=part.size or None)  # as listed
     if part.place is not None:
         cloud, name = _cloud(part.place, part.path), part.path
@@ -97,13 +105,23 @@ def read_part(part: Part | dict, min_id: int = 0, max_id: int = MAX_ID) -> Rows:
     when listed (moved to another storage, its local or cloud copy dropped, rewritten
     by a refresh) is looked for again in the repository and read where it is now,
     keeping the ids the part was listed with: its events are read once, whatever
-    moved meanwhile. A partition dropped meanwhile reads as no events."""
+    moved meanwhile. A partition dropped meanwhile reads as no events. A part listed
+    by a manifest version reads the object that version named, whatever was
+    written since (objects never change, and stay removal_delay after they leave
+    the manifest)."""
     part = Part.from_json(part) if isinstance(part, dict) else part
     for attempt in range(RELOCATE + 1):
         lo, hi = part.ids  # a split part's own ids: a neighbour reads the rest
         try:
             return _read(part, max(min_id, lo), min(max_id, hi))
         except MonotoneError as e:
+            if part.manifest and isinstance(e, ObjectMissing):
+                # listed by a manifest version: its objects stay removal_delay after it
+                raise MonotoneError(
+                    f"{part.path}: the object is gone: removed once the manifest version "
+                    "it was listed in was replaced, and its cloud's removal_delay had "
+                    "passed; read the manifest again (or give the cloud a longer "
+                    "removal_delay)") from None
             if not part.origin or attempt == RELOCATE:
                 raise
             error = e
@@ -266,7 +284,7 @@ def _list_repository(path: str, encryption_key: str | None,
                         handle.size = size
                 else:
                     handle = CloudFile.from_stub(LocalFile(file, own=False),
-                                                 _cloud(place, file), file_name(min_))
+                                                 _cloud(place, file), min_)
                 with Reader(handle, cipher_of(key), Identity(storage.uuid, min_)) as reader:
                     meta, size = reader.meta, reader.file_size
             except MonotoneError:
@@ -275,11 +293,20 @@ def _list_repository(path: str, encryption_key: str | None,
                 except FileNotFoundError:
                     continue  # moved or dropped since listed: where it went is listed after
                 raise
-            parts[min_] = Part(min_, int(meta["max"]), file if local else file_name(min_), size,
+            parts[min_] = Part(min_, int(meta["max"]), file if local else handle.object, size,
                                int(meta["regions"]), key=key, storage=storage.uuid,
                                place=None if local else place, origin=path,
-                               given_key=encryption_key or "")
+                               given_key=encryption_key or "",
+                               repository=str(stored.values.get("uuid", "")),
+                               lsn=_count(meta, "lsn"), refreshes=_count(meta, "refreshes"))
     return parts
+
+
+def _count(meta: dict, name: str) -> int:
+    """A count a file's meta gives (0: none, or not a count)."""
+    value = meta.get(name, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and \
+        0 <= value <= MAX_ID else 0
 
 
 def _cloud(place: Place, what: str) -> Cloud:
@@ -295,8 +322,8 @@ def from_manifest(url: str, storage_options: dict | None = None,
     """The partitions a cloud storage's manifest names, by min."""
     options = dict(storage_options or {})
     cloud, name = at_url(url, options)
-    try:  # one bounded GET: a larger object is refused, not read
-        manifest = decode_manifest(cloud.read(name, 0, MAX_MANIFEST + 1), url)
+    try:  # the pointer, then the version it names (one consistent list)
+        manifest = manifests.read(cloud, name, url)
     except ObjectMissing:
         raise MonotoneError(f"{url}: no manifest there") from None
     if manifest.encrypted and not encryption_key:
@@ -309,5 +336,8 @@ def from_manifest(url: str, storage_options: dict | None = None,
     # who can write the bucket can write a manifest, not a sealed file)
     base = url.rsplit("/", 1)[0]  # objects are plain names beside it (decode checks)
     return [Part(e.min, e.max, f"{base}/{e.object}", e.size, e.regions,
-                 key=encryption_key or "", storage=manifest.uuid, storage_options=options)
+                 key=encryption_key or "", storage=manifest.uuid, storage_options=options,
+                 manifest=url, repository=manifest.repository, lsn=e.lsn,
+                 refreshes=e.refreshes)
             for e in sorted(manifest.partitions, key=lambda e: e.min)]
+

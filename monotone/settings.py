@@ -35,6 +35,11 @@ class CloudSettings:
     reset connection, a 5xx or throttling, with exponential backoff and jitter.
     With the defaults a request to a silent endpoint fails within about a minute.
 
+    removal_delay: microseconds an object that left the storage's manifest (a
+    partition dropped or moved on cloud, or uploaded anew) stays in the cloud
+    before it is removed, for readers of a manifest version that named it
+    (cloud/manifest.py); 0 removes it at once.
+
     options: what a filesystem takes besides url (passed to it as they are).
     Secrets (password, and options that look like one) never leave in SHOW,
     logs or reprs."""
@@ -47,13 +52,14 @@ class CloudSettings:
     connect_timeout: int = 5
     read_timeout: int = 15
     retries: int = 3
+    removal_delay: int = 3600 * 1_000_000
     options: dict = field(default_factory=dict)
 
     def show(self) -> dict:
         out = {"name": self.name, "type": self.type, "login": self.login,
                "password": redact.SECRET, "url": redact.url(self.url), "debug": self.debug,
                "connect_timeout": self.connect_timeout, "read_timeout": self.read_timeout,
-               "retries": self.retries}
+               "retries": self.retries, "removal_delay": self.removal_delay}
         for name, value in self.options.items():
             out[name] = redact.SECRET if redact.secret_name(name) else value
         return out

@@ -153,6 +153,13 @@ class Store:
     def exists(self, name: str) -> bool:
         raise NotImplementedError
 
+    def touch(self, name: str) -> None:
+        """The file's modification time set to now."""
+        raise NotImplementedError
+
+    def mtime(self, name: str) -> float:
+        raise NotImplementedError
+
     def same(self, other: "Store", name: str) -> bool:
         raise NotImplementedError
 
@@ -369,6 +376,17 @@ class LocalStore(Store):
 
     def exists(self, name: str) -> bool:
         return os.path.lexists(self.path(name))
+
+    def touch(self, name: str) -> None:
+        with _ours():
+            fd = private.open_own(self.path(name))
+        try:
+            os.utime(fd)
+        finally:
+            os.close(fd)
+
+    def mtime(self, name: str) -> float:
+        return os.lstat(self.path(name)).st_mtime
 
     def same(self, other: "LocalStore", name: str) -> bool:
         """Whether name here and in other is one file (two storages, one directory)."""

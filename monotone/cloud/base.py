@@ -4,7 +4,9 @@ original's verbs.
   attach / detach   make the storage's place in the cloud / remove it if empty
   put / get         a whole object from / into a local file (upload, download)
   read              a byte range of an object (one ranged GET), or all of it
-  write             a small object written whole (the manifest)
+  write             a small object written whole (the manifest's pointer)
+  create            a small object written only if there is none of its name
+                    (a manifest version: conditional where the store has it)
   remove, exists, size, list, url
 
 Cloud does what every backend shares: each request goes through _call, which
@@ -261,12 +263,13 @@ class Cloud(ABC):
         self._call("PUT", name, self._put, local_path, self.path(name),
                    moves=os.path.getsize(local_path))
 
-    def put_extending(self, local_path: str, name: str, prefix: int, prefix_end: bytes) -> bool:
+    def put_extending(self, local_path: str, name: str, source: str, prefix: int,
+                      prefix_end: bytes) -> bool:
         """Upload a local file as the object `name`, sending only what follows its
-        first `prefix` bytes: those are the object there now, which must be `prefix`
+        first `prefix` bytes: those are the object `source`, which must be `prefix`
         bytes long and end with `prefix_end`, and are copied within the cloud.
         False, with nothing changed, where that cannot be done (this backend copies
-        nothing within its store, the object differs, or it is too short to be
+        nothing within its store, the source differs, or it is too short to be
         copied in parts): the caller puts the file whole."""
         return False
 
@@ -287,6 +290,13 @@ class Cloud(ABC):
     def write(self, name: str, data: bytes) -> None:
         """A small object written whole (each object appears at once)."""
         self._call("PUT", name, self._write, self.path(name), data, moves=len(data))
+
+    def create(self, name: str, data: bytes) -> bool:
+        """A small object written whole if there is none of its name; False, with
+        nothing written, when there is one. Conditional (If-None-Match) where the
+        store has it; elsewhere asked first, which holds for one writer at a time."""
+        return bool(self._call("PUT if absent", name, self._create, self.path(name), data,
+                               moves=len(data)))
 
     def remove(self, name: str) -> bool:
         """Remove an object; False when it was not there."""
@@ -343,6 +353,9 @@ class Cloud(ABC):
 
     @abstractmethod
     def _write(self, path: str, data: bytes, timeout: float) -> None: ...
+
+    @abstractmethod
+    def _create(self, path: str, data: bytes, timeout: float) -> bool: ...
 
     @abstractmethod
     def _remove(self, path: str, timeout: float) -> None: ...

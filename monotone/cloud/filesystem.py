@@ -108,6 +108,17 @@ class FilesystemCloud(Cloud):
     def _write(self, path: str, data: bytes, timeout: float) -> None:
         self.fs.pipe_file(path, data, **self._within(timeout))
 
+    def _create(self, path: str, data: bytes, timeout: float) -> bool:
+        try:
+            self.fs.pipe_file(path, data, mode="create", **self._within(timeout))
+        except FileExistsError:
+            return False
+        except OSError as e:
+            if error_code(e) == "PreconditionFailed":  # If-None-Match: there is one
+                return False
+            raise
+        return True
+
     def _remove(self, path: str, timeout: float) -> None:
         self.fs.rm_file(path, **self._within(timeout))
 

@@ -40,6 +40,18 @@ class MockCloud(FilesystemCloud):
     def _write(self, path: str, data: bytes, timeout: float) -> None:
         self._replace(path, lambda out: out.write(data))
 
+    def _create(self, path: str, data: bytes, timeout: float) -> bool:
+        tmp = path + ".put"
+        with open(private.create(tmp, os.O_WRONLY, replace=True), "wb") as out:
+            out.write(data)
+        try:
+            os.link(tmp, path)  # fails when there is one: the object appears whole or not
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
+
     @staticmethod
     def _replace(path: str, fill) -> None:
         tmp = path + ".put"

@@ -86,21 +86,23 @@ class S3Cloud(FilesystemCloud):
     def url(self, name: str) -> str:
         return f"s3://{self.path(name)}"
 
-    def put_extending(self, local_path: str, name: str, prefix: int, prefix_end: bytes) -> bool:
-        """A multipart upload whose first parts are copies of the object's own first
-        `prefix` bytes (UploadPartCopy; the source is read when each part is copied,
-        so the object may be its own source) and whose last parts are the rest of
-        the local file. Nothing of the prefix crosses the network; the completed
-        upload replaces the object in one step."""
+    def put_extending(self, local_path: str, name: str, source: str, prefix: int,
+                      prefix_end: bytes) -> bool:
+        """A multipart upload of `name` whose first parts are copies of the object
+        `source` (UploadPartCopy, each part copied from the source as it was when
+        its size and last bytes were checked: its ETag then) and whose last parts
+        are the rest of the local file. Nothing of the prefix crosses the network;
+        the object appears whole when the upload completes."""
         size = os.path.getsize(local_path)
         if not MIN_PART <= prefix < size:
             return False
         bucket, key = self.path(name).split("/", 1)
         where = {"Bucket": bucket, "Key": key}
+        origin = {"Bucket": bucket, "Key": self.path(source).split("/", 1)[1]}
         try:
-            head = self._s3("HEAD", name, "head_object", **where)
+            head = self._s3("HEAD", source, "head_object", **origin)
             if head.get("ContentLength") != prefix or \
-                    self.read(name, prefix - len(prefix_end), len(prefix_end)) != prefix_end:
+                    self.read(source, prefix - len(prefix_end), len(prefix_end)) != prefix_end:
                 return False
             where["UploadId"] = self._s3("CREATE multipart", name, "create_multipart_upload",
                                          **where)["UploadId"]
@@ -108,12 +110,12 @@ class S3Cloud(FilesystemCloud):
             log.info("%s: sent whole (%s)", self.where(name), e)
             return False
         try:
-            parts = self._parts(local_path, name, prefix, size, head["ETag"], where)
+            parts = self._parts(local_path, name, origin, prefix, size, head["ETag"], where)
         except BaseException as e:
             self._abort(name, where)
             if not isinstance(e, MonotoneError):
                 raise
-            # an endpoint without part copies, or the object changed under the copy
+            # an endpoint without part copies, or the source changed under the copy
             log.info("%s: sent whole (%s)", self.where(name), e)
             return False
         try:
@@ -124,12 +126,11 @@ class S3Cloud(FilesystemCloud):
             raise
         return True
 
-    def _parts(self, local_path: str, name: str, prefix: int, size: int, etag: str,
-               where: dict) -> list[dict]:
-        """The parts of put_extending: copies of the object as it was when its prefix was
-        checked (its ETag then: a copy of anything else fails), then the rest."""
+    def _parts(self, local_path: str, name: str, source: dict, prefix: int, size: int,
+               etag: str, where: dict) -> list[dict]:
+        """The parts of put_extending: copies of the source as it was when its prefix
+        was checked (its ETag then: a copy of anything else fails), then the rest."""
         parts: list[dict] = []
-        source = {"Bucket": where["Bucket"], "Key": where["Key"]}
         for a, b in _spans(0, prefix, COPY_PART):
             done = self._s3(f"COPY part {a}+{b - a}", name, "upload_part_copy", moves=b - a,
                             PartNumber=len(parts) + 1, CopySource=source,

@@ -116,7 +116,7 @@ class Parser:
 # the value an option takes, for the original's message when it is missing
 _BOOLS = {"sync", "crc", "cloud_drop_local", "debug"}
 _INTS = {"refresh_wm", "region_size", "compression_level", "partitions", "size", "events",
-         "duration", "connect_timeout", "read_timeout", "retries"}
+         "duration", "connect_timeout", "read_timeout", "retries", "removal_delay"}
 _STRINGS = {"uuid", "path", "cloud", "compression", "encryption", "encryption_key", "type",
             "url", "login", "password", "access_key", "secret_key"}
 

@@ -3,7 +3,9 @@ handle of cold reads (through the partition's local stub) and of readers with
 no coordinator (monotone.offline, through the object alone)."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -30,6 +32,31 @@ _CACHED = -1  # where a range offered lies that the cache holds
 
 _pool = None
 _pool_pid = 0
+
+
+_NAMED = re.compile(r"(?:^|/)(\d{20})\.[0-9a-f]{16}\Z")  # an object named by its digest
+
+
+def _check_digest(cloud: Cloud, name: str, min_: int, size: int, start: int,
+                  data: bytes) -> None:
+    """The object's index and footer are those its name was made of (fetch)."""
+    where = cloud.where(name)
+    offset, length, _, _ = partition.decode_footer(data[-partition.FOOTER.size:], where)
+    if length > partition.MAX_INDEX or offset + length + partition.FOOTER.size != size:
+        raise CorruptionError(f"cloud object {where}: its footer does not end its index")
+    tail = data[offset - start:] if offset >= start else \
+        cloud.read(name, offset, start - offset) + data
+    if object_name(min_, tail) != name.rsplit("/", 1)[-1]:
+        raise CorruptionError(f"cloud object {where}: not the object its name says (its "
+                              "index differs): other bytes were put under its name")
+
+
+def object_name(min_: int, tail: bytes) -> str:
+    """The name of a partition file's object: its min and a digest of its tail
+    (index and footer, which name every region's checksum and when the file was
+    written), so that an object's name is never reused for other bytes: an
+    object a reader was told of keeps its bytes until it is removed."""
+    return f"{min_:020d}.{hashlib.blake2b(tail, digest_size=8).hexdigest()}"
 _lock = threading.Lock()
 
 
@@ -114,9 +141,10 @@ class CloudFile(ReadHandle):
         self.local: ReadHandle | None = None  # the same file, after the object went
 
     @classmethod
-    def from_stub(cls, stub: ReadHandle, cloud: Cloud, name: str,
+    def from_stub(cls, stub: ReadHandle, cloud: Cloud, min_: int,
                   fallback: Fallback | None = None, cache=None) -> "CloudFile":
-        """The file of a stub: the file's tail as it is in the object."""
+        """The file of partition min_'s stub: the file's tail as it is in the object
+        (whose name it gives, object_name)."""
         try:
             if stub.size > partition.MAX_INDEX + partition.FOOTER.size:
                 raise CorruptionError(f"cloud stub {stub.name}: {stub.size} bytes, more than "
@@ -130,13 +158,19 @@ class CloudFile(ReadHandle):
                                                        stub.name)
         if length + partition.FOOTER.size != len(tail):
             raise CorruptionError(f"cloud stub {stub.name}: does not hold the file's index")
-        return cls(cloud, name, offset + len(tail), tail, fallback, cache)
+        return cls(cloud, object_name(min_, tail), offset + len(tail), tail, fallback, cache)
 
     @classmethod
     def fetch(cls, cloud: Cloud, name: str, tail: int = 0, size: int = 0) -> "CloudFile":
         """An object read without a stub: its last `tail` bytes in one ranged GET,
         all of it when tail is 0 and it is below WHOLE bytes (else its last TAIL);
-        never more than WHOLE. size: the object's (0: asked for)."""
+        never more than WHOLE. size: the object's (0: asked for).
+
+        An object named by its digest (object_name) is refused unless its index and
+        footer are the ones the name was made of (the rest of the index fetched when
+        the tail did not hold it): as the index holds every region's checksum, other
+        bytes under the name (another version of the partition, or anyone's) are
+        not read."""
         size = size or cloud.size(name)
         if size < partition.FOOTER.size:
             raise CorruptionError(f"cloud object {cloud.where(name)}: {size} bytes is too "
@@ -148,6 +182,9 @@ class CloudFile(ReadHandle):
         if len(data) != size - start:
             raise CorruptionError(f"cloud object {cloud.where(name)}: ends before the "
                                   f"{size} bytes it was said to have")
+        named = _NAMED.search(name)
+        if named is not None:
+            _check_digest(cloud, name, int(named.group(1)), size, start, data)
         return cls(cloud, name, size, data)
 
     def checked(self, regions: bool) -> None:

@@ -7,16 +7,22 @@ In a storage, partition <min> has at most one file in each state:
   <min>.complete     written and synced, not yet switched in: recovery puts it in
                      place of <min>
   <min>              the partition file (a local copy)
-and, when the storage has a cloud (the object is <min> in the storage's place
-there, cloud.Cloud):
+and, when the storage has a cloud (the object is <min>.<digest> in the
+storage's place there, cloud.Cloud: the digest is of the file's index and
+footer, cloud_file.object_name, so an object's bytes never change):
   <min>.cloud.incomplete  an upload under way: the stub is written, the object
-                     may or may not be whole; recovery removes the object (it
-                     turns into .cloud.drop) and the stub
+                     may or may not be whole; recovery retires the object (the
+                     stub turns into its .cloud.drop marker)
   <min>.cloud        the stub of a partition whose object is whole in the cloud:
                      the file's index and footer, so opening costs no request
-  <min>.cloud.drop   the object is being removed (a drop on cloud): recovery
-                     finishes the removal; while the cloud cannot be reached the
-                     marker stays, and the object is reported in the log
+  <object>.cloud.drop  the object is retired (dropped on cloud, replaced by a
+                     newer upload, or cut short): the marker is its stub, its
+                     modification time when it was retired. The object is
+                     removed once the cloud's removal_delay has passed (readers
+                     of a manifest that named it find it until then), then the
+                     marker; a partition has as many as it retired objects.
+                     While the cloud cannot be reached a marker stays, and the
+                     object is reported in the log
 Every change of state is one rename (atomic), followed by a sync of the
 directory when the storage syncs; removal likewise. Refresh, move, drop,
 upload, download and recovery go through PartitionFiles; readers open a
@@ -38,7 +44,7 @@ from ..settings import Place
 from ..shm.partition_map import ON_CLOUD, ON_STORAGE
 from ..store import Fallback, ReadHandle, Store, WriteHandle
 from . import fileformat as partition
-from .cloud_file import CloudFile
+from .cloud_file import CloudFile, object_name
 from .fileformat import Identity
 from .reader import Reader
 from .region_cache import RegionCache
@@ -50,11 +56,12 @@ COMPLETE = ".complete"
 STATES = (INCOMPLETE, COMPLETE)
 CLOUD = ".cloud"
 CLOUD_INCOMPLETE = ".cloud.incomplete"
-CLOUD_DROP = ".cloud.drop"
+CLOUD_DROP = ".cloud.drop"  # after an object's name: its retirement marker
 APPEND = ".append"  # an append to the file under way: the size it had before
 _MARK = struct.Struct("<QI")  # that size, its crc32
 _NAME = re.compile(r"^(\d{1,20})(\.incomplete|\.complete|\.cloud|\.cloud\.incomplete|"
-                   r"\.cloud\.drop|\.append)?$")
+                   r"\.append)?$")
+_RETIRED = re.compile(r"^((\d{20})\.[0-9a-f]{16})\.cloud\.drop\Z")
 
 
 def file_name(min_: int, state: str = "") -> str:
@@ -62,9 +69,13 @@ def file_name(min_: int, state: str = "") -> str:
 
 
 def parse(name: str) -> tuple[int, str] | None:
-    """(min, state) of a partition file's name, or None for other files."""
+    """(min, state) of a partition file's name, or None for other files (a
+    retirement marker's state: CLOUD_DROP)."""
     m = _NAME.match(name)
-    return (int(m.group(1)), m.group(2) or "") if m else None
+    if m:
+        return int(m.group(1)), m.group(2) or ""
+    m = _RETIRED.match(name)
+    return (int(m.group(2)), CLOUD_DROP) if m else None
 
 
 def committed_size(directory: str, min_: int) -> int | None:
@@ -105,6 +116,9 @@ class PartitionFiles:
         self.sync = sync
         self.objects = objects
         self.cache = cache  # where cold reads keep what they fetched (None: nowhere)
+        # seconds a retired object stays in the cloud before it is removed
+        self.delay = objects.settings.removal_delay / 1e6 if objects is not None else 0.0
+        self._objects: dict[int, tuple[tuple, str]] = {}  # object_of's, by min
 
     def where(self, min_: int, state: str = "") -> str:
         """The file's place, for messages."""
@@ -211,8 +225,8 @@ class PartitionFiles:
     def settle(self) -> dict[int, int]:
         """After a crash: finish or undo each half-done state; the partitions with a
         copy, and where (ON_STORAGE | ON_CLOUD bits; recovery, before anyone reads).
-        Local steps only: an object whose removal is due keeps its .cloud.drop marker
-        (pending_drops) for the background, so an open never waits on a cloud."""
+        Local steps only: a retired object keeps its .cloud.drop marker (retired())
+        for the background, so an open never waits on a cloud."""
         found: dict[int, set[str]] = {}
         for name in self.store.list():
             parsed = parse(name)
@@ -227,10 +241,14 @@ class PartitionFiles:
             if COMPLETE in states:    # written whole: it replaces the old one
                 self.install(min_)
                 states.add("")
-            if CLOUD_INCOMPLETE in states:  # an upload cut short: its object goes
-                self.store.rename(file_name(min_, CLOUD_INCOMPLETE),
-                                  file_name(min_, CLOUD_DROP), self.sync)
-                states.add(CLOUD_DROP)
+            if CLOUD_INCOMPLETE in states:  # an upload cut short: its object is retired
+                if self.objects is None:
+                    self.store.remove(file_name(min_, CLOUD_INCOMPLETE), self.sync)
+                else:
+                    self.retire(min_, CLOUD_INCOMPLETE)
+            if CLOUD in states and CLOUD_DROP in states and self.objects is not None:
+                live = self.object_of(min_)  # retired, then uploaded again: it stays
+                self.store.remove(live + CLOUD_DROP, self.sync)
             where = (ON_STORAGE if "" in states else 0) | (ON_CLOUD if CLOUD in states else 0)
             if where:
                 places[min_] = where
@@ -242,28 +260,46 @@ class PartitionFiles:
             raise MonotoneError(f"storage {self.store.location} has no cloud")
         return self.objects
 
+    def _stub(self, name: str) -> CloudFile:
+        """The cloud file a stub (or a retirement marker, which is one) stands for."""
+        return CloudFile.from_stub(self.store.open(name), self._need_objects(),
+                                   int(name[:20]), cache=self.cache)
+
     def open_cloud(self, min_: int, fallback: Fallback | None = None) -> CloudFile:
         """A partition whose file is in the cloud: index from the stub, regions by GET
         (fallback: what to do when the object goes while it is read)."""
         return CloudFile.from_stub(self.store.open(file_name(min_, CLOUD)),
-                                   self._need_objects(), file_name(min_), fallback, self.cache)
+                                   self._need_objects(), min_, fallback, self.cache)
+
+    def object_of(self, min_: int) -> str:
+        """The name of the partition's object (its stub's; remembered while the stub
+        is the same file)."""
+        name = file_name(min_, CLOUD)
+        st = os.lstat(self.store.path(name))
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._objects.get(min_)
+        if known is None or known[0] != key:
+            known = self._objects[min_] = (key, self._stub(name).object)
+        return known[1]
 
     def upload(self, min_: int, switches=()) -> None:
         """The local file's copy into the cloud: stub as .cloud.incomplete, the object,
-        then the stub renamed to .cloud. Where the object a .cloud.drop marker stands
-        for is still there and the local file begins with it (an appending refresh
-        keeps every byte of the file it appends to), only the rest is sent, where the
-        cloud can copy within its store (Cloud.put_extending)."""
+        then the stub renamed to .cloud. Where an object the partition retired is
+        still there and the local file begins with it (an appending refresh keeps
+        every byte of the file it appends to), only the rest is sent, where the cloud
+        can copy within its store (Cloud.put_extending)."""
         objects = self._need_objects()
-        self.store.remove(file_name(min_, CLOUD_INCOMPLETE), False)  # a failed attempt's
+        if self.store.exists(file_name(min_, CLOUD_INCOMPLETE)):  # an attempt cut short:
+            self.retire(min_, CLOUD_INCOMPLETE)  # its object may be there, whole or not
         local = self.store.open(file_name(min_))
         try:
             footer = local.read(local.size - partition.FOOTER.size, partition.FOOTER.size)
             offset, _, _, _ = partition.decode_footer(footer, local.name)
             tail = local.read(offset, local.size - offset)
-            prefix, prefix_end = self._extended(min_, local)
+            source, prefix, prefix_end = self._extended(min_, local)
         finally:
             local.close()
+        name = object_name(min_, tail)
         stub = self.store.create(file_name(min_, CLOUD_INCOMPLETE), self.sync)
         try:
             stub.write(tail)
@@ -271,48 +307,42 @@ class PartitionFiles:
         except BaseException:
             stub.abort()
             raise
-        # the object is about to be written whole again: an old removal is moot
-        self.store.remove(file_name(min_, CLOUD_DROP), self.sync)
+        # these very bytes retired before are live again: their removal is moot
+        self.store.remove(name + CLOUD_DROP, self.sync)
         try:
             faults.point("upload", switches)
             path = self.store.path(file_name(min_))
-            if not (prefix and objects.put_extending(path, file_name(min_), prefix, prefix_end)):
-                objects.put(path, file_name(min_))
+            if not (source and objects.put_extending(path, name, source, prefix, prefix_end)):
+                objects.put(path, name)
             faults.point("upload.sent")
         except BaseException:
             # the object may be there in part or whole (a PUT cut short on our side
-            # may still complete): it goes, as recovery would remove it
-            self.store.rename(file_name(min_, CLOUD_INCOMPLETE), file_name(min_, CLOUD_DROP),
-                              self.sync)
-            self.finish_drop(min_)
+            # may still complete): it is retired, as recovery would retire it
+            retired = self.retire(min_, CLOUD_INCOMPLETE)
+            if retired and self.delay <= 0:
+                self.finish_drop(retired)
             raise
         self.store.rename(file_name(min_, CLOUD_INCOMPLETE), file_name(min_, CLOUD), self.sync)
 
-    def _extended(self, min_: int, local: ReadHandle) -> tuple[int, bytes]:
-        """(size, index and footer) of the object the partition's .cloud.drop marker
-        stands for (the marker is that object's stub) when the local file begins with
-        it, else (0, b"")."""
-        marker = file_name(min_, CLOUD_DROP)
-        if not self.store.exists(marker):
-            return 0, b""
-        try:
-            old = self.store.open(marker)
-        except MonotoneError:
-            return 0, b""
-        try:
-            if not partition.FOOTER.size <= old.size < local.size:
-                return 0, b""
-            stub = old.read(0, old.size)
-        finally:
-            old.close()
-        try:
-            offset = partition.decode_footer(stub[-partition.FOOTER.size:], old.name)[0]
-        except MonotoneError:
-            return 0, b""
-        size = offset + len(stub)
-        if size >= local.size or local.read(offset, len(stub)) != stub:
-            return 0, b""
-        return size, stub
+    def _extended(self, min_: int, local: ReadHandle) -> tuple[str, int, bytes]:
+        """(object, size, index and footer) of an object the partition retired that the
+        local file begins with (the longest), else ("", 0, b"")."""
+        best = ("", 0, b"")
+        for marker in self._markers(min_):
+            try:
+                old = self._stub(marker)
+            except MonotoneError:
+                continue
+            if old.size <= best[1] or old.size >= local.size or \
+                    local.read(old.start, len(old.tail)) != old.tail:
+                continue
+            best = (old.object, old.size, old.tail)
+        return best
+
+    def _markers(self, min_: int | None = None) -> list[str]:
+        """The retirement markers (of partition min_, or all), by name."""
+        return [n for n in self.store.list() if (m := _RETIRED.match(n)) and
+                (min_ is None or int(m.group(2)) == min_)]
 
     def download(self, min_: int, switches=(), *, place: Place) -> None:
         """The cloud object as the local file: <min>.incomplete, verified, synced,
@@ -323,8 +353,9 @@ class PartitionFiles:
         # made private first: the download writes into a file of ours, 0600
         self.store.create(incomplete, False).finish(False)
         try:
-            objects.get(file_name(min_), self.store.path(incomplete))
-            self._verify_download(min_, place)
+            stub = self.open_cloud(min_)
+            objects.get(stub.object, self.store.path(incomplete))
+            self._verify_download(min_, stub, place)
             if self.sync:
                 self.store.fsync(incomplete)
             faults.point("download", switches)
@@ -333,15 +364,14 @@ class PartitionFiles:
             raise
         self.store.rename(incomplete, file_name(min_), self.sync)
 
-    def _verify_download(self, min_: int, place: Place) -> None:
+    def _verify_download(self, min_: int, stub: CloudFile, place: Place) -> None:
         """A downloaded object (<min>.incomplete) is installed only when it is the
         file its stub describes (size, index and footer byte for byte) and reads
         whole as the partition, as a cursor would read it: every region's checksum,
         seal (the storage's key, the partition's identity) and index entry. The
         object comes from a store others may write to; once installed, it is
         trusted as the local copy."""
-        where = self._need_objects().where(file_name(min_))
-        stub = self.open_cloud(min_)
+        where = stub.name
         local = self.store.open(file_name(min_, INCOMPLETE))
         try:
             if local.size != stub.size or \
@@ -359,29 +389,58 @@ class PartitionFiles:
                                   f"{e}") from None
 
     def dropping(self, min_: int) -> bool:
-        """Whether an object removal of the partition waits (its .cloud.drop marker)."""
-        return self.store.exists(file_name(min_, CLOUD_DROP))
+        """Whether an object the partition retired waits for its removal."""
+        return bool(self._markers(min_))
 
-    def pending_drops(self) -> list[int]:
-        """The partitions whose object removal waits (a .cloud.drop marker)."""
-        return sorted(m for m, state in filter(None, map(parse, self.store.list()))
-                      if state == CLOUD_DROP)
+    def retired(self) -> list[tuple[str, float]]:
+        """(object, when it was retired) of every object waiting for its removal."""
+        out = []
+        for marker in self._markers():
+            try:
+                out.append((marker[:-len(CLOUD_DROP)], self.store.mtime(marker)))
+            except FileNotFoundError:
+                continue  # removed meanwhile
+        return out
+
+    def retire(self, min_: int, state: str = CLOUD) -> str:
+        """The object of the partition's stub (state: CLOUD, or CLOUD_INCOMPLETE for an
+        upload cut short) is retired: the stub, its time set to now, becomes the
+        object's .cloud.drop marker (one rename: a crash leaves the stub or the
+        marker). Its name; "" when the stub was not whole (an upload cut short before
+        its object was sent: nothing to remove), the stub removed."""
+        name = file_name(min_, state)
+        try:
+            object_ = self._stub(name).object
+        except CorruptionError:
+            self.store.remove(name, self.sync)
+            return ""
+        self.store.touch(name)
+        self.store.rename(name, object_ + CLOUD_DROP, self.sync)
+        self._objects.pop(min_, None)
+        return object_
 
     def drop_stub(self, min_: int) -> None:
-        """Step 1 of a drop on cloud (after readers stop choosing the cloud copy): the
-        stub becomes the .cloud.drop marker; finish_drop removes the object."""
-        self.store.rename(file_name(min_, CLOUD), file_name(min_, CLOUD_DROP), self.sync)
+        """Step 1 of a drop on cloud (after readers stop choosing the cloud copy): its
+        object is retired (removed after removal_delay by finish_drop)."""
+        self.retire(min_, CLOUD)
 
-    def finish_drop(self, min_: int) -> bool:
-        """Remove the object of a .cloud.drop marker, then the marker. False (the
-        object reported, the marker kept for next time) when the cloud fails."""
-        try:
-            self._need_objects().remove(file_name(min_))
-        except MonotoneError as e:
-            log.warning("partition %d: its object could not be removed from the cloud "
-                        "(%s); removal is retried at the next open", min_, e)
-            return False
-        self.store.remove(file_name(min_, CLOUD_DROP), self.sync)
+    def finish_drop(self, object_: str) -> bool:
+        """Remove a retired object, then its marker; the partition's live object
+        (the same bytes uploaded again) stays. False (the object reported, the
+        marker kept for next time) when the cloud fails."""
+        marker = object_ + CLOUD_DROP
+        if not self.store.exists(marker):
+            return True
+        min_ = int(object_[:20])
+        live = self.store.exists(file_name(min_, CLOUD)) and self.object_of(min_) == object_
+        if not live:
+            try:
+                self._need_objects().remove(object_)
+            except MonotoneError as e:
+                log.warning("partition %d: its retired object %s could not be removed from "
+                            "the cloud (%s); removal is retried later", min_, object_, e)
+                return False
+        self.store.remove(marker, self.sync)
         return True
 
     def drop_local(self, min_: int) -> None:

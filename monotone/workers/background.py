@@ -3,10 +3,11 @@ and the scheduler it runs on.
 
 Refreshes past refresh_wm and CHECKPOINT's, uploads and downloads with upload
 workers, uploads resumed at start, refreshes that make room for writers
-waiting on mm_limit, and the pipeline's retention every BACKGROUND seconds:
-each a task (tasks.py) under the PARTITIONS lock, after which the WAL is
-collected. With workers = 0 nothing runs by itself: refreshes and the
-retention wait in the service queue (service.py) for SERVICE.
+waiting on mm_limit, the pipeline's retention every BACKGROUND seconds, and
+the removal of retired cloud objects when due: each a task (tasks.py) under
+the PARTITIONS lock, after which the WAL is collected. With workers = 0
+nothing runs by itself: refreshes and the retention wait in the service queue
+(service.py) for SERVICE; so do removals without upload workers.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class Background:
         self.scheduler = Scheduler(engine, self.pool, self.uploads)
         self.service = ServiceQueue(engine, self.scheduler)  # workers = 0: SERVICE runs it
         self.rebalancing = False
+        self.removing: set[int] = set()  # storages whose retired objects are being removed
         self.checkpointing = False
         self.memory_waiters: list = []
         self.next_rebalance = time.monotonic()
@@ -47,11 +49,16 @@ class Background:
 
     def timeout(self) -> float | None:
         """How long the event loop may wait before the next step is due."""
+        waits = []
         if self.refresh_wanted:
-            return BACKGROUND / 4
+            waits.append(BACKGROUND / 4)
         if self.pool is not None and self.engine.catalog.pipeline:
-            return max(0.0, self.next_rebalance - time.monotonic())
-        return None
+            waits.append(max(0.0, self.next_rebalance - time.monotonic()))
+        due = [when for sid, when in self.engine.removal_due.items()
+               if sid not in self.removing]
+        if due:
+            waits.append(min(max(0.0, min(due) - time.time()), BACKGROUND * 60))
+        return min(waits, default=None)
 
     def tick(self) -> None:
         """A turn of the event loop: writers waiting on memory, refreshes wanted, and
@@ -59,6 +66,7 @@ class Background:
         self.free_memory()
         if self.refresh_wanted:
             self._refresh_wanted()
+        self._remove_retired()
         if self.pool is None or not self.engine.catalog.pipeline or self.rebalancing:
             return
         if time.monotonic() < self.next_rebalance:
@@ -72,6 +80,27 @@ class Background:
 
         self.scheduler.submit(lambda: partition_commands.rebalance(self.engine), done,
                               "rebalance", PARTITIONS)
+
+    def _remove_retired(self) -> None:
+        """Remove the retired objects of the storages whose next removal is due (with
+        no upload workers: queued for SERVICE)."""
+        now = time.time()
+        for storage in self.engine.catalog.storages:
+            when = self.engine.removal_due.get(storage.id)
+            if when is None or when > now or storage.id in self.removing:
+                continue
+            if self.uploads is None:
+                self.engine.removal_due.pop(storage.id)  # noted again when SERVICE runs it
+                self.service.add_cloud(DROPS, storage.id)
+                continue
+            self.removing.add(storage.id)
+
+            def done(value, error, sid=storage.id) -> None:
+                self.removing.discard(sid)
+                self.done(value, error)
+
+            self.scheduler.submit(lambda s=storage: cloud_tier.remove_retired(self.engine, s),
+                                  done, "cloud removals", PARTITIONS)
 
     def done(self, value, error) -> None:
         """A background task ended."""
@@ -139,7 +168,7 @@ class Background:
 
     def resume_cloud_work(self) -> None:
         """What recovery leaves for after the open, so that an open answers before any
-        cloud request: object removals cut short (their .cloud.drop markers), files
+        cloud request: retired objects whose removal is due, files
         of cloud storages without their cloud copy (an upload that failed or was cut
         short: they go up as a refresh would have sent them), and the manifests (a
         crash may have left one a step behind). Without upload workers they wait
@@ -153,8 +182,8 @@ class Background:
                 continue
             self.scheduler.submit(lambda s=storage: cloud_tier.write_manifest(engine, s),
                                   self.done, "manifest", PARTITIONS)
-            self.scheduler.submit(lambda s=storage: cloud_tier.finish_drops(engine, s),
-                                  self.done, "cloud drops", PARTITIONS)
+            self.scheduler.submit(lambda s=storage: cloud_tier.remove_retired(engine, s),
+                                  self.done, "cloud removals", PARTITIONS)
         for slot in cloud_tier.waiting_upload(engine):
             if self.uploads is None:
                 self.service.add_cloud(UPLOAD, engine.partitions.slot(slot).min)

@@ -123,8 +123,9 @@ def check_level(compression: str, level: int) -> None:
                             f"({low}..{high})")
 
 
-# a cloud's deadlines (settings.CloudSettings) and the values they take
-DEADLINES = {"connect_timeout": (1, 600), "read_timeout": (1, 3600), "retries": (0, 20)}
+# a cloud's deadlines and delays (settings.CloudSettings) and the values they take
+DEADLINES = {"connect_timeout": (1, 600), "read_timeout": (1, 3600), "retries": (0, 20),
+             "removal_delay": (0, 365 * 86400 * 1_000_000)}
 
 
 def _deadline(name: str, value: int, prefix: str = "") -> int:

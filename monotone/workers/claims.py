@@ -4,9 +4,9 @@ A task claims a partition before its first step and releases it after its last,
 so two tasks never work on one partition at once: a refresh, a move, a drop, an
 upload or a download waits (yields Wait) while another holds it. A cloud
 storage's manifest is claimed the same way, under its own kind of key
-(Manifest), so that its writes never overlap, and so is an object whose
-removal an open left to finish (Removal), so that no upload puts it back
-while the removal is in flight.
+(Manifest), so that its writes never overlap, and so are a partition's retired
+objects while they are removed (Removal), so that no upload puts one back
+while its removal is in flight.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Removal:
-    """The key of a partition's object while a removal of it cut short is finished:
-    an upload of a partition starting at the same min waits for it."""
+    """The key of a partition's retired objects while they are removed: an upload
+    of a partition starting at the same min waits for it."""
     storage: int
     min: int
 

@@ -11,22 +11,27 @@ copy first). Each step here is a task step on a claimed partition:
   download         TransferJob (object to <min>.incomplete, renamed), then
                    ON_STORAGE is set
   drop cloud copy  ON_CLOUD cleared under PUBLISH (no new reader chooses it),
-                   the stub renamed to .cloud.drop, then a TransferJob removes
-                   the object and the marker
+                   its object retired (the stub renamed to its .cloud.drop
+                   marker), the manifest rewritten
   drop local copy  ON_STORAGE cleared under PUBLISH, the file removed (readers
                    that opened it keep reading it)
+  remove retired   a TransferJob per object retired at least the cloud's
+                   removal_delay ago: the object, then its marker. After a drop
+                   and an upload (at once with no delay), and in the background
+                   when the next one is due (engine.removal_due)
 A crash between any two steps leaves files that recovery reads back into one
 of the states before or after (partition/files.py says how). The network parts run
 in upload workers; the coordinator only renames, unlinks and flips bits.
 
-Each cloud storage keeps a manifest in its cloud (manifest.json: its
-partitions, their objects, sizes, codec, whether encrypted; never a key), for
-readers with no coordinator (monotone.dask, other machines). It is rewritten
-after an upload and before an object is removed, so it never names an object
-that is not there; writes of one storage's manifest never overlap, and each
-says what the partition map says at that moment. Recovery may leave it
-behind by one step; the coordinator rewrites it after it starts (in the
-background, or at SERVICE without upload workers).
+Each cloud storage keeps a manifest in its cloud (a version per write and a
+pointer to the last, cloud/manifest.py: its partitions, their objects, sizes,
+codec, whether encrypted; never a key), for readers with no coordinator
+(monotone.dask, other machines). It is rewritten after an upload and after an
+object is retired, so it names no object retired more than removal_delay
+ago; writes of one storage's manifest never overlap, and each says what the
+partition map says at that moment. Recovery may leave it behind by one step;
+the coordinator rewrites it after it starts (in the background, or at SERVICE
+without upload workers), before any object is removed.
 """
 from __future__ import annotations
 
@@ -37,15 +42,17 @@ from monotone import faults
 from monotone.cloud import manifest, objects_of
 from monotone.errors import MonotoneError
 from monotone.jsonout import size_text
-from monotone.partition.files import file_name
+from monotone.partition.files import CLOUD, CLOUD_DROP, file_name
 from monotone.settings import Storage
 from monotone.shm.partition_map import ON_CLOUD, ON_STORAGE
 
-from .claims import Manifest, Removal, Wait
+from .claims import Manifest, Removal
 from .engine import Engine
 from .transfer import DOWNLOAD, DROP, MANIFEST, UPLOAD, TransferJob
 
 log = logging.getLogger("monotone")
+RECHECK = 5.0  # seconds until a removal passed over (its partition busy) is looked at again
+RETRY = 60.0   # seconds until a removal that failed (the cloud away) is tried again
 
 
 
@@ -76,6 +83,7 @@ def upload(engine: Engine, slot: int, offload: bool = False):
         log.info("upload partition %d: %s to cloud %s, %.3f s", s.min,
                  size_text(s.file_size), storage.cloud, time.monotonic() - start)
         yield from write_manifest(engine, storage)
+        yield from remove_retired(engine, storage, s.min, held=slot)
     if offload and storage.cloud_drop_local:
         drop_local_copy(engine, slot)
 
@@ -94,12 +102,12 @@ def download(engine: Engine, slot: int):
 
 
 def drop_cloud_copy(engine: Engine, slot: int, keep_object: bool = False):
-    """Remove the partition's cloud copy (and an object an earlier drop left).
+    """Remove the partition's cloud copy: its object is retired (no reader chooses
+    it, the manifest no longer names it) and removed once removal_delay has passed.
 
-    keep_object: only the copy goes (no reader chooses it, the manifest no longer
-    names it); its object stays behind its .cloud.drop marker for the upload that
-    follows a refresh in place, which sends only what the refresh appended (an
-    upload, DROP PARTITION or the next open removes it otherwise)."""
+    keep_object: not even then here (a refresh in place: the upload that follows
+    sends only what the refresh appended, copying the rest from it, and removes
+    what is due after)."""
     s = engine.partitions.slot(slot)
     storage = engine.storage_of(slot)
     files = engine.files(storage)
@@ -108,31 +116,76 @@ def drop_cloud_copy(engine: Engine, slot: int, keep_object: bool = False):
         log.info("drop partition %d on cloud %s", s.min, storage.cloud)
         files.drop_stub(s.min)
         faults.point("cloud.dropping")
-        yield from write_manifest(engine, storage)
-    if files.objects is not None and files.dropping(s.min) and not keep_object:
-        yield _job(engine, slot, DROP)
+        if (storage.id, s.min) not in engine.listed:  # else named until it is unlisted
+            yield from write_manifest(engine, storage)
+    if not keep_object:
+        yield from remove_retired(engine, storage, s.min, held=slot)
 
 
-def finish_drops(engine: Engine, storage: Storage):
-    """Remove the objects whose removal was cut short (their .cloud.drop markers),
-    left by recovery for after the open. All of them are claimed at once, in the
-    task's first step (Removal): no upload of a partition of the same min puts a
-    new object while an old removal is pending. The manifest goes first (it may
-    name them)."""
+def remove_retired(engine: Engine, storage: Storage, min_: int | None = None,
+                   held: int | None = None):
+    """Remove the objects the storage (its partition min_, or all of them) retired,
+    that its current manifest does not name and that left it at least its cloud's
+    removal_delay ago (their markers' time), then their markers; when the others
+    are due is noted for the background (engine.removal_due).
+
+    A manifest rewrite under way ends first, and with none written since the open
+    one is written first (the manifest in the cloud may name what recovery retired):
+    when that fails, nothing is removed. Each partition's removals are claimed
+    (Removal): an upload of the same min waits for them rather than see its object
+    removed. A partition another task holds is passed over (held: the slot this task
+    holds itself). A removal that fails is tried again RETRY seconds later."""
     files = engine.files(storage)
-    keys = [Removal(storage.id, min_) for min_ in files.pending_drops()]
-    while (held := next((k for k in keys if k in engine.claims), None)) is not None:
-        yield Wait(held)
+    if files.objects is None:
+        return
+    yield from engine.claims.wait(Manifest(storage.id))
+    if storage.id not in engine.published:
+        yield from write_manifest(engine, storage)
+    named = engine.published[storage.id]
+    now = time.time()
+    due: dict[int, list[str]] = {}
+    later = []
+    for object_, when in files.retired():
+        m = int(object_[:20])
+        if min_ is not None and m != min_ or object_ in named:
+            continue  # (one still named is looked at when a manifest no longer names it)
+        slot = engine.partitions.find(m)
+        if when + files.delay > now:
+            later.append(when + files.delay)
+        elif slot is not None and slot != held and slot in engine.claims or \
+                Removal(storage.id, m) in engine.claims:
+            later.append(now + RECHECK)  # its task, or another removal, is on it
+        else:
+            due.setdefault(m, []).append(object_)
+    keys = [Removal(storage.id, m) for m in sorted(due)]
     for key in keys:
         engine.claims.claim(key, "cloud drop")
     try:
-        yield from engine.claims.wait(Manifest(storage.id))
         for key in keys:
-            if files.dropping(key.min):
-                yield TransferJob(DROP, key.min, engine.store(storage), engine.syncs(storage))
+            for object_ in due[key.min]:
+                try:
+                    yield TransferJob(DROP, key.min, engine.store(storage),
+                                      engine.syncs(storage), content=object_)
+                except MonotoneError as e:
+                    log.warning("%s", e)
+                    later.append(time.time() + RETRY)
     finally:
         for key in keys:
             engine.claims.release(key)
+    _note_due(engine, storage, later, whole=min_ is None)
+
+
+def _note_due(engine: Engine, storage: Storage, times: list[float], whole: bool) -> None:
+    """When the storage's next removal is due (whole: all its retired objects were
+    looked at, else only some: an earlier time noted stands)."""
+    earliest = min(times, default=None)
+    noted = None if whole else engine.removal_due.get(storage.id)
+    if noted is not None and (earliest is None or noted < earliest):
+        earliest = noted
+    if earliest is None:
+        engine.removal_due.pop(storage.id, None)
+    else:
+        engine.removal_due[storage.id] = earliest
 
 
 def drop_local_copy(engine: Engine, slot: int) -> None:
@@ -152,28 +205,98 @@ def waiting_upload(engine: Engine) -> list[int]:
             and engine.storage_of(slot).cloud]
 
 
+def _entry(engine: Engine, storage: Storage, slot: int) -> dict:
+    """A partition's cloud copy as its storage's manifest names it."""
+    s = engine.partitions.slot(slot)
+    return {"min": s.min, "max": s.max, "object": engine.files(storage).object_of(s.min),
+            "size": s.file_size, "events": s.file_events, "regions": s.regions,
+            "lsn": s.file_lsn, "created": s.created, "refreshes": s.refreshes}
+
+
 def manifest_of(engine: Engine, storage: Storage) -> bytes:
-    """The manifest of a cloud storage as the partition map says it now."""
-    parts = []
+    """The manifest of a cloud storage as the partition map says it now, with the
+    copies kept listed while their partition is rewritten (keep_listed)."""
+    return manifest.encode(storage, _parts(engine, storage), engine.config.uuid)
+
+
+def _parts(engine: Engine, storage: Storage) -> list[dict]:
+    """The entries of a cloud storage's manifest (manifest_of), by min."""
+    parts = {}
     for slot in engine.partitions.in_storage(storage):
-        s = engine.partitions.slot(slot)
-        if s.places & ON_CLOUD:
-            parts.append({"min": s.min, "max": s.max, "object": file_name(s.min),
-                          "size": s.file_size, "events": s.file_events, "regions": s.regions,
-                          "lsn": s.file_lsn, "created": s.created, "refreshes": s.refreshes})
-    return manifest.encode(storage, parts)
+        if engine.partitions.slot(slot).places & ON_CLOUD:
+            entry = _entry(engine, storage, slot)
+            parts[entry["min"]] = entry
+    for (storage_id, min_), entry in engine.listed.items():
+        if storage_id == storage.id:
+            parts.setdefault(min_, entry)
+    return [parts[m] for m in sorted(parts)]
+
+
+def keep_listed(engine: Engine, slot: int) -> tuple[int, int]:
+    """The partition's cloud copy stays in its storage's manifest while a refresh or
+    a move rewrites the partition, until unlisted: readers of the manifest find it
+    there, or its new copy (here or in the storage it moves to), never neither. Its
+    object is retired with the refresh, and stays at least removal_delay after."""
+    storage = engine.storage_of(slot)
+    key = (storage.id, engine.partitions.slot(slot).min)
+    engine.listed[key] = _entry(engine, storage, slot)
+    return key
+
+
+def unlist(engine: Engine, key: tuple[int, int], moved: bool):
+    """The end of keep_listed, the refresh done or failed: the storage's manifest no
+    longer names the old copy. moved: the partition is in another storage now, and
+    the old copy's stub there is retired here (a move keeps it until the copy in the
+    storage it moved to is up), its object removed when due."""
+    entry = engine.listed.pop(key, None)
+    storage = next((s for s in engine.catalog.storages if s.id == key[0]), None)
+    if entry is None or storage is None or not storage.cloud:
+        return
+    files = engine.files(storage)
+    if moved and files.store.exists(file_name(key[1], CLOUD)):
+        files.drop_stub(key[1])
+    slot = engine.partitions.find(key[1])  # this task's (it holds the partition)
+    if moved or slot is None or not engine.partitions.slot(slot).places & ON_CLOUD:
+        yield from write_manifest(engine, storage)
+    if moved:  # (in place, the upload after removes it, or the next one, or a drop)
+        yield from remove_retired(engine, storage, key[1], held=slot)
 
 
 def write_manifest(engine: Engine, storage: Storage):
-    """Rewrite a cloud storage's manifest (one write at a time per storage)."""
+    """Rewrite a cloud storage's manifest (one write at a time per storage); the
+    objects it no longer names are removed removal_delay from now (published)."""
     if not storage.cloud:
         return
     key = Manifest(storage.id)
     yield from engine.claims.wait(key)
     with engine.claims.holding(key, "manifest"):
-        content = manifest_of(engine, storage).decode()
-        yield TransferJob(MANIFEST, 0, engine.store(storage), engine.syncs(storage),
-                          content=content)
+        parts = _parts(engine, storage)
+        first = storage.id not in engine.published
+        reply = yield TransferJob(MANIFEST, 0, engine.store(storage), engine.syncs(storage),
+                                  content=manifest.encode(storage, parts,
+                                                          engine.config.uuid).decode(),
+                                  previous=first)
+        # (None: not known, as when the catalog changed meanwhile)
+        before = (reply or {}).get("named") if first else engine.published.get(storage.id)
+        _published(engine, storage, {p["object"] for p in parts}, before)
+
+
+def _published(engine: Engine, storage: Storage, named: set[str], before) -> None:
+    """A manifest naming `named` is the storage's current one: a retired object the
+    one before named (before; None: not known, so any) leaves it now, and its
+    removal_delay starts now (its marker's time), so readers of that version find
+    it for that long."""
+    engine.published[storage.id] = named
+    files = engine.files(storage)
+    gone = [object_ for object_, _ in files.retired()
+            if object_ not in named and (before is None or object_ in before)]
+    for object_ in gone:
+        try:
+            files.store.touch(object_ + CLOUD_DROP)
+        except FileNotFoundError:
+            continue  # removed meanwhile
+    if gone:
+        _note_due(engine, storage, [time.time() + files.delay], whole=False)
 
 
 def manifest_url(engine: Engine, storage: Storage) -> str | None:

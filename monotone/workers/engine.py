@@ -63,6 +63,15 @@ class Engine:
         self.locks: LockFile | None = None
         self.owner = False             # holds COORDINATOR: the repository's segments are ours
         self.storage_files: dict[int, PartitionFiles] = {}  # by storage id, as the catalog says
+        # when a cloud storage's next retired object is due for removal (time.time()),
+        # by storage id (cloud_tier.remove_retired)
+        self.removal_due: dict[int, float] = {}
+        # cloud copies a manifest keeps naming while their partition is rewritten, by
+        # (storage id, min) (cloud_tier.keep_listed)
+        self.listed: dict[tuple[int, int], dict] = {}
+        # the objects each cloud storage's current manifest names, once one was written
+        # since the open, by storage id (cloud_tier.write_manifest)
+        self.published: dict[int, set[str]] = {}
         self.pool = None               # the worker pools (merges, uploads), for SHOW WORKERS
         self.uploads = None
         try:
@@ -215,6 +224,7 @@ class Engine:
             raise
         finally:
             self.storage_files.clear()  # made again from the catalog as it is now
+            self.published.clear()  # a storage's cloud may have changed: written anew
         self.pmap.bump("config_version")  # clients fetch the config again
 
     def config_changed(self) -> None:

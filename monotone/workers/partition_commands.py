@@ -22,9 +22,7 @@ from monotone.wal import records as walfmt
 
 from . import cloud_tier
 from . import refresh as refresher
-from .claims import Removal, Wait
 from .engine import Engine
-from .transfer import DROP, TransferJob
 
 log = logging.getLogger("monotone")
 
@@ -114,17 +112,8 @@ def _drop(engine: Engine, slot: int):
         files.drop_stub(min_)
         faults.point("cloud.dropping")
         yield from cloud_tier.write_manifest(engine, storage)
-    if files.objects is not None and files.dropping(min_):  # an object a refresh kept, too
-        # claimed: an upload of a partition of the same min made meanwhile waits for
-        # this removal rather than have its new object removed under it
-        key = Removal(storage.id, min_)
-        while key in engine.claims:
-            yield Wait(key)
-        engine.claims.claim(key, "cloud drop")
-        try:
-            yield TransferJob(DROP, min_, engine.store(storage), engine.syncs(storage))
-        finally:
-            engine.claims.release(key)
+    # its retired objects (a refresh may have kept one, too) go once they are due
+    yield from cloud_tier.remove_retired(engine, storage, min_)
 
 
 def _drop_claimed(engine: Engine, slot: int) -> None:

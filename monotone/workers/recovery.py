@@ -95,7 +95,7 @@ def recover_files(engine: Engine) -> tuple[int, int]:
             files = engine.files(older)
             if where & ON_STORAGE and not files.same(keep, min_):
                 files.remove(min_)
-            if where & ON_CLOUD:  # its object goes in the background (pending_drops)
+            if where & ON_CLOUD:  # its object is retired (removed in the background)
                 files.drop_stub(min_)
         slot = engine.partitions.add(int(meta["min"]), int(meta["max"]), storage,
                                      int(meta.get("created", 0)))
@@ -138,5 +138,5 @@ def replay_drop(engine: Engine, min_: int, lsn: int) -> None:
     engine.partitions.forget(slot)
     if places & ON_STORAGE:
         files.remove(min_)
-    if places & ON_CLOUD:  # its object goes in the background (pending_drops)
+    if places & ON_CLOUD:  # its object is retired (removed in the background)
         files.drop_stub(min_)

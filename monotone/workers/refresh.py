@@ -19,9 +19,12 @@ it is, as it is encoded), steps 2-4 append instead (partition/merger.py): the ma
 WAL synced, the footer; step 4 points the slot at the longer file, then the marker
 goes. An append that does not end is cut back (here, or by recovery at the next open).
 With a cloud (cloud_tier.py), in the original's order: a partition whose file
-is in the cloud is downloaded and its cloud copy dropped first; after the
-switch, a target storage with a cloud gets the new file uploaded, and its
-local copy dropped when the storage says cloud_drop_local.
+is in the cloud is downloaded and (in place) its cloud copy dropped first;
+after the switch, a target storage with a cloud gets the new file uploaded, and
+its local copy dropped when the storage says cloud_drop_local. The storage's
+manifest names the old cloud copy until then (keep_listed), and a move drops
+the source's cloud copy only after the upload, so a reader of the manifests
+finds the partition in one of them (or both) throughout.
 Steps 2 and 3 are a MergeJob (partition/merger.py), run by a worker process; the
 coordinator does the short steps around it. The files' states and their
 renames are partition.files.PartitionFiles'; recovery (recovery.py) finishes or
@@ -55,18 +58,42 @@ def refresh(engine: Engine, slot: int, target: Storage | None = None):
 
 def _refresh(engine: Engine, slot: int, target: Storage | None):
     s = engine.partitions.slot(slot)
-    target = target or engine.storage_of(slot)
-    if s.places & ON_CLOUD:
-        yield from cloud_tier.download(engine, slot)
-        # a refresh in place may append to the file: its object is kept for the
-        # upload after, which then sends only what was appended
-        in_place = target.id == engine.storage_of(slot).id
-        yield from cloud_tier.drop_cloud_copy(engine, slot, keep_object=in_place)
-    resumed = bool(s.frozen)  # left by a refresh that failed
-    yield from _refresh_once(engine, slot, target)
-    if resumed and s.rows:
+    source = engine.storage_of(slot)
+    target = target or source
+    moving = target.id != source.id
+    listed = None
+    try:
+        if s.places & ON_CLOUD:
+            yield from cloud_tier.download(engine, slot)
+            # the manifest names the cloud copy until the new one is up (here, or in the
+            # storage it moves to, whose source copy goes then)
+            listed = cloud_tier.keep_listed(engine, slot)
+            if not moving:
+                # a refresh in place may append to the file: its object is kept for the
+                # upload after, which then sends only what was appended
+                yield from cloud_tier.drop_cloud_copy(engine, slot, keep_object=True)
+        resumed = bool(s.frozen)  # left by a refresh that failed
         yield from _refresh_once(engine, slot, target)
-    yield from cloud_tier.upload(engine, slot, offload=True)
+        if resumed and s.rows:
+            yield from _refresh_once(engine, slot, target)
+        yield from cloud_tier.upload(engine, slot, offload=True)
+    except Exception:
+        if listed is not None:
+            yield from _unlist(engine, slot, listed)
+        raise
+    if listed is not None:
+        yield from cloud_tier.unlist(engine, listed, engine.storage_of(slot).id != source.id)
+
+
+def _unlist(engine: Engine, slot: int, listed):
+    """After a refresh that failed: the old copy unlisted (moved, or not), what that
+    meets logged rather than raised over the refresh's own error."""
+    try:
+        moved = engine.partitions.current(slot, listed[1]) and \
+            engine.storage_of(slot).id != listed[0]
+        yield from cloud_tier.unlist(engine, listed, bool(moved))
+    except Exception as e:
+        log.warning("partition %d: its manifest entry is settled later: %s", listed[1], e)
 
 
 def _refresh_once(engine: Engine, slot: int, target: Storage):

@@ -7,8 +7,8 @@ here instead, and `SERVICE` runs the next one (one refresh, or one rebalance)
 before it returns: background work becomes a step a script or a test takes
 when it chooses, deterministically. With no upload workers (workers_upload =
 0), the cloud work an open leaves (an upload to resume, a storage's object
-removals cut short, its manifest to rewrite) waits here too, and SERVICE runs
-it once no refresh or rebalance is waiting.
+removals due, its manifest to rewrite) waits here too, and SERVICE runs it
+once no refresh or rebalance is waiting.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class ServiceQueue:
             storage = next((s for s in engine.catalog.storages if s.id == what), None)
             if storage is None or not storage.cloud:
                 return False
-            step = cloud_tier.finish_drops if kind == DROPS else cloud_tier.write_manifest
+            step = cloud_tier.remove_retired if kind == DROPS else cloud_tier.write_manifest
             self.scheduler.submit(lambda: step(engine, storage), done,
                                   f"service cloud {kind}", PARTITIONS)
             return True

@@ -22,13 +22,14 @@ ATTACH, DETACH = "attach", "detach"  # a storage's place in its cloud made / rem
 
 @dataclass
 class TransferJob:
-    kind: str                # UPLOAD, DOWNLOAD, DROP (the object of a .cloud.drop),
+    kind: str                # UPLOAD, DOWNLOAD, DROP (a retired object, its marker),
                              # MANIFEST, ATTACH (with its first manifest), DETACH
     min: int                 # the partition
     place: Place             # its storage: directory, uuid, cloud
     sync: bool
     switches: list = field(default_factory=list)  # fault points armed by error_* switches
-    content: str = ""        # MANIFEST: the manifest to write
+    content: str = ""        # MANIFEST: the manifest to write; DROP: the object
+    previous: bool = False   # MANIFEST: tell what the version it replaces named
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -45,17 +46,29 @@ def run(job: TransferJob) -> dict:
     elif job.kind == DOWNLOAD:
         files.download(job.min, job.switches, place=job.place)
     elif job.kind == DROP:
-        if not files.finish_drop(job.min):
-            raise CloudError(f"partition '{job.min}': its object could not be removed from "
-                             f"{files.objects.where()}; it is removed at the next open "
-                             "(see the log)")
+        if not files.finish_drop(job.content):
+            raise CloudError(f"partition '{job.min}': its retired object {job.content} could "
+                             f"not be removed from {files.objects.where()}; its removal is "
+                             "tried again later (see the log)")
     elif job.kind == MANIFEST:
-        files.objects.write(manifest.NAME, job.content.encode())
+        _, named = manifest.publish(files.objects, job.content.encode(), job.previous)
+        return {"named": named}
     elif job.kind == ATTACH:
         files.objects.attach()
-        files.objects.write(manifest.NAME, job.content.encode())
+        manifest.publish(files.objects, job.content.encode())
     elif job.kind == DETACH:
-        files.objects.detach()
+        _detach(files)
     else:
         raise ValueError(f"unknown transfer {job.kind!r}")
     return {}
+
+
+def _detach(files: PartitionFiles) -> None:
+    """The storage leaves its cloud (nothing of it is there but what it retired):
+    its retired objects and its manifests go at once, then its place if empty."""
+    for object_, _ in files.retired():
+        files.finish_drop(object_)
+    for name in files.objects.list():
+        if manifest.is_manifest(name):
+            files.objects.remove(name)
+    files.objects.detach()

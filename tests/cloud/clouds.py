@@ -15,11 +15,15 @@ ACCESS, SECRET = "test-access", "test-secret-5a1f"
 
 
 class Backend:
-    """A cloud of one kind for a test: the CREATE CLOUD options, and what is in it."""
+    """A cloud of one kind for a test: the CREATE CLOUD options, and what is in it.
+
+    Retired objects are removed at once (removal_delay 0) unless the options say
+    otherwise: most tests look at what a command leaves in the cloud."""
 
     def __init__(self, kind: str, options: str, server: S3Server | None, root: str = "") -> None:
         self.kind = kind
-        self.options = options
+        self.options = options if "removal_delay" in options else \
+            f"{options}, removal_delay 0"
         self.server = server
         self.root = root
 
@@ -48,16 +52,27 @@ class Backend:
         where = self._where(base, storage_uuid)
         return sorted(os.listdir(where)) if os.path.isdir(where) else []
 
+    def partition_objects(self, base: str, storage_uuid: str) -> list[str]:
+        """Names of the partition objects of a storage (<min>.<digest>; the manifest
+        and its versions left out)."""
+        return [n for n in self.all_objects(base, storage_uuid)
+                if not n.startswith("manifest.")]
+
     def objects(self, base: str, storage_uuid: str) -> list[str]:
-        """Names of the partition objects of a storage (the manifest left out)."""
-        return [n for n in self.all_objects(base, storage_uuid) if n != "manifest.json"]
+        """The partitions a storage has objects of, by their file name (<min>), once
+        per object."""
+        return [n.split(".")[0] for n in self.partition_objects(base, storage_uuid)]
+
+    def read(self, base: str, storage_uuid: str, name: str) -> bytes:
+        if self.kind == "s3":
+            return self._s3().get_object(Bucket=storage_uuid, Key=name)["Body"].read()
+        with open(os.path.join(self._where(base, storage_uuid), name), "rb") as f:
+            return f.read()
 
     def manifest(self, base: str, storage_uuid: str) -> dict | None:
-        """The storage's manifest as the backend holds it (None: there is none)."""
+        """The storage's manifest as the backend holds it: the version its pointer
+        names (None: there is none)."""
         if "manifest.json" not in self.all_objects(base, storage_uuid):
             return None
-        if self.kind == "s3":
-            body = self._s3().get_object(Bucket=storage_uuid, Key="manifest.json")["Body"]
-            return json.loads(body.read())
-        with open(os.path.join(self._where(base, storage_uuid), "manifest.json")) as f:
-            return json.load(f)
+        pointer = json.loads(self.read(base, storage_uuid, "manifest.json"))
+        return json.loads(self.read(base, storage_uuid, pointer["manifest"]))

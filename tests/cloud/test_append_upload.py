@@ -42,7 +42,7 @@ def _open(repo, proxy=None, drop_local: bool = False):
         uuid = None
         if proxy is not None:
             db.execute(f"CREATE CLOUD c (type 's3', url '{proxy.url}', "
-                       f"access_key '{ACCESS}', secret_key '{SECRET}')")
+                       f"access_key '{ACCESS}', secret_key '{SECRET}', removal_delay 0)")
             db.execute("CREATE STORAGE t (cloud 'c', compression 'none', region_size 65536, "
                        f"cloud_drop_local {'true' if drop_local else 'false'})")
             db.execute("ALTER PIPELINE SET t")
@@ -58,8 +58,22 @@ def _sent(proxy, step) -> int:
     return proxy.counts()["bytes_up"] - before
 
 
+def _name(url: str, uuid: str) -> str:
+    """The name of partition 0's object, as the storage's manifest says."""
+    client = _client(url)
+    pointer = json.loads(client.get_object(Bucket=uuid, Key="manifest.json")["Body"].read())
+    version = json.loads(client.get_object(Bucket=uuid, Key=pointer["manifest"])["Body"].read())
+    [entry] = version["partitions"]
+    return entry["object"]
+
+
 def _object(url: str, uuid: str) -> bytes:
-    return _client(url).get_object(Bucket=uuid, Key=f"{0:020d}")["Body"].read()
+    return _client(url).get_object(Bucket=uuid, Key=_name(url, uuid))["Body"].read()
+
+
+def _partition_objects(url: str, uuid: str) -> list[str]:
+    listed = _client(url).list_objects_v2(Bucket=uuid).get("Contents", [])
+    return [o["Key"] for o in listed if not o["Key"].startswith("manifest.")]
 
 
 def _local(repo, uuid) -> bytes:
@@ -81,6 +95,7 @@ def test_appended_partition_sends_only_what_was_appended(repo, proxied, s3):
         assert appended < (len(grown) - size) + (1 << 20)  # the new bytes and requests
         assert _object(s3.url, uuid) == grown
         assert places(db) == {0: (True, True)}
+        assert _partition_objects(s3.url, uuid) == [_name(s3.url, uuid)]  # the old one went
 
     with _open(repo) as (db, _):
         db.execute("DROP PARTITION 0 ON STORAGE")  # the cloud copy is all there is
@@ -94,7 +109,7 @@ def test_an_object_that_changed_is_replaced_whole(repo, proxied, s3):
         object_ = _object(s3.url, uuid)
         # someone else's bytes of the same size where the index was
         forged = object_[:-4096] + bytes(4096)
-        _client(s3.url).put_object(Bucket=uuid, Key=f"{0:020d}", Body=forged)
+        _client(s3.url).put_object(Bucket=uuid, Key=_name(s3.url, uuid), Body=forged)
 
         db.write(events(N, N + MORE))
         sent = _sent(proxied, lambda: db.execute("REFRESH PARTITION 0"))
@@ -133,10 +148,9 @@ def test_dropped_partition_removes_a_kept_object(repo, proxied, s3):
             db.execute("REFRESH PARTITION 0")
         db.execute("SET error_refresh_1 TO false")
         assert places(db) == {0: (True, False)}
-        assert _object(s3.url, uuid)  # kept, behind its marker
+        assert len(_partition_objects(s3.url, uuid)) == 1  # kept, behind its marker
         db.execute("DROP PARTITION 0")
-        listed = _client(s3.url).list_objects_v2(Bucket=uuid).get("Contents", [])
-        assert [o["Key"] for o in listed if o["Key"] != "manifest.json"] == []
+        assert _partition_objects(s3.url, uuid) == []
 
 
 def test_removal_aborts_an_upload_left_unfinished(repo, proxied, s3):
@@ -145,7 +159,7 @@ def test_removal_aborts_an_upload_left_unfinished(repo, proxied, s3):
     with _open(repo, proxied) as (db, uuid):
         db.write(events(0, 100))
         db.execute("REFRESH PARTITION 0")
-        client, key = _client(s3.url), f"{0:020d}"
+        client, key = _client(s3.url), _name(s3.url, uuid)
         left = client.create_multipart_upload(Bucket=uuid, Key=key)["UploadId"]
         client.upload_part(Bucket=uuid, Key=key, UploadId=left, PartNumber=1, Body=b"x" * 100)
         assert client.list_multipart_uploads(Bucket=uuid).get("Uploads")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -177,7 +178,8 @@ def test_nothing_local_waits_on_a_hung_upload(repo, s3, fault_proxy):
     uuid = setup_cloud(db, backend, "cloud_drop_local false")
     db.write(events(0, 100))
     fault_proxy.set("status", 403, code="AccessDenied", method="PUT", path=name(0), count=1)
-    with pytest.raises(MonotoneError, match=f"{name(0)}: PUT failed: .*Access Denied"):
+    with pytest.raises(MonotoneError,
+                       match=rf"{name(0)}\.[0-9a-f]{{16}}: PUT failed: .*Access Denied"):
         db.execute("REFRESH PARTITION 0")  # written, its upload refused: it stays local
     fault_proxy.set(BlackHole(), method="PUT", path=name(0))
     db.execute("UPLOAD PARTITION 0")  # scheduled: an upload worker takes it
@@ -237,7 +239,7 @@ def test_a_cold_read_through_a_silent_endpoint_fails_naming_the_cloud_and_object
     with pytest.raises(CloudError) as failed:
         read_all(db)
     message = str(failed.value)
-    assert f"cloud 'c' (s3) {uuid}/{name(0)}: GET" in message
+    assert re.search(rf"cloud 'c' \(s3\) {uuid}/{name(0)}\.[0-9a-f]{{16}}: GET", message)
     assert "after 2 attempts" in message and SECRET not in message
     fault_proxy.release()
     fault_proxy.clear()

@@ -28,7 +28,8 @@ def settled(repo, backend, uuid, db) -> None:
     assert backend.objects(repo, uuid) == on_cloud
     manifest = backend.manifest(repo, uuid)  # written at open, and after every change
     assert manifest is not None
-    assert sorted(p["object"] for p in manifest["partitions"]) == on_cloud
+    assert sorted(p["object"] for p in manifest["partitions"]) == \
+        backend.partition_objects(repo, uuid)
     assert sorted(n[:-len(".cloud")] for n in names if n.endswith(".cloud")) == on_cloud
     local = sorted(f"{m:020d}" for m, (s, _) in places(db).items() if s)
     assert sorted(n for n in names if n.isdigit()) == local

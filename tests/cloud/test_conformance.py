@@ -187,11 +187,8 @@ def test_encrypted_storage_in_the_cloud(repo, backend):
     db.write([Event(id=i, value=secret) for i in range(50)])
     db.execute("REFRESH PARTITION 0")
     db.close()
-    if backend.kind != "s3":
-        where = os.path.join(repo, uuid, "mock", name(0)) if backend.kind == "mock" else \
-            os.path.join(backend.root, uuid, name(0))
-        with open(where, "rb") as f:
-            assert secret[:16] not in f.read()
+    [stored] = backend.partition_objects(repo, uuid)
+    assert secret[:16] not in backend.read(repo, uuid, stored)
     db = open_db(repo)
     assert [e.value for e in db.cursor()] == [secret] * 50
     db.close()

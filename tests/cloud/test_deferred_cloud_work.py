@@ -11,26 +11,28 @@ from readback import read_all
 from cloud.test_conformance import STEP, events, files, name, open_db, places, setup_cloud
 
 
-def _cut_short(repo, backend, options: str = "", **settings) -> str:
+def _cut_short(repo, backend, options: str = "", **settings) -> tuple[str, str]:
     """Partition 0 on storage and cloud, then closed as if a drop on cloud stopped
-    between its two steps (the stub is the marker); the storage's uuid."""
+    between its two steps (the stub is the marker of its retired object); the
+    storage's uuid and the marker's name."""
     db = open_db(repo, **settings)
     uuid = setup_cloud(db, backend, "cloud_drop_local false" + options)
     db.write(events(0, 100))
     db.execute("REFRESH PARTITION 0")
     assert places(db) == {0: (True, True)}
     db.close()
+    [object_] = backend.partition_objects(repo, uuid)
     os.rename(os.path.join(repo, uuid, name(0, ".cloud")),
-              os.path.join(repo, uuid, name(0, ".cloud.drop")))
-    return uuid
+              os.path.join(repo, uuid, f"{object_}.cloud.drop"))
+    return uuid, f"{object_}.cloud.drop"
 
 
 def test_service_finishes_a_removal_and_resumes_the_upload(repo, backend):
-    uuid = _cut_short(repo, backend)
+    uuid, marker = _cut_short(repo, backend)
 
     db = open_db(repo)  # workers_upload 0: nothing of the cloud is touched at open
     assert places(db) == {0: (True, False)}
-    assert files(repo, uuid) == [name(0), name(0, ".cloud.drop")]
+    assert files(repo, uuid) == [name(0), marker]
     assert backend.objects(repo, uuid) == [name(0)]  # the old object, still there
     assert [p["min"] for p in backend.manifest(repo, uuid)["partitions"]] == [0]
     db.execute("SERVICE")  # the manifest, which no longer names the object to remove
@@ -49,26 +51,26 @@ def test_service_finishes_a_removal_and_resumes_the_upload(repo, backend):
 
 
 def test_a_refresh_waiting_runs_before_cloud_work(repo, backend):
-    uuid = _cut_short(repo, backend, ", refresh_wm 1")
+    uuid, marker = _cut_short(repo, backend, ", refresh_wm 1")
 
     db = open_db(repo)
     db.write(events(STEP, STEP + 10))  # past refresh_wm: its refresh is queued
     for _ in range(3):  # the pipeline's rebalance (a partition was created), the refresh
-        assert name(0, ".cloud.drop") in files(repo, uuid)  # the removal still waits
+        assert marker in files(repo, uuid)  # the removal still waits
         db.execute("SERVICE")
         if places(db)[STEP][0]:
             break
     assert places(db)[STEP] == (True, True)  # refreshed (and offloaded, a refresh's own)
-    assert name(0, ".cloud.drop") in files(repo, uuid)
+    assert marker in files(repo, uuid)
     db.execute("SERVICE")  # the manifest
-    assert name(0, ".cloud.drop") in files(repo, uuid)
+    assert marker in files(repo, uuid)
     db.execute("SERVICE")  # the removal
-    assert name(0, ".cloud.drop") not in files(repo, uuid)
+    assert marker not in files(repo, uuid)
     db.close()
 
 
 def test_with_upload_workers_the_background_does_it(repo, backend):
-    uuid = _cut_short(repo, backend, workers_upload=1)
+    uuid, _ = _cut_short(repo, backend, workers_upload=1)
 
     db = open_db(repo, workers_upload=1)
     db.execute("SHOW ALL")  # answered; the background works on

@@ -15,6 +15,7 @@ from cloud.clouds import ACCESS, SECRET, Backend
 from cloud.test_conformance import STEP, events, name, open_db, places, setup_cloud
 from monotone.errors import MonotoneError
 from monotone.partition import fileformat as partition
+from monotone.partition.cloud_file import object_name
 
 
 def put(backend, repo: str, uuid: str, object_name: str, data: bytes) -> None:
@@ -35,6 +36,12 @@ def get(backend, repo: str, uuid: str, object_name: str) -> bytes:
         os.path.join(backend.root, uuid)
     with open(os.path.join(where, object_name), "rb") as f:
         return f.read()
+
+
+def live(backend, repo: str, uuid: str, min_: int) -> str:
+    """The name of partition min_'s object (<min>.<digest>)."""
+    [found] = [n for n in backend.partition_objects(repo, uuid) if n.startswith(name(min_))]
+    return found
 
 
 def stub_of(data: bytes) -> bytes:
@@ -64,7 +71,7 @@ def test_download_and_cold_reads_refuse_a_plaintext_object(repo, backend, tmp_pa
     db, uuid, want = cold(repo, backend, 0)
     try:
         forged = forge_plain(str(tmp_path / "forged"), 0)
-        put(backend, repo, uuid, name(0), forged)
+        put(backend, repo, uuid, live(backend, repo, uuid, 0), forged)
         # the object alone: it is not the file its stub describes
         with pytest.raises(MonotoneError, match="does not match its stub") as info:
             db.execute("DOWNLOAD PARTITION 0")
@@ -72,9 +79,11 @@ def test_download_and_cold_reads_refuse_a_plaintext_object(repo, backend, tmp_pa
         assert local_files(repo, uuid) == [name(0, ".cloud")]
         with pytest.raises(MonotoneError):
             read_all(db)
-        # object and stub: the storage is encrypted, the file is not
+        # object and stub (the object under the name the stub gives): the storage is
+        # encrypted, the file is not
         with open(os.path.join(repo, uuid, name(0, ".cloud")), "wb") as f:
             f.write(stub_of(forged))
+        put(backend, repo, uuid, object_name(0, stub_of(forged)), forged)
         with pytest.raises(MonotoneError, match="not encrypted but its storage is") as info:
             db.execute("DOWNLOAD PARTITION 0")
         assert name(0) in str(info.value)
@@ -94,10 +103,10 @@ def test_swapped_objects_are_refused(repo, tmp_path):
     os.makedirs(backend.root)
     db, uuid, want = cold(repo, backend, STEP, 2 * STEP)
     try:
-        a, b = get(backend, repo, uuid, name(STEP)), get(backend, repo, uuid, name(2 * STEP))
-        put(backend, repo, uuid, name(STEP), b)
-        put(backend, repo, uuid, name(2 * STEP), a)
-        for m, data in ((STEP, b), (2 * STEP, a)):
+        a = get(backend, repo, uuid, live(backend, repo, uuid, STEP))
+        b = get(backend, repo, uuid, live(backend, repo, uuid, 2 * STEP))
+        for m, data in ((STEP, b), (2 * STEP, a)):  # each under the name its new stub gives
+            put(backend, repo, uuid, object_name(m, stub_of(data)), data)
             with open(os.path.join(repo, uuid, name(m, ".cloud")), "wb") as f:
                 f.write(stub_of(data))
         with pytest.raises(MonotoneError, match=f"not partition {STEP} of storage {uuid}"):
@@ -127,19 +136,41 @@ def test_dask_over_a_manifest_refuses_forged_and_moved_objects(repo, s3, tmp_pat
         return list(zip(*(flat[c].tolist() for c in ("id", "key", "value"))))
 
     assert read() == want
-    real, other = get(backend, repo, uuid, name(STEP)), get(backend, repo, uuid, name(2 * STEP))
+    real_name = live(backend, repo, uuid, STEP)
+    real = get(backend, repo, uuid, real_name)
+    other = get(backend, repo, uuid, live(backend, repo, uuid, 2 * STEP))
     # a plaintext object, as large as the real one (the manifest gives its size)
     forged = forge_plain(str(tmp_path / "forged"), STEP, {"pad": ""})
     forged = forge_plain(str(tmp_path / "forged"), STEP,
                          {"pad": "x" * (len(real) - len(forged))})
     assert len(forged) == len(real)
-    put(backend, repo, uuid, name(STEP), forged)
+    # under the real one's name: not the index the name was made of
+    put(backend, repo, uuid, real_name, forged)
+    with pytest.raises(MonotoneError, match="not the object its name says"):
+        read()
+    put(backend, repo, uuid, real_name, real)
+    # under its own name, the manifest rewritten to name it: not encrypted
+    renamed = object_name(STEP, stub_of(forged))
+    put(backend, repo, uuid, renamed, forged)
+    name_in_manifest(backend, uuid, STEP, renamed)
     with pytest.raises(MonotoneError, match="not encrypted but its storage is"):
         read()
     # partition 2*STEP's object as partition STEP's (as large: the same events but ids)
     assert len(other) == len(real)
-    put(backend, repo, uuid, name(STEP), other)
+    renamed = object_name(STEP, stub_of(other))
+    put(backend, repo, uuid, renamed, other)
+    name_in_manifest(backend, uuid, STEP, renamed)
     with pytest.raises(MonotoneError, match=f"not partition {STEP} of storage {uuid}"):
         read()
-    put(backend, repo, uuid, name(STEP), real)
+    name_in_manifest(backend, uuid, STEP, real_name)
     assert read() == want
+
+
+def name_in_manifest(backend, uuid: str, min_: int, object_: str) -> None:
+    """The manifest version the pointer names rewritten to name object_ for min_."""
+    pointer = json.loads(get(backend, "", uuid, "manifest.json"))["manifest"]
+    doc = json.loads(get(backend, "", uuid, pointer))
+    for entry in doc["partitions"]:
+        if entry["min"] == min_:
+            entry["object"] = object_
+    put(backend, "", uuid, pointer, json.dumps(doc).encode())

@@ -21,6 +21,8 @@ from monotone import offline
 from monotone.cloud import manifest
 from monotone.errors import MonotoneError
 from monotone.format.rows import sort_dedup
+from monotone.partition.cloud_file import object_name
+from monotone.partition.fileformat import FOOTER, decode_footer
 from monotone.partition.files import file_name
 from monotone.partition.writer import Writer
 
@@ -42,7 +44,7 @@ def _raw(data: bytes):
 
 def _many_entries(doc: dict) -> None:
     entry = doc["partitions"][0]
-    doc["partitions"] = [dict(entry, min=i, max=i, object=file_name(i),
+    doc["partitions"] = [dict(entry, min=i, max=i, object=f"{file_name(i)}.{'0' * 16}",
                               size=2**40, regions=2**30 // 64) for i in range(64)]
 
 
@@ -66,7 +68,15 @@ HOSTILE = [
     ("object climbs out", _set("partitions.0.object", "../other/00000000000000000000")),
     ("object absolute", _set("partitions.0.object", "/etc/passwd")),
     ("object a url", _set("partitions.0.object", "s3://elsewhere/00000000000000000000")),
-    ("object of another partition", _set("partitions.0.object", file_name(5))),
+    ("object of another partition", _set("partitions.0.object", f"{file_name(5)}.{'a' * 16}")),
+    ("object without its digest", _set("partitions.0.object", file_name(0))),
+    ("object's digest not hex", _set("partitions.0.object", f"{file_name(0)}.{'z' * 16}")),
+    ("object's digest a path", _set("partitions.0.object", f"{file_name(0)}.{'a' * 13}/..")),
+    ("pointer to a path", _raw(json.dumps({"format": manifest.POINTER, "version": 1,
+                                           "generation": 1,
+                                           "manifest": "../other/manifest.json"}).encode())),
+    ("pointer to no version", _raw(json.dumps({"format": manifest.POINTER, "version": 1,
+                                               "generation": 7}).encode())),
     ("object not a string", _set("partitions.0.object", 0)),
     ("storage not a string", _set("storage", ["x"])),
     ("regions in all past the bound", _many_entries),
@@ -79,10 +89,14 @@ def place(tmp_path):
     store = tmp_path / "bucket" / "storage"
     store.mkdir(parents=True)
     rows = sort_dedup(make_rows([(i, b"", b"v%d" % i, 0) for i in range(2000)]))
-    w = Writer(str(store / file_name(0)), "lz4", 0, 4096)
+    w = Writer(str(store / "file"), "lz4", 0, 4096)
     w.add(rows)
     meta = w.finish({"min": 0, "max": 9999, "lsn": 1}, sync=False)
-    entry = {"min": 0, "max": 9999, "object": file_name(0), "size": os.path.getsize(store / file_name(0)),
+    data = (store / "file").read_bytes()
+    offset = decode_footer(data[-FOOTER.size:], "file")[0]
+    name = object_name(0, data[offset:])
+    (store / "file").rename(store / name)
+    entry = {"min": 0, "max": 9999, "object": name, "size": len(data),
              "events": meta["events"], "regions": meta["regions"], "lsn": 1, "created": 0,
              "refreshes": 1}
 
@@ -93,7 +107,7 @@ def place(tmp_path):
     # another repository's file, where a path that climbs out would reach
     other = tmp_path / "bucket" / "other"
     other.mkdir()
-    (other / file_name(0)).write_bytes((store / file_name(0)).read_bytes())
+    (other / name).write_bytes(data)
     return f"file://{store / manifest.NAME}", rows
 
 
@@ -145,7 +159,6 @@ def test_a_lie_about_an_object_is_caught_when_it_is_read(place, name, lie):
 def test_a_manifest_bigger_than_the_bound_is_refused_unread(place, monkeypatch):
     url, _ = place
     monkeypatch.setattr(manifest, "MAX_BYTES", 1024)
-    monkeypatch.setattr(offline, "MAX_MANIFEST", 1024)
     _write(url, lambda doc: doc.update(padding="x" * 4096))
     with pytest.raises(MonotoneError, match="refused"):
         offline.from_manifest(url)

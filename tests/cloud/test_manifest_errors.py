@@ -152,7 +152,6 @@ NOT_MANIFESTS = [
 @pytest.mark.parametrize("name, data", NOT_MANIFESTS, ids=[row[0] for row in NOT_MANIFESTS])
 def test_an_object_that_is_not_a_manifest_says_so(bucket, options, monkeypatch, name, data):
     monkeypatch.setattr(manifest, "MAX_BYTES", 1024)
-    monkeypatch.setattr(offline, "MAX_MANIFEST", 1024)
     url = bucket("object", data())
     message = refused(with_offline, url, options)
     assert f"{url}: not a monotone manifest" in message, message
