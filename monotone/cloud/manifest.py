@@ -129,13 +129,16 @@ def current(cloud, name: str) -> int:
         return 0
 
 
-def publish(cloud, content: bytes, previous: bool = False) -> tuple[int, list[str] | None]:
+def publish(cloud, content: bytes, previous: bool = False,
+            after: int = 0) -> tuple[int, list[str] | None]:
     """Write a manifest as the next version, then point to it: its generation, and
     (previous) the objects the version it replaced named (None: not asked, or not
-    known). The version is created only where there is none (a crash may have left
-    one past the pointer: the next one is tried). The versions at or below VERSIONS
-    back go, best effort (those a crash left past a pointer, when their turn comes)."""
-    now = current(cloud, NAME)
+    known). after: the generation the writer last made (0: not known, the pointer
+    is asked); when a version past it is there already (a crash may have left one
+    past the pointer), the pointer is asked and the next free one taken. The
+    versions at or below VERSIONS back go, best effort (those a crash left past a
+    pointer, when their turn comes)."""
+    now = after or current(cloud, NAME)
     named = None
     if previous and now:
         try:
@@ -145,13 +148,17 @@ def publish(cloud, content: bytes, previous: bool = False) -> tuple[int, list[st
             log.warning("the manifest version before this one could not be read: %s", e)
     elif previous:
         named = []  # no version before: nothing was named
-    for gen in range(now + 1, now + 1 + GENERATIONS):
-        if cloud.create(version_name(gen), content):
-            break
-    else:
-        raise BadManifest(f"{cloud.where()}: manifest versions {now + 1} to "
-                          f"{now + GENERATIONS} are there already, past the pointer's "
-                          f"{now}: another writer?")
+    gen = now + 1
+    if not cloud.create(version_name(gen), content):
+        if after:  # the writer's own count fell behind: as the pointer says
+            now = max(now, current(cloud, NAME))
+        for gen in range(max(gen + 1, now + 1), now + 1 + GENERATIONS):
+            if cloud.create(version_name(gen), content):
+                break
+        else:
+            raise BadManifest(f"{cloud.where()}: manifest versions {now + 1} to "
+                              f"{now + GENERATIONS} are there already, past the pointer's "
+                              f"{now}: another writer?")
     cloud.write(NAME, encode_pointer(gen))
     for old_gen in range(max(1, now - VERSIONS + 1), gen - VERSIONS + 1):
         try:

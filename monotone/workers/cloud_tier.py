@@ -275,7 +275,9 @@ def write_manifest(engine: Engine, storage: Storage):
         reply = yield TransferJob(MANIFEST, 0, engine.store(storage), engine.syncs(storage),
                                   content=manifest.encode(storage, parts,
                                                           engine.config.uuid).decode(),
-                                  previous=first)
+                                  previous=first,
+                                  generation=engine.generations.get(storage.id, 0))
+        engine.generations[storage.id] = (reply or {}).get("generation", 0)
         # (None: not known, as when the catalog changed meanwhile)
         before = (reply or {}).get("named") if first else engine.published.get(storage.id)
         _published(engine, storage, {p["object"] for p in parts}, before)

@@ -72,6 +72,7 @@ class Engine:
         # the objects each cloud storage's current manifest names, once one was written
         # since the open, by storage id (cloud_tier.write_manifest)
         self.published: dict[int, set[str]] = {}
+        self.generations: dict[int, int] = {}  # ... and the generation of that manifest
         self.pool = None               # the worker pools (merges, uploads), for SHOW WORKERS
         self.uploads = None
         try:
@@ -225,6 +226,7 @@ class Engine:
         finally:
             self.storage_files.clear()  # made again from the catalog as it is now
             self.published.clear()  # a storage's cloud may have changed: written anew
+            self.generations.clear()
         self.pmap.bump("config_version")  # clients fetch the config again
 
     def config_changed(self) -> None:

@@ -30,6 +30,7 @@ class TransferJob:
     switches: list = field(default_factory=list)  # fault points armed by error_* switches
     content: str = ""        # MANIFEST: the manifest to write; DROP: the object
     previous: bool = False   # MANIFEST: tell what the version it replaces named
+    generation: int = 0      # MANIFEST: the last one made (0: not known)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -51,8 +52,9 @@ def run(job: TransferJob) -> dict:
                              f"not be removed from {files.objects.where()}; its removal is "
                              "tried again later (see the log)")
     elif job.kind == MANIFEST:
-        _, named = manifest.publish(files.objects, job.content.encode(), job.previous)
-        return {"named": named}
+        gen, named = manifest.publish(files.objects, job.content.encode(), job.previous,
+                                      job.generation)
+        return {"named": named, "generation": gen}
     elif job.kind == ATTACH:
         files.objects.attach()
         manifest.publish(files.objects, job.content.encode())

@@ -92,6 +92,12 @@ def test_a_version_left_past_the_pointer_is_never_overwritten(repo, s3_backend, 
         assert s3_backend.read(repo, uuid, stray) == b"left by a crash"
         assert manifest.current(cloud, manifest.NAME) == now + 2
         assert [p.min for p in offline.from_manifest(url, options)] == [0]
+        # past the generation the coordinator made last, too
+        assert cloud.create(manifest.version_name(now + 3), b"left by another crash")
+        db.write(events(STEP, STEP + 10))
+        db.execute(f"REFRESH PARTITION {STEP}")
+        assert manifest.current(cloud, manifest.NAME) == now + 4
+        assert [p.min for p in offline.from_manifest(url, options)] == [0, STEP]
     finally:
         db.close()
 
