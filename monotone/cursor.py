@@ -6,6 +6,12 @@ partitions at or after its position up to its max_id, skipping the others,
 and merges each partition's file (one region at a time) with its memtables
 (partition/merge.py); a reverse cursor walks them down from its position.
 
+Where no memtable row falls among a local file's regions (a partition refreshed,
+or written after its file), the file is walked alone, and batches() reads it a
+run of regions a batch: each run decoded into one set of columns (one Arrow
+chunk of to_arrow), the next READERS runs read ahead in threads meanwhile (so a
+scan holds up to READERS + 1 runs besides the one its caller has).
+
 A following cursor, at the end, waits for the partitions at or after its
 position to change, then takes a new snapshot from just after the last event
 it read. Writers send no notice, so it polls the partition map's counters and
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from operator import length_hint
 from typing import Iterator
@@ -24,9 +32,9 @@ import numpy as np
 
 from .errors import MonotoneError
 from .event import Batch, Event
-from .format.rows import MAX_ID
+from .format.rows import MAX_ID, Ordered, Rows
 from .partition.cloud_file import AHEAD, AHEAD_REGIONS, Budget
-from .partition.merge import HIGHEST, LOWEST, MergeIterator, regions_upto, sorted_rows
+from .partition.merge import HIGHEST, LOWEST, MergeIterator, regions_upto, sorted_rows, upto
 from .partition.reader import Reader
 from .snapshot import Opened
 
@@ -36,6 +44,8 @@ from .snapshot import Opened
 # event never sets off a collection, which costs more than making the events.
 EVENTS = 512
 POLL_MIN, POLL_MAX = 0.001, 0.05  # seconds between checks of a following cursor
+RUN_BYTES = 16 << 20  # a run of regions batches() reads at once: bytes decoded, at most
+READERS = 2  # runs read ahead at a time by batches(), each in a thread
 
 
 class Cursor:
@@ -66,6 +76,8 @@ class Cursor:
         self._events: tuple[int, list[Event]] | None = None
         self._pos = 0
         self._iter = None  # the list iterator of a for loop over the cursor
+        self._runs = False  # batches() asked: files are read a run of regions at a time
+        self._allocate = None  # batches()' allocate
         self._lazy = follow  # a following cursor takes its first snapshot when first used
         self._kind = "reverse" if reverse else "following" if follow else "forward"
         if not follow:
@@ -123,14 +135,21 @@ class Cursor:
             if end >= len(batch):
                 self._advance()
 
-    def batches(self) -> Iterator[Batch]:
-        """The rest of the events as numpy Batch chunks, in order."""
+    def batches(self, allocate=None) -> Iterator[Batch]:
+        """The rest of the events as numpy Batch chunks, in order: of a file no
+        memtable row falls among, a run of regions (up to RUN_BYTES) a chunk.
+        allocate(size): a writable buffer of size bytes for such a chunk's columns
+        (to_arrow: Arrow's memory pool); None: numpy's memory."""
         self._sync()
-        while (batch := self._batch) is not None:
-            if self._pos:
-                batch = Batch.of(batch.slice(self._pos, len(batch)))
-            self._advance()
-            yield batch
+        self._runs, self._allocate = True, allocate
+        try:
+            while (batch := self._batch) is not None:
+                if self._pos:
+                    batch = Batch.of(batch.slice(self._pos, len(batch)))
+                self._advance()
+                yield batch
+        finally:  # event by event after it: a region at a time again
+            self._runs, self._allocate = False, None
 
     # data frames (monotone/frames.py; pyarrow, pandas, polars: the [arrow] extra)
     def to_arrow(self):
@@ -209,8 +228,8 @@ class Cursor:
                 opened = view.opened or snapshots.open(snapshot, view)
                 if ahead is not None:
                     ahead.enter(i, opened)
-                yield from _partition(opened, low, high, descending,
-                                      ahead.beyond if ahead is not None else None)
+                yield from self._partition(opened, low, high, descending,
+                                           ahead.beyond if ahead is not None else None)
                 # only the first partition walked holds the cursor's position: the
                 # next ones are read from their end down, or from their start up
                 if descending:
@@ -222,6 +241,32 @@ class Cursor:
                 if view is not None and view.opened is not None:
                     view.opened.close()
             self._session.count_cold_reads()
+
+    def _partition(self, opened: Opened, low: tuple[int, bytes],
+                   high: tuple[int, bytes | None], descending: bool,
+                   beyond=None) -> Iterator[Batch]:
+        """A partition's events from low to high, a batch (a region, a run of regions,
+        or a window of memtable rows) at a time; its file is closed at the end.
+        beyond: read ahead past it (_Ahead)."""
+        regions = None
+        try:
+            mems = [sorted_rows(mt, n) for mt, n in opened.memtables]
+            span = None if descending else _file_alone(opened.reader, mems, low, high)
+            if span is None:
+                for rows in MergeIterator(opened.reader, mems, low, high, descending=descending,
+                                          ahead=AHEAD, beyond=beyond):
+                    yield Batch.of(rows)
+                return
+            regions = _Regions(opened.reader, span, low, high, beyond)
+            while (rows := regions.next(self._runs, self._allocate)) is not None:
+                yield Batch.of(rows)
+            for rows in MergeIterator(None, mems, low, high):  # the memtable rows after it
+                yield Batch.of(rows)
+        finally:
+            if regions is not None:
+                regions.close(opened.close)  # once its reads under way are done
+            else:
+                opened.close()
 
     # following
     def _follow(self, start: tuple[int, bytes]) -> Iterator[Batch]:
@@ -303,15 +348,125 @@ class _Ahead:
             self.next += 1
 
 
-def _partition(opened: Opened, low: tuple[int, bytes], high: tuple[int, bytes | None],
-               descending: bool, beyond=None) -> Iterator[Batch]:
-    """A partition's events from low to high, a batch (a region, or a window of
-    memtable rows) at a time; its file is closed at the end. beyond: read ahead
-    past it (_Ahead)."""
-    try:
-        mems = [sorted_rows(mt, n) for mt, n in opened.memtables]
-        for rows in MergeIterator(opened.reader, mems, low, high, descending=descending,
-                                  ahead=AHEAD, beyond=beyond):
-            yield Batch.of(rows)
-    finally:
-        opened.close()
+def _file_alone(reader: Reader | None, mems: list[Rows], low: tuple[int, bytes],
+                high: tuple[int, bytes | None]) -> tuple[int, int] | None:
+    """(first, end): the regions of a local file in the range, when no memtable row of
+    the range falls among them, so the file is read alone and the memtable rows after
+    it. By ids: a row with the last region's id is taken to fall among them. None:
+    there is no such file, or file and memtables are merged (MergeIterator)."""
+    if reader is None or reader.file.prefetches:
+        return None
+    index = reader.index
+    first, end = index.first_region(*low), regions_upto(index, *high)
+    if first >= end:
+        return None
+    top = index.entries["max_id"][end - 1]
+    for rows in mems:
+        ids = rows.ids
+        if np.searchsorted(ids, top, "right") > np.searchsorted(ids, np.uint64(low[0]), "left"):
+            return None
+    return first, end
+
+
+class _Regions:
+    """Regions first..end-1 of a local file no memtable row falls among, walked up
+    as MergeIterator walks them: the first and last cut to the range, each region
+    alone. With runs (batches()), the whole regions between come a run at a time,
+    of up to RUN_BYTES decoded (Reader.read_run); while more than one run is left,
+    READERS of them are read ahead in threads, if the reader allows (parallel)."""
+
+    def __init__(self, reader: Reader, span: tuple[int, int], low: tuple[int, bytes],
+                 high: tuple[int, bytes | None], beyond=None) -> None:
+        self.reader, self.low, self.high, self.beyond = reader, low, high, beyond
+        self.first, self.end = span
+        self.at = self.first  # the first region not yet read or asked for
+        # the whole regions: from..upto-1 (a bound in the first or last cuts it)
+        self.whole = (self.first + (low != LOWEST), self.end - (high != HIGHEST))
+        self.decoded = None  # bytes decoded up to each region (0 first), once runs are read
+        self.ahead: deque = deque()  # runs asked for, in order: futures of their rows
+        self.pool: ThreadPoolExecutor | None = None
+
+    def next(self, runs: bool, allocate=None) -> Rows | None:
+        """The next region or run with events in the range; None past the last."""
+        while self.ahead or self.at < self.end:
+            if self.ahead or runs and self.whole[0] <= self.at < self.whole[1]:
+                rows = self._run(allocate)
+            else:
+                rows = self._region(self.at)
+                self.at += 1
+            if len(rows):
+                return rows
+        return None
+
+    def _region(self, i: int) -> Rows:
+        self._beyond(i + 1)
+        rows = self.reader.read_region(i)
+        if i == self.first or i == self.end - 1:
+            ordered = Ordered(rows)
+            a = ordered.bound(*self.low) if i == self.first else 0
+            b = upto(ordered, *self.high) if i == self.end - 1 else len(rows)
+            rows = rows.slice(a, max(a, b))
+        return rows
+
+    def _run(self, allocate) -> Rows:
+        """The next run of whole regions: read here when it is the last one (or the
+        reader is not read in threads), else asked of the threads with the next ones,
+        so that READERS are being read while the caller has this one. A region
+        larger than a run is read alone, as read_region reads it."""
+        upto_ = self.whole[1]
+        while len(self.ahead) <= READERS and self.whole[0] <= self.at < upto_:
+            a, b = self.at, self._run_end(self.at)
+            if b == a:
+                break
+            self.at = b
+            self._beyond(b)
+            if not self.ahead and (b == upto_ or not self.reader.parallel):
+                return self.reader.read_run(a, b, allocate)
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(READERS, thread_name_prefix="monotone-read")
+            self.ahead.append(self.pool.submit(self.reader.read_run, a, b, allocate))
+        if self.ahead:
+            return self.ahead.popleft().result()
+        i, self.at = self.at, self.at + 1
+        return self._region(i)
+
+    def _run_end(self, a: int) -> int:
+        """The end of the run from region a: the whole regions RUN_BYTES decoded
+        hold (a run allocates that much before it reads: no more however large a
+        region's entry says it is), none when region a alone is larger."""
+        if self.decoded is None:
+            self.decoded = np.zeros(self.reader.index.regions + 1, np.uint64)
+            np.cumsum(self.reader.index.entries["size_origin"], out=self.decoded[1:])
+        limit = self.decoded[a] + np.uint64(RUN_BYTES)
+        return min(int(np.searchsorted(self.decoded, limit, "right")) - 1, self.whole[1])
+
+    def _beyond(self, end: int) -> None:
+        """Read ahead past the file once its regions to `end` reach its last
+        AHEAD_REGIONS (as MergeIterator does, region by region)."""
+        if self.beyond is not None and end + AHEAD_REGIONS > self.end:
+            self.beyond()
+
+    def close(self, then) -> None:
+        """Let go of the runs read ahead, then(): close the file. Nothing waits for a
+        thread here (a cursor dropped unclosed is closed by the garbage collector, in
+        whatever thread it runs, where a wait can deadlock): the reads not started are
+        cancelled, and then() runs at once, or when the last read under way is done,
+        in the thread that ends it."""
+        pending = [future for future in self.ahead if not future.cancel()]
+        self.ahead.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        if not pending:
+            then()
+            return
+        left, lock = [len(pending)], threading.Lock()
+
+        def done(_) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                then()
+
+        for future in pending:
+            future.add_done_callback(done)

@@ -23,6 +23,7 @@ from .errors import MonotoneError
 EXTRA = "pip install 'monotone-py[arrow]'"
 COLUMNS = ("id", "key", "value", "delete")  # what write_table reads
 BINARY = ("binary", "large_binary", "binary_view")  # Arrow's types of variable bytes
+GROUP = 1 << 16  # rows of batches to_polars casts to binary_view at once
 _schema = None  # built at first use: pyarrow is imported only then
 
 
@@ -98,7 +99,8 @@ def _maps_shared_memory(a: np.ndarray) -> bool:
 def cursor_to_arrow(cursor):
     """The rest of the cursor's range as one pyarrow.Table (a chunk per batch)."""
     pa = need("pyarrow", "to_arrow")
-    return pa.Table.from_batches([batch_to_arrow(b) for b in cursor.batches()], schema=schema())
+    batches = cursor.batches(allocate=pa.allocate_buffer)
+    return pa.Table.from_batches([batch_to_arrow(b) for b in batches], schema=schema())
 
 
 def cursor_to_reader(cursor):
@@ -107,7 +109,8 @@ def cursor_to_reader(cursor):
     The cursor is read as the reader is, a batch at a time, so a range larger
     than memory streams through (to a Parquet writer, an IPC stream, DuckDB)."""
     pa = need("pyarrow", "to_reader")
-    return pa.RecordBatchReader.from_batches(schema(), map(batch_to_arrow, cursor.batches()))
+    batches = cursor.batches(allocate=pa.allocate_buffer)
+    return pa.RecordBatchReader.from_batches(schema(), map(batch_to_arrow, batches))
 
 
 def cursor_to_pandas(cursor):
@@ -128,10 +131,52 @@ def table_to_pandas(table):
 
 def cursor_to_polars(cursor):
     """The rest of the cursor's range as a polars.DataFrame: id (u64), key and value
-    (Binary), taking Arrow's buffers as they are: a chunk per batch, not joined
-    into one (rechunk() does that, when a caller wants it)."""
+    (Binary), taking Arrow's buffers as they are: a chunk per batch or group of
+    batches, not joined into one (rechunk() does that, when a caller wants it).
+
+    Polars keeps binary columns as views (Arrow's binary_view), so key and value
+    are cast to those a group of batches (GROUP rows) at a time, as the batches
+    come: while the cursor reads the next ones ahead, and with the values' bytes
+    left where they are."""
     pl = need("polars", "to_polars")
-    return pl.from_arrow(cursor_to_arrow(cursor), rechunk=False)
+    pa = need("pyarrow", "to_polars")
+    views = _Views(pa)
+    chunks: list = []  # tables of binary_view columns
+    group: list = []  # record batches not cast yet
+    rows = keys = 0  # of the group; keys: key bytes
+    for batch in cursor.batches(allocate=pa.allocate_buffer):
+        group.append(batch_to_arrow(batch))
+        rows += len(batch)
+        keys += int(batch.key_offsets[-1])
+        if rows >= GROUP:
+            chunks.append(views.table(group, keys))
+            group, rows, keys = [], 0, 0
+    if group or not chunks:
+        chunks.append(views.table(group, keys))
+    return pl.from_arrow(pa.concat_tables(chunks), rechunk=False)
+
+
+class _Views:
+    """Record batches as tables whose key and value are binary_view."""
+
+    def __init__(self, pa) -> None:
+        self.pa, self.view = pa, pa.binary_view()
+        self.zeros = None  # views of empty values (zeros), for groups without keys
+
+    def table(self, batches: list, keys: int):
+        """batches as one table; keys: their key bytes (none: every key's view is
+        zeros, shared by the groups)."""
+        pa, view = self.pa, self.view
+        table = pa.Table.from_batches(batches, schema=schema())
+        n = table.num_rows
+        if keys:
+            key = table.column("key").cast(view)
+        else:
+            if self.zeros is None or self.zeros.size < 16 * n:
+                self.zeros = pa.py_buffer(np.zeros(16 * n, np.uint8))
+            key = pa.Array.from_buffers(view, n, [None, self.zeros])
+        return pa.table({"id": table.column("id"), "key": key,
+                         "value": table.column("value").cast(view)})
 
 
 # in: tables ---------------------------------------------------------------------------

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import gc
 import mmap
+import os
+import random
 import subprocess
 import sys
+import threading
 import weakref
+import zlib
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import ALL, ROOT
+import test_hostile_files as hostile
+from conftest import ALL, ROOT, open_db
+from event_rows import make_rows
 from readback import read_all
 
 import monotone
 from monotone import Event, frames
+from monotone import cursor as cursors
+from monotone.format import region
+from monotone.format.crypto import Cipher
+from monotone.format.rows import DELETE, concat, sort_dedup
+from monotone.partition import fileformat as partition
+from monotone.partition.fileformat import Identity
+from monotone.partition.reader import Reader
+from monotone.partition.writer import Writer
 
 # mixed value lengths (empty ones too), NUL bytes, keys, ids across two partitions
 EVENTS = [(0, b"", b""), (1, b"", b"\x00"), (1, b"k", b"a\x00b"), (2, b"\x00", b"x" * 1000),
@@ -155,8 +169,8 @@ def test_reader_streams_batch_by_batch(db):
         def __init__(self, cursor):
             self.cursor = cursor
 
-        def batches(self):
-            for b in self.cursor.batches():
+        def batches(self, **kw):
+            for b in self.cursor.batches(**kw):
                 pulled.append(len(b))
                 yield b
 
@@ -168,6 +182,252 @@ def test_reader_streams_batch_by_batch(db):
         rest = list(reader)
     assert len(rest) >= 2 and first.num_rows + sum(b.num_rows for b in rest) == n
     assert rest[-1].column(0)[-1].as_py() == n - 1
+
+
+# runs of regions (Reader.read_run; batches() of a file read alone) -----------------
+
+
+def mixed_events(n: int = 3000) -> list[tuple]:
+    """Keys in some stretches and not others, empty values, deletes, regions that
+    compress and regions that do not (stored plain)."""
+    rng = random.Random(3)
+    events = []
+    for i in range(n):
+        value = rng.randbytes(i % 90) if i % 1000 < 500 else b"reading %d " % (i % 7) * 5
+        if 1000 <= i < 1600:  # two keys of one id
+            events += [(i, b"k%d" % (i % 5), value, 0), (i, b"k%d+" % (i % 5), b"", 0)]
+        else:
+            events.append((i, b"", value, DELETE if i % 97 == 0 else 0))
+    return events
+
+
+IDENTITY = Identity("0f4c9a55-3c52-4c3e-9d59-6f3a36d1a001", 0)
+
+
+def write_file(path: str, events, compression: str = "lz4", encrypted: bool = False,
+               crc: bool = True, region_size: int = 2048) -> Cipher | None:
+    cipher = Cipher(b"k" * 32) if encrypted else None
+    w = Writer(path, compression, 0, region_size, cipher, crc,
+               identity=IDENTITY if encrypted else None)
+    w.add(sort_dedup(make_rows(events)))
+    w.finish({"min": 0, "max": 2**40}, sync=False)
+    return cipher
+
+
+def columns(rows) -> tuple:
+    return (rows.ids.tolist(), rows.flags.tolist(), rows.key_offsets.tolist(),
+            rows.key_data.tobytes(), rows.value_offsets.tolist(), rows.value_data.tobytes())
+
+
+def test_decoder_is_decode_joined():
+    """Regions of random events, some with a flipped byte: a Decoder gives what
+    concat() of their decode() gives, or an error where decode gives one."""
+    rng = random.Random(11)
+
+    def encoded() -> bytes:
+        events = [(rng.randrange(50), rng.choice([b"", b"", b"k", rng.randbytes(3)]),
+                   rng.randbytes(rng.randrange(12)), rng.choice([0, 0, DELETE]))
+                  for _ in range(rng.randrange(8))]
+        return bytes(region.encode(sort_dedup(make_rows(events))))
+
+    for _ in range(500):
+        parts = [bytearray(encoded()) for _ in range(rng.randrange(1, 4))]
+        if rng.random() < 0.5:
+            part = rng.choice(parts)
+            part[rng.randrange(len(part))] ^= 1 << rng.randrange(8)
+        try:
+            want = columns(concat([region.decode(bytes(p)) for p in parts]))
+        except monotone.CorruptionError:
+            want = None
+        events = sum(region.HEADER.unpack_from(p)[0] for p in parts)
+        data = sum(map(len, parts)) - events * region.ROW_BYTES - len(parts) * region.HEADER.size
+        if not 0 <= data <= 1 << 20 or events > 1 << 20:  # a damaged count
+            assert want is None
+            continue
+        decoder = region.Decoder(events, data)
+        try:
+            for p in parts:
+                decoder.add(p)
+            got = columns(decoder.rows())
+        except monotone.CorruptionError:
+            got = None
+        assert got == want
+
+
+def with_crc32(path: str, to: str) -> None:
+    """The file as written before xxh3: each region's checksum zlib's crc32."""
+    w = Writer(to, "none", 0, 2048)
+    with Reader(path) as r:
+        for i, entry in enumerate(r.index.entries.copy()):
+            data = r.read_stored(i)
+            entry["crc"] = zlib.crc32(data)
+            entry["flags"] = int(entry["flags"]) & ~partition.REGION_XXH3
+            w.add_stored(data, entry, r.index.min_key(i), r.index.max_key(i))
+    w.finish({"min": 0, "max": 2**40}, sync=False)
+
+
+@pytest.mark.parametrize("compression, encrypted, crc", [
+    ("none", False, True), ("lz4", False, True), ("zstd", False, True),
+    ("lz4", True, True), ("none", False, False), ("none", False, "crc32")])
+def test_a_run_is_its_regions_joined(tmp_path, compression, encrypted, crc):
+    """Regions read straight into their places (plain ones of a local file) or
+    copied there once decrypted and decompressed: what read_region reads."""
+    path = str(tmp_path / "part")
+    cipher = write_file(path, mixed_events(), compression, encrypted, bool(crc))
+    if crc == "crc32":
+        with_crc32(path, path + ".old")
+        path += ".old"
+    with Reader(path, cipher, IDENTITY if encrypted else None) as r:
+        regions, flags = r.index.regions, r.index.entries["flags"]
+        plain = flags & partition.REGION_PLAIN
+        assert regions > 10 and (compression == "none" or 0 < plain.sum() < regions)
+        assert not crc or (flags & partition.REGION_XXH3 == 0).all() == (crc == "crc32")
+        for first, end in [(0, regions), (0, 1), (2, 7), (regions - 3, regions)]:
+            want = columns(concat([r.read_region(i) for i in range(first, end)]))
+            for allocate in (None, pa.allocate_buffer):
+                assert columns(r.read_run(first, end, allocate)) == want
+
+
+def test_a_damaged_run_fails_as_its_region_does(tmp_path):
+    """The error names the first region at fault, as read_region does; what
+    opening the file refuses is left to it."""
+    reached = 0
+    for case in hostile.CASES:
+        if case.open_as != "local":
+            continue
+        path = hostile.forged_file(tmp_path, case)
+        try:
+            reader = Reader(path)
+        except monotone.CorruptionError:
+            continue
+        with reader:
+            errors = []
+            for i in range(reader.index.regions):
+                try:
+                    reader.read_region(i)
+                except monotone.MonotoneError as e:
+                    errors.append(str(e))
+            with pytest.raises(monotone.MonotoneError) as run:
+                reader.read_run(0, reader.index.regions)
+        assert errors and str(run.value) == errors[0], case.name
+        reached += 1
+    assert reached >= 3
+    path = str(tmp_path / "flipped")
+    write_file(path, mixed_events(), "none")
+    with Reader(path) as r:
+        at = int(r.index.entries["offset"][4]) + 50
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([byte ^ 0xFF]))
+    with Reader(path) as r:
+        with pytest.raises(monotone.CorruptionError, match="region 4 checksum mismatch"):
+            r.read_run(1, 9)
+        assert columns(r.read_run(5, 9)) == columns(concat([r.read_region(i)
+                                                            for i in range(5, 9)]))
+
+
+@pytest.fixture
+def small_runs(monkeypatch):
+    """Runs of a few regions: a scan reads several, ahead in threads."""
+    monkeypatch.setattr(cursors, "RUN_BYTES", 300_000)
+
+
+def scan_rows(db, **where) -> list[tuple]:
+    with db.cursor(**where) as cur:
+        return [(e.id, e.key, e.value) for e in cur]
+
+
+def test_runs_read_what_a_merge_reads(repo, small_runs):
+    """A refreshed file read in runs, memtable rows after it or among its regions,
+    across partitions, from positions and to bounds: what the events are."""
+    db = open_db(repo, interval=40_000)
+    try:
+        n = 60_000
+        ids = np.arange(n, dtype=np.uint64)
+        values = (ids.reshape(-1, 1) * np.arange(1, 41, dtype=np.uint64)).astype(np.uint8)
+        db.write_batch(ids=ids, values=values)
+        db.write([Event(id=i, key=b"k", value=b"keyed %d" % i) for i in range(0, n, 3)])
+        model = {(i, b""): values[i].tobytes() for i in range(n)}
+        model.update({(i, b"k"): b"keyed %d" % i for i in range(0, n, 3)})
+        db.execute(ALL)
+        late = [Event(id=n + i, value=b"late") for i in range(5)]  # after the file
+        for step in ("refreshed", "after", "among"):
+            if step == "after":
+                db.write(late)
+                model.update({(e.id, b""): e.value for e in late})
+            if step == "among":  # a memtable row among the first file's regions
+                db.write([Event(id=30_001, key=b"j", value=b"among")])
+                model[(30_001, b"j")] = b"among"
+            events = [(i, k, v) for (i, k), v in sorted(model.items())]
+            for start, key, top in [(None, None, None), (1, None, None), (30_000, b"k", None),
+                                    (0, None, 45_000), (39_999, b"", 40_001), (2, b"k", 2)]:
+                where = dict(id=start, key=key, max_id=top)
+                want = [e for e in events if (e[0], e[1]) >= (start or 0, key or b"") and
+                        (top is None or e[0] <= top)]
+                assert scan_rows(db, **where) == want, (step, where)
+                with db.cursor(**where) as cur:
+                    assert rows_of(cur.to_arrow()) == want, (step, where)
+                with db.cursor(**where) as cur:
+                    assert rows_of(cur.to_polars()) == want, (step, where)
+    finally:
+        db.close()
+
+
+def test_runs_come_from_arrow_memory_in_few_chunks(db):
+    n = 200_000
+    db.write_batch(ids=np.arange(n, dtype=np.uint64), values=np.ones((n, 100), np.uint8))
+    db.execute(ALL)
+    before = pa.total_allocated_bytes()
+    table = db.cursor().to_arrow()
+    assert pa.total_allocated_bytes() - before >= n * 100  # the values, in Arrow's pool
+    assert table.column("value").num_chunks <= 3  # the first region, then a run
+    assert table.column("value").to_pylist()[::50_000] == [b"\x01" * 100] * 4
+    frame = db.cursor().to_polars()
+    assert frame.schema == {"id": pl.UInt64, "key": pl.Binary, "value": pl.Binary}
+    assert frame["id"].to_list() == list(range(n))
+
+
+def test_a_scan_left_early_lets_go_of_its_threads_and_file(db, small_runs):
+    n = 100_000
+    db.write_batch(ids=np.arange(n, dtype=np.uint64), values=np.ones((n, 50), np.uint8))
+    db.execute(ALL)
+    fds = set(os.listdir("/proc/self/fd"))
+    cur = db.cursor()
+    batches = cur.batches()
+    next(batches)
+    assert len(next(batches)) > 0  # a run: the next ones are read ahead in threads
+    readers = [t for t in threading.enumerate() if t.name.startswith("monotone-read")]
+    assert readers
+    cur.close()  # waits for no thread: the reads under way end, then the file is closed
+    for thread in readers:
+        thread.join(timeout=30)
+    assert not any(t.is_alive() for t in readers)
+    assert set(os.listdir("/proc/self/fd")) <= fds
+
+
+def test_scans_dropped_unclosed_are_let_go_of_by_the_collector(db, small_runs):
+    """A cursor dropped mid-scan is closed by the garbage collector, in whatever thread
+    it runs (one of the read-ahead threads among them): nothing waits there."""
+    n = 100_000
+    db.write_batch(ids=np.arange(n, dtype=np.uint64), values=np.ones((n, 50), np.uint8))
+    db.execute(ALL)
+    fds = set(os.listdir("/proc/self/fd"))
+    threshold = gc.get_threshold()
+    gc.set_threshold(50, 2, 2)  # collections often, in the read-ahead threads too
+    try:
+        for _ in range(60):
+            batches = db.cursor().batches()
+            next(batches)
+            next(batches)
+            del batches
+        gc.collect()
+    finally:
+        gc.set_threshold(*threshold)
+    for thread in [t for t in threading.enumerate() if t.name.startswith("monotone-read")]:
+        thread.join(timeout=30)
+    assert set(os.listdir("/proc/self/fd")) <= fds
 
 
 # in: write_table ------------------------------------------------------------------

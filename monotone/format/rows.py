@@ -68,6 +68,14 @@ class Rows:
         return Rows(self.ids[idx], self.flags[idx], ko, kd, vo, vd)
 
 
+def empty(size: int, allocate=None) -> np.ndarray:
+    """An uninitialised uint8 array of size bytes: numpy's memory, or allocate(size)'s
+    (a writable buffer; frames.py: Arrow's memory pool, which its arrays go back to)."""
+    if allocate is None:
+        return np.empty(size, np.uint8)
+    return np.frombuffer(allocate(size), np.uint8)
+
+
 def _is_identity(idx: np.ndarray) -> bool:
     return bool(idx[-1] == len(idx) - 1 and (len(idx) < 2 or np.all(np.diff(idx) == 1)))
 

@@ -2,7 +2,9 @@
 
 The file comes through the storage I/O seam (a ReadHandle from a Store, or a
 local path): each region is one read of a byte range, checked (crc, when the
-file has them), decrypted and decompressed on its own.
+file has them), decrypted and decompressed on its own. A scan reads a run of
+regions at once (read_run), all of them decoded into one set of columns; a local
+file's plain regions are read straight into those (one vectored read each).
 
 The file is untrusted input: its footer and index are checked against the
 file's size and the format's limits (fileformat.py) when it is opened, so that
@@ -10,6 +12,8 @@ every region read afterwards is a range within the file, of a bounded size,
 decompressing to a bounded size.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -21,6 +25,10 @@ from ..format.rows import Rows, concat
 from ..store import LocalFile, ReadHandle
 from . import fileformat as partition
 from .fileformat import Identity
+
+# codecs whose decompress() keeps no state, so that one reader's regions may be
+# decompressed in several threads at once (a zstandard decompressor may not be)
+STATELESS = ("none", "lz4")
 
 
 class Reader:
@@ -147,17 +155,8 @@ class Reader:
 
     def read_region(self, i: int) -> Rows:
         e = self.index.entries[i]
-        data = self.read_stored(i)
-        if self.cipher is not None:
-            ad = partition.region_ad(self.identity, self.flags, i, int(e["offset"]))
-            data = self.cipher.open(data, ad, f"partition file {self.path}: region {i}")
-        try:
-            if int(e["flags"]) & partition.REGION_PLAIN:
-                raw = data
-            else:
-                raw = self.codec.decompress(data, int(e["size_origin"]))
-        except CorruptionError as err:
-            raise CorruptionError(f"partition file {self.path}: region {i}: {err}") from None
+        raw = self._open_region(i, self.read_stored(i), int(e["offset"]), int(e["flags"]),
+                                int(e["size_origin"]))
         rows = region.decode(raw, f"partition file {self.path}: region {i}")
         if len(rows) != int(e["events"]) or not len(rows) or \
                 int(rows.ids[0]) != int(e["min_id"]) or int(rows.ids[-1]) != int(e["max_id"]):
@@ -167,6 +166,90 @@ class Reader:
             # without checksums, what structure can tell is all there is to check
             raise CorruptionError(f"partition file {self.path}: region {i}: ids out of order")
         return rows
+
+    def _open_region(self, i: int, data, offset: int, flags: int, size_origin: int):
+        """Region i's encoding of its stored bytes: decrypted, decompressed."""
+        if self.cipher is not None:
+            ad = partition.region_ad(self.identity, self.flags, i, offset)
+            data = self.cipher.open(data, ad, f"partition file {self.path}: region {i}")
+        try:
+            if flags & partition.REGION_PLAIN:
+                return data
+            return self.codec.decompress(data, size_origin)
+        except CorruptionError as err:
+            raise CorruptionError(f"partition file {self.path}: region {i}: {err}") from None
+
+    @property
+    def parallel(self) -> bool:
+        """Whether read_run may run in several threads at once: the file is local
+        (read by position, a pread each), not encrypted, and decompressing keeps
+        no state."""
+        return isinstance(self.file, LocalFile) and self.cipher is None and \
+            self.codec.name in STATELESS
+
+    def read_run(self, first: int, end: int, allocate=None) -> Rows:
+        """Regions first..end-1 as one Rows in columns of its own (allocate: see
+        rows.empty): what concat() of their read_region gives, with the same checks.
+        A region that fails one is read again by read_region, so the error (or a
+        good second read) is the same. The columns are allocated as the regions'
+        index entries give their sizes decoded, before anything is read: a caller
+        keeps runs small (the cursor's RUN_BYTES)."""
+        try:
+            return self._run(first, end, allocate)
+        except CorruptionError:
+            return concat([self.read_region(i) for i in range(first, end)])
+
+    def _run(self, first: int, end: int, allocate) -> Rows:
+        e = self.index.entries[first:end]
+        events, origins = e["events"].tolist(), e["size_origin"].tolist()
+        # each entry was checked to hold its events in its size decoded (at most
+        # MAX_REGION), so the counts summed are within what the run decodes to
+        n = sum(events)
+        decoder = region.Decoder(n, sum(origins) - len(events) * region.HEADER.size -
+                                 n * region.ROW_BYTES, allocate)
+        # a local file's plain regions are read straight into their places
+        direct = isinstance(self.file, LocalFile) and self.cipher is None
+        for i, offset, size, flags, crc, count, origin in zip(
+                range(first, end), e["offset"].tolist(), e["size"].tolist(),
+                e["flags"].tolist(), e["crc"].tolist(), events, origins):
+            where = f"partition file {self.path}: region {i}"
+            if direct and flags & partition.REGION_PLAIN and \
+                    (flags & partition.REGION_XXH3 or not self.verify):
+                parts = decoder.slots(count, size - region.HEADER.size -
+                                      count * region.ROW_BYTES, where)
+                if os.preadv(self.file.fd, parts, offset) != size:
+                    raise CorruptionError(f"{where} is truncated")
+                if self.verify and partition.region_checksum_of_parts(parts) != crc:
+                    raise CorruptionError(f"{where} checksum mismatch")
+                got = decoder.placed(where)
+            else:
+                data = self.file.read(offset, size)
+                if len(data) != size:
+                    raise CorruptionError(f"{where} is truncated")
+                if self.verify and not partition.region_checksum_ok(data, crc, flags):
+                    raise CorruptionError(f"{where} checksum mismatch")
+                got = decoder.add(self._open_region(i, data, offset, flags, origin), where)
+            if got != count:
+                raise CorruptionError(f"{where} does not match its index entry")
+        rows = decoder.rows()
+        self._check_run(rows, e)
+        return rows
+
+    def _check_run(self, rows: Rows, e: np.ndarray) -> None:
+        """What read_region checks of each region's ids, for all of a run at once."""
+        ends = np.cumsum(e["events"]).astype(np.int64)
+        starts = ends - e["events"].astype(np.int64)
+        ids = rows.ids
+        if not (np.array_equal(ids[starts], e["min_id"]) and
+                np.array_equal(ids[ends - 1], e["max_id"])):
+            raise CorruptionError(f"partition file {self.path}: a region does not match "
+                                  "its index entry")
+        if not self.verify:
+            # without checksums, what structure can tell is all there is to check
+            ascending = ids[1:] >= ids[:-1]
+            ascending[ends[:-1] - 1] = True  # from one region to the next is not checked
+            if not ascending.all():
+                raise CorruptionError(f"partition file {self.path}: ids out of order")
 
     def close(self) -> None:
         self.file.close()
