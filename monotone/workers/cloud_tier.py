@@ -141,7 +141,10 @@ def remove_retired(engine: Engine, storage: Storage, min_: int | None = None,
     yield from engine.claims.wait(Manifest(storage.id))
     if storage.id not in engine.published:
         yield from write_manifest(engine, storage)
-    named = engine.published[storage.id]
+    named = engine.published.get(storage.id)
+    if named is None:  # the catalog changed meanwhile: the next removal looks again
+        _note_due(engine, storage, [time.time() + RECHECK], whole=False)
+        return
     now = time.time()
     due: dict[int, list[str]] = {}
     later = []
