@@ -45,6 +45,8 @@ from .snapshot import Opened
 EVENTS = 512
 POLL_MIN, POLL_MAX = 0.001, 0.05  # seconds between checks of a following cursor
 RUN_BYTES = 16 << 20  # a run of regions batches() reads at once: bytes decoded, at most
+FIRST_RUN = 2 << 20  # a scan reads its first bytes a region at a time, then runs of twice
+                     # this, doubling up to RUN_BYTES
 READERS = 2  # runs read ahead at a time by batches(), each in a thread
 
 
@@ -371,15 +373,20 @@ def _file_alone(reader: Reader | None, mems: list[Rows], low: tuple[int, bytes],
 class _Regions:
     """Regions first..end-1 of a local file no memtable row falls among, walked up
     as MergeIterator walks them: the first and last cut to the range, each region
-    alone. With runs (batches()), the whole regions between come a run at a time,
-    of up to RUN_BYTES decoded (Reader.read_run); while more than one run is left,
-    READERS of them are read ahead in threads, if the reader allows (parallel)."""
+    alone. With runs (batches()), once FIRST_RUN bytes were read a region at a time
+    (a read of a few events, from an id until it has enough, reads no more), the
+    whole regions between come a run at a time (Reader.read_run), twice FIRST_RUN
+    first, each next twice the last up to RUN_BYTES; once runs are that large and
+    more than one is left, READERS of them are read ahead in threads, if the reader
+    allows (parallel)."""
 
     def __init__(self, reader: Reader, span: tuple[int, int], low: tuple[int, bytes],
                  high: tuple[int, bytes | None], beyond=None) -> None:
         self.reader, self.low, self.high, self.beyond = reader, low, high, beyond
         self.first, self.end = span
         self.at = self.first  # the first region not yet read or asked for
+        # the next run's bytes (a scan soon reads whole runs, and in threads from then on)
+        self.run_bytes = min(RUN_BYTES, 2 * FIRST_RUN)
         # the whole regions: from..upto-1 (a bound in the first or last cuts it)
         self.whole = (self.first + (low != LOWEST), self.end - (high != HIGHEST))
         self.decoded = None  # bytes decoded up to each region (0 first), once runs are read
@@ -389,7 +396,8 @@ class _Regions:
     def next(self, runs: bool, allocate=None) -> Rows | None:
         """The next region or run with events in the range; None past the last."""
         while self.ahead or self.at < self.end:
-            if self.ahead or runs and self.whole[0] <= self.at < self.whole[1]:
+            if self.ahead or runs and self.whole[0] <= self.at < self.whole[1] and \
+                    self._sizes()[self.at] - self._sizes()[self.first] >= FIRST_RUN:
                 rows = self._run(allocate)
             else:
                 rows = self._region(self.at)
@@ -420,7 +428,8 @@ class _Regions:
                 break
             self.at = b
             self._beyond(b)
-            if not self.ahead and (b == upto_ or not self.reader.parallel):
+            if not self.ahead and (b == upto_ or not self.reader.parallel or
+                                   self.run_bytes < RUN_BYTES):
                 return self.reader.read_run(a, b, allocate)
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(READERS, thread_name_prefix="monotone-read")
@@ -431,14 +440,19 @@ class _Regions:
         return self._region(i)
 
     def _run_end(self, a: int) -> int:
-        """The end of the run from region a: the whole regions RUN_BYTES decoded
+        """The end of the run from region a: the whole regions the run's bytes decoded
         hold (a run allocates that much before it reads: no more however large a
         region's entry says it is), none when region a alone is larger."""
+        limit = self._sizes()[a] + np.uint64(self.run_bytes)
+        self.run_bytes = min(RUN_BYTES, 2 * self.run_bytes)
+        return min(int(np.searchsorted(self.decoded, limit, "right")) - 1, self.whole[1])
+
+    def _sizes(self) -> np.ndarray:
+        """Bytes decoded up to each region (0 first)."""
         if self.decoded is None:
             self.decoded = np.zeros(self.reader.index.regions + 1, np.uint64)
             np.cumsum(self.reader.index.entries["size_origin"], out=self.decoded[1:])
-        limit = self.decoded[a] + np.uint64(RUN_BYTES)
-        return min(int(np.searchsorted(self.decoded, limit, "right")) - 1, self.whole[1])
+        return self.decoded
 
     def _beyond(self, end: int) -> None:
         """Read ahead past the file once its regions to `end` reach its last
