@@ -79,6 +79,7 @@ class Cursor:
         self._pos = 0
         self._iter = None  # the list iterator of a for loop over the cursor
         self._runs = False  # batches() asked: files are read a run of regions at a time
+        self._ramp = _Ramp()  # how far the runs of this cursor's scan have grown
         self._allocate = None  # batches()' allocate
         self._lazy = follow  # a following cursor takes its first snapshot when first used
         self._kind = "reverse" if reverse else "following" if follow else "forward"
@@ -259,7 +260,7 @@ class Cursor:
                                           ahead=AHEAD, beyond=beyond):
                     yield Batch.of(rows)
                 return
-            regions = _Regions(opened.reader, span, low, high, beyond)
+            regions = _Regions(opened.reader, span, low, high, beyond, self._ramp)
             while (rows := regions.next(self._runs, self._allocate)) is not None:
                 yield Batch.of(rows)
             for rows in MergeIterator(None, mems, low, high):  # the memtable rows after it
@@ -370,23 +371,31 @@ def _file_alone(reader: Reader | None, mems: list[Rows], low: tuple[int, bytes],
     return first, end
 
 
+class _Ramp:
+    """A scan's bytes read from files a region at a time, and its next run's size:
+    its runs grow across the partitions it walks."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.run = min(RUN_BYTES, 2 * FIRST_RUN)
+
+
 class _Regions:
     """Regions first..end-1 of a local file no memtable row falls among, walked up
     as MergeIterator walks them: the first and last cut to the range, each region
-    alone. With runs (batches()), once FIRST_RUN bytes were read a region at a time
-    (a read of a few events, from an id until it has enough, reads no more), the
-    whole regions between come a run at a time (Reader.read_run), twice FIRST_RUN
-    first, each next twice the last up to RUN_BYTES; once runs are that large and
-    more than one is left, READERS of them are read ahead in threads, if the reader
-    allows (parallel)."""
+    alone. With runs (batches()), once the scan (ramp: the cursor's, across the files
+    it walks) read FIRST_RUN bytes a region at a time (a read of a few events, from
+    an id until it has enough, reads no more), the whole regions between come a run
+    at a time (Reader.read_run), twice FIRST_RUN first, each next twice the last up
+    to RUN_BYTES; once runs are that large and more than one is left, READERS of them
+    are read ahead in threads, if the reader allows (parallel)."""
 
     def __init__(self, reader: Reader, span: tuple[int, int], low: tuple[int, bytes],
-                 high: tuple[int, bytes | None], beyond=None) -> None:
+                 high: tuple[int, bytes | None], beyond=None, ramp: _Ramp | None = None) -> None:
         self.reader, self.low, self.high, self.beyond = reader, low, high, beyond
+        self.ramp = ramp or _Ramp()
         self.first, self.end = span
         self.at = self.first  # the first region not yet read or asked for
-        # the next run's bytes (a scan soon reads whole runs, and in threads from then on)
-        self.run_bytes = min(RUN_BYTES, 2 * FIRST_RUN)
         # the whole regions: from..upto-1 (a bound in the first or last cuts it)
         self.whole = (self.first + (low != LOWEST), self.end - (high != HIGHEST))
         self.decoded = None  # bytes decoded up to each region (0 first), once runs are read
@@ -397,10 +406,11 @@ class _Regions:
         """The next region or run with events in the range; None past the last."""
         while self.ahead or self.at < self.end:
             if self.ahead or runs and self.whole[0] <= self.at < self.whole[1] and \
-                    self._sizes()[self.at] - self._sizes()[self.first] >= FIRST_RUN:
+                    self.ramp.read >= FIRST_RUN:
                 rows = self._run(allocate)
             else:
                 rows = self._region(self.at)
+                self.ramp.read += int(self.reader.index.entries["size_origin"][self.at])
                 self.at += 1
             if len(rows):
                 return rows
@@ -429,7 +439,7 @@ class _Regions:
             self.at = b
             self._beyond(b)
             if not self.ahead and (b == upto_ or not self.reader.parallel or
-                                   self.run_bytes < RUN_BYTES):
+                                   self.ramp.run < RUN_BYTES):
                 return self.reader.read_run(a, b, allocate)
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(READERS, thread_name_prefix="monotone-read")
@@ -443,8 +453,8 @@ class _Regions:
         """The end of the run from region a: the whole regions the run's bytes decoded
         hold (a run allocates that much before it reads: no more however large a
         region's entry says it is), none when region a alone is larger."""
-        limit = self._sizes()[a] + np.uint64(self.run_bytes)
-        self.run_bytes = min(RUN_BYTES, 2 * self.run_bytes)
+        limit = self._sizes()[a] + np.uint64(self.ramp.run)
+        self.ramp.run = min(RUN_BYTES, 2 * self.ramp.run)
         return min(int(np.searchsorted(self.decoded, limit, "right")) - 1, self.whole[1])
 
     def _sizes(self) -> np.ndarray:
