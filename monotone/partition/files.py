@@ -388,10 +388,6 @@ class PartitionFiles:
             raise CorruptionError(f"{where}: downloaded object refused, not installed: "
                                   f"{e}") from None
 
-    def dropping(self, min_: int) -> bool:
-        """Whether an object the partition retired waits for its removal."""
-        return bool(self._markers(min_))
-
     def retired(self) -> list[tuple[str, float]]:
         """(object, when it was retired) of every object waiting for its removal."""
         out = []
