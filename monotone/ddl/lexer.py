@@ -2,7 +2,8 @@
 
 Keywords are case-insensitive names. An integer may carry a unit, attached or
 after a space (`10G`, `150 KiB`, `1day`, `5min`): sizes become bytes, durations
-microseconds, as in the original. `#` starts a comment to the end of the line.
+microseconds, as in the original. `--` (as in SQL) and `#` start a comment to the end
+of the line.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ UNITS = {
 }
 
 TOKEN = re.compile(r"""
-    (?P<space>\s+|\#[^\n]*)
+    (?P<space>\s+|\#[^\n]*|--[^\n]*)
   | (?P<float>\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)
   | (?P<int>\d+)
   | (?P<name>[A-Za-z_][A-Za-z0-9_.$]*)
