@@ -84,6 +84,18 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * (UNITS[unit] if unit else 1)
 
 
+# in the settings a process made before open(): the names of those that apply to this
+# open only, and are not written to the config file (Monotone.open(persist=False))
+ONCE = "once"
+
+
+def applied(settings: dict) -> tuple[dict, frozenset]:
+    """Settings made before open(): the variables' values, and the names among them
+    that are not to be persisted."""
+    values = {name: value for name, value in settings.items() if name != ONCE}
+    return values, frozenset(settings.get(ONCE, ()))
+
+
 def setting(values: dict, name: str) -> Any:
     """A variable among settings made before open(), converted, or its default."""
     var = TABLE[name]

@@ -39,7 +39,7 @@ log = logging.getLogger("monotone")
 # config
 def set_config(engine: Engine, c: cmd.Set) -> None:
     with engine.changing():
-        engine.config.set(c.name, c.value, opened=True)
+        engine.set(c.name, c.value, opened=True)
         if c.name == "ssn":
             engine.pmap.ssn = engine.config.ssn
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from monotone import protocol as msg
 from monotone.boundary import ShmError, translate
-from monotone.config import RUNTIME, TABLE, convert
+from monotone.config import RUNTIME, TABLE, applied, convert
 from monotone.ddl import parse
 from monotone.errors import MonotoneError
 
@@ -59,11 +59,12 @@ def hello(server, request: Request) -> None:
     engine = server.engine
     message: msg.Hello = request.message
     changes = settings_to_apply(engine, message.settings)
+    _, once = applied(message.settings)
 
     def attach():
         if changes:
             for name, value in changes.items():
-                engine.config.set(name, value, opened=True)
+                engine.set(name, value, opened=True, persist=name not in once)
             engine.config_changed()
         server.clients[request.conn] = message.pid
         server.seen_client = True
@@ -79,7 +80,7 @@ def settings_to_apply(engine: Engine, settings: dict) -> dict:
     """The runtime settings that differ from the config (MonotoneError when a fixed
     one differs: it cannot change while the repository is open)."""
     out = {}
-    for name, value in settings.items():
+    for name, value in applied(settings)[0].items():
         var = TABLE[name]
         if name in ("uuid", "wal_recover", "strict_modes", "lock_timeout"):
             continue  # only for a repository being opened (and recovered) now, or

@@ -12,7 +12,7 @@ import numpy as np
 
 from monotone.append import Shared, append
 from monotone.cloud import objects_of
-from monotone.config import Config, lock_timeout, setting
+from monotone.config import Config, applied, lock_timeout, lookup, setting
 from monotone.connection import START_WAITS, serving
 from monotone.errors import AccessDenied, MonotoneError
 from monotone.format.crypto import Cipher, cipher_of
@@ -47,7 +47,7 @@ def file_stats(meta: dict) -> FileStats:
 
 
 class AlreadyServed(Exception):
-    """Another coordinator serves the repository."""
+    """Another coordinator serves the repository: its message says which process."""
 
 
 class Engine:
@@ -73,6 +73,9 @@ class Engine:
         # since the open, by storage id (cloud_tier.write_manifest)
         self.published: dict[int, set[str]] = {}
         self.generations: dict[int, int] = {}  # ... and the generation of that manifest
+        # variables set for this open only (Monotone.open(persist=False)): the value the
+        # config file keeps for each, by name
+        self.unsaved: dict[str, object] = {}
         self.pool = None               # the worker pools (merges, uploads), for SHOW WORKERS
         self.uploads = None
         try:
@@ -119,7 +122,7 @@ class Engine:
         start = time.monotonic()
         while not self.locks.try_lock(COORDINATOR):
             if serving(self.dirfd, self.layout.socket, timeout):
-                raise AlreadyServed()
+                raise AlreadyServed(holders(self.locks, COORDINATOR))
             if time.monotonic() - start >= timeout * START_WAITS:
                 raise MonotoneError(f"{self.layout.base}: another coordinator holds the "
                                     "repository and does not answer: "
@@ -144,10 +147,11 @@ class Engine:
                     "from a backup (or undo the edit) and open again") from None
         else:
             self._refuse_without_config()
-        for name, value in settings.items():
+        values, once = applied(settings)
+        for name, value in values.items():
             if name == "uuid" and exists:
                 continue
-            cfg.set(name, value, opened=False)
+            self.set(name, value, opened=False, persist=name not in once)
         cfg.ensure_uuid()
         cfg.values["directory"] = self.layout.base
         if not exists:
@@ -205,8 +209,20 @@ class Engine:
                                     f"share the directory {real}")
             seen[real] = storage.name
 
+    def set(self, name: str, value, *, opened: bool, persist: bool = True) -> None:
+        """SET a variable; persist=False keeps the config file's value of it (what it
+        was before) until a SET that persists."""
+        name = lookup(name).name
+        before = self.config.values[name]
+        self.config.set(name, value, opened=opened)
+        if persist or name in ("uuid", "ssn"):  # the repository's identity, its counter
+            self.unsaved.pop(name, None)
+        else:
+            self.unsaved.setdefault(name, before)
+
     def save_config(self) -> None:
         data = self.config.persisted()
+        data.update((name, value) for name, value in self.unsaved.items() if name in data)
         if self.mapped:
             data["ssn"] = self.pmap.ssn
         write_config(self.layout.config, self.catalog.file(data), sync=self.config.sync)
