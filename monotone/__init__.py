@@ -29,18 +29,19 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .client import Monotone
     from .cursor import Cursor
     from .event import Batch, Event
+else:
+    # hidden from type checkers: to them a module's __getattr__ makes every name exist,
+    # so a misspelled monotone.Monotnoe would pass unseen, as whatever it returns
+    def __getattr__(name: str):
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'monotone' has no attribute {name!r}")
+        from importlib import import_module
+        value = getattr(import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'monotone' has no attribute {name!r}")
-    from importlib import import_module
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
 

@@ -5,11 +5,11 @@ import functools
 import json
 import os
 import sys
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from .config import HIDDEN, TABLE, Config
+from .config import HIDDEN, ONCE, TABLE, Config
 from .cursor import Cursor
 from .ddl import commands as cmd
 from .ddl import parse
@@ -19,6 +19,9 @@ from .format.rows import DELETE, MAX_ID, MAX_KEY, MAX_VALUE, U64, Rows, pack_byt
 from .jsonout import pretty
 from .protocol import Execute
 from .session import Session
+
+if TYPE_CHECKING:
+    from .frames import TableLike  # pyarrow, pandas, polars: imported only when asked for
 
 # a column of byte strings: a 2-D uint8 array (one row per event), (offsets, data)
 # with n+1 offsets, or a list of bytes
@@ -32,6 +35,7 @@ class Monotone:
         self.config = Config()
         self._settings: dict = {}
         self._session: Session | None = None
+        self._closed = False  # was open: SHOW no longer answers from the config before open
 
     # commands
     def execute(self, command: str) -> str | None:
@@ -65,7 +69,8 @@ class Monotone:
             self.config.set(parsed.name, parsed.value, opened=False)
             self._settings[TABLE[parsed.name].name] = self.config.values[parsed.name]
             return None
-        if isinstance(parsed, cmd.Show) and all(i.what in ("var", "config") for i in parsed.items):
+        if isinstance(parsed, cmd.Show) and not self._closed and \
+                all(i.what in ("var", "config") for i in parsed.items):
             values = [self.config.show(i.name) if i.what == "var" else
                       {n: v for n, v in self.config.values.items() if not TABLE[n].flags & HIDDEN}
                       for i in parsed.items]
@@ -73,21 +78,29 @@ class Monotone:
         raise MonotoneError("the repository is not open: open() it first")
 
     # lifecycle
-    def open(self, path: str) -> None:
-        """Open (creating if needed) the repository in directory path."""
+    def open(self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *,
+             persist: bool = True) -> None:
+        """Open (creating if needed) the repository in directory path. The variables SET
+        before are written to its config.json, for later opens too; persist=False
+        applies them to this open only (config.json keeps its values)."""
         if self._session is not None:
             raise MonotoneError("already open: close() first")
         if not sys.platform.startswith("linux"):
             raise MonotoneError(LINUX_ONLY)
         if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
             raise MonotoneError("open() takes a directory path")
-        self._session = Session(os.fsdecode(os.fspath(path)), dict(self._settings))
+        settings = dict(self._settings)
+        if not persist:
+            settings[ONCE] = sorted(self._settings)
+        self._session = Session(os.fsdecode(os.fspath(path)), settings)
+        self._closed = False
         self.config.values.update({k: v for k, v in self._session.config.values.items()
                                    if k in self.config.values})
 
     def close(self) -> None:
         if self._session is not None:
             session, self._session = self._session, None
+            self._closed = True
             session.close()
 
     def __enter__(self) -> "Monotone":
@@ -136,7 +149,7 @@ class Monotone:
         rows = _rows(np.array(ids, np.uint64), pack_bytes(keys), pack_bytes(values), flags)
         return session.writer.write(rows, rows.ids == U64(MAX_ID)).tolist()
 
-    def write_table(self, table) -> np.ndarray:
+    def write_table(self, table: TableLike) -> np.ndarray:
         """Write a pyarrow Table/RecordBatch or a pandas (or polars) DataFrame as one
         atomic batch: columns value, and optionally id (serial ids when absent; the ids
         are returned as by write_batch), key, delete (boolean)."""

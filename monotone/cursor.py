@@ -26,7 +26,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from operator import length_hint
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -37,6 +37,11 @@ from .partition.cloud_file import AHEAD, AHEAD_REGIONS, Budget
 from .partition.merge import HIGHEST, LOWEST, MergeIterator, regions_upto, sorted_rows, upto
 from .partition.reader import Reader
 from .snapshot import Opened
+
+if TYPE_CHECKING:  # the frames' types; the [arrow] extra is imported only when asked for
+    import pandas as pd
+    import polars as pl
+    import pyarrow as pa
 
 # Event objects made at a time for per-event reads. Fewer than the collector's
 # first threshold (700 allocations of tracked objects less deallocations), with
@@ -80,7 +85,7 @@ class Cursor:
         self._iter = None  # the list iterator of a for loop over the cursor
         self._runs = False  # batches() asked: files are read a run of regions at a time
         self._ramp = _Ramp()  # how far the runs of this cursor's scan have grown
-        self._allocate = None  # batches()' allocate
+        self._allocate: Callable[[int], Any] | None = None  # batches()' allocate
         self._lazy = follow  # a following cursor takes its first snapshot when first used
         self._kind = "reverse" if reverse else "following" if follow else "forward"
         if not follow:
@@ -138,7 +143,7 @@ class Cursor:
             if end >= len(batch):
                 self._advance()
 
-    def batches(self, allocate=None) -> Iterator[Batch]:
+    def batches(self, allocate: Callable[[int], Any] | None = None) -> Iterator[Batch]:
         """The rest of the events as numpy Batch chunks, in order: of a file no
         memtable row falls among, a run of regions (up to RUN_BYTES) a chunk.
         allocate(size): a writable buffer of size bytes for such a chunk's columns
@@ -155,21 +160,21 @@ class Cursor:
             self._runs, self._allocate = False, None
 
     # data frames (monotone/frames.py; pyarrow, pandas, polars: the [arrow] extra)
-    def to_arrow(self):
+    def to_arrow(self) -> pa.Table:
         """The rest of the cursor's range as a pyarrow.Table (id, key, value)."""
         from .frames import cursor_to_arrow
         return cursor_to_arrow(self)
 
-    def to_reader(self):
+    def to_reader(self) -> pa.RecordBatchReader:
         """The rest as a pyarrow.RecordBatchReader that streams, a batch at a time."""
         from .frames import cursor_to_reader
         return cursor_to_reader(self)
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame:
         from .frames import cursor_to_pandas
         return cursor_to_pandas(self)
 
-    def to_polars(self):
+    def to_polars(self) -> pl.DataFrame:
         from .frames import cursor_to_polars
         return cursor_to_polars(self)
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 import sys
 from itertools import repeat
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .format.rows import DELETE, Rows
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # Batch.to_arrow's type; pyarrow is imported only when asked for
 
 try:
     from ._events import build as _build
@@ -31,11 +34,15 @@ class Event(tuple):
                 delete: bool = False, flags: int = 0) -> "Event":
         return tuple.__new__(cls, (id, key, value, flags | (DELETE if delete else 0)))
 
-    if TYPE_CHECKING:  # what the properties below give, for type checkers
-        id: int | None
-        key: bytes
-        value: bytes
-        flags: int
+    if TYPE_CHECKING:  # what the properties below give, read-only, for type checkers
+        @property
+        def id(self) -> int | None: ...
+        @property
+        def key(self) -> bytes: ...
+        @property
+        def value(self) -> bytes: ...
+        @property
+        def flags(self) -> int: ...
     else:  # a C-level getter each: read millions of times
         id = property(itemgetter(0), doc="u64 id, or None for the next serial id")
         key = property(itemgetter(1), doc="bytes, at most 255")
@@ -65,6 +72,14 @@ class Batch(Rows):
     memory or of a decompressed region: copy them to keep them past the cursor.
     """
 
+    # the columns Rows holds (it leaves them untyped), as a user's type checker sees them
+    ids: np.ndarray
+    flags: np.ndarray
+    key_offsets: np.ndarray
+    key_data: np.ndarray
+    value_offsets: np.ndarray
+    value_data: np.ndarray
+
     @classmethod
     def of(cls, rows: Rows) -> "Batch":
         return cls(rows.ids, rows.flags, rows.key_offsets, rows.key_data,
@@ -84,11 +99,11 @@ class Batch(Rows):
         values = _cut(self.value_offsets, self.value_data, a, b)
         keys = _cut(self.key_offsets, self.key_data, a, b) if self.key_offsets[b] != \
             self.key_offsets[a] else repeat(b"", n)
-        flags = self.flags[a:b]
+        flags: Any = self.flags[a:b]  # the column, then its values: a list or zeros
         flags = flags.tolist() if flags.any() else repeat(0, n)
         return list(map(_make, repeat(Event, n), zip(self.ids[a:b].tolist(), keys, values, flags)))
 
-    def to_arrow(self):
+    def to_arrow(self) -> pa.RecordBatch:
         """The batch as a pyarrow.RecordBatch: id (uint64), key and value (large_binary).
 
         Zero-copy where the batch's memory is its own (events decoded from a

@@ -15,10 +15,19 @@ from __future__ import annotations
 import mmap
 import sys
 from importlib import import_module
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from .errors import MonotoneError
+
+if TYPE_CHECKING:  # the extra's types, for type checkers: never imported to run
+    import pandas as pd
+    import polars as pl
+    import pyarrow as pa
+
+    # what write_table takes
+    TableLike: TypeAlias = pa.Table | pa.RecordBatch | pd.DataFrame | pl.DataFrame
 
 EXTRA = "pip install 'monotone-py[arrow]'"
 COLUMNS = ("id", "key", "value", "delete")  # what write_table reads
@@ -52,7 +61,7 @@ def schema():
 # out: batches and cursors ------------------------------------------------------------
 
 
-def batch_to_arrow(batch):
+def batch_to_arrow(batch) -> pa.RecordBatch:
     """A Batch as a pyarrow.RecordBatch (id, key, value); see Batch.to_arrow."""
     pa = need("pyarrow", "to_arrow")
     n = len(batch)
@@ -96,14 +105,14 @@ def _maps_shared_memory(a: np.ndarray) -> bool:
     return isinstance(base, mmap.mmap)
 
 
-def cursor_to_arrow(cursor):
+def cursor_to_arrow(cursor) -> pa.Table:
     """The rest of the cursor's range as one pyarrow.Table (a chunk per batch)."""
     pa = need("pyarrow", "to_arrow")
     batches = cursor.batches(allocate=pa.allocate_buffer)
     return pa.Table.from_batches([batch_to_arrow(b) for b in batches], schema=schema())
 
 
-def cursor_to_reader(cursor):
+def cursor_to_reader(cursor) -> pa.RecordBatchReader:
     """The rest of the cursor's range as a pyarrow.RecordBatchReader.
 
     The cursor is read as the reader is, a batch at a time, so a range larger
@@ -113,12 +122,12 @@ def cursor_to_reader(cursor):
     return pa.RecordBatchReader.from_batches(schema(), map(batch_to_arrow, batches))
 
 
-def cursor_to_pandas(cursor):
+def cursor_to_pandas(cursor) -> pd.DataFrame:
     """The rest of the cursor's range as a pandas.DataFrame (see table_to_pandas)."""
     return table_to_pandas(cursor_to_arrow(cursor))
 
 
-def table_to_pandas(table):
+def table_to_pandas(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     """Events (a pyarrow Table or RecordBatch) as pandas takes them, the one frame
     schema of to_pandas and monotone.dask: id uint64; key and value Arrow-backed binary
     (pd.ArrowDtype(pa.large_binary())), which keeps Arrow's buffers as they are
@@ -129,7 +138,7 @@ def table_to_pandas(table):
     return table.to_pandas(types_mapper={pa.large_binary(): binary}.get)
 
 
-def cursor_to_polars(cursor):
+def cursor_to_polars(cursor) -> pl.DataFrame:
     """The rest of the cursor's range as a polars.DataFrame: id (u64), key and value
     (Binary), taking Arrow's buffers as they are: a chunk per batch or group of
     batches, not joined into one (rechunk() does that, when a caller wants it).
@@ -182,7 +191,7 @@ class _Views:
 # in: tables ---------------------------------------------------------------------------
 
 
-def write_table(db, table) -> np.ndarray:
+def write_table(db, table: TableLike) -> np.ndarray:
     """Write a table's rows as one atomic batch; return their ids (uint64).
 
     table: a pyarrow.Table or RecordBatch, a pandas or polars DataFrame, with
