@@ -22,14 +22,22 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=120)
 
 
+def make(repo: str) -> str:
+    """A new repository at repo (the command makes none for a command that only reads)."""
+    db = monotone.Monotone()
+    db.open(repo)
+    db.close()
+    return repo
+
+
 def test_one_command_prints_its_result(repo):
-    out = cli(repo, "SHOW interval")
+    out = cli(make(repo), "SHOW interval")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == 3000000
 
 
 def test_error_exits_1_with_the_message(repo):
-    out = cli(repo, "SHOW no_such_variable")
+    out = cli(make(repo), "SHOW no_such_variable")
     assert out.returncode == 1
     assert "no_such_variable" in out.stderr
     out = cli(repo, "REFRESH PARTITIONS BETWEEN 1")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from terminal import Terminal
-from test_cli import cli
+from test_cli import cli, make
 
 import monotone
 from monotone import redact
@@ -266,7 +266,7 @@ def test_a_linked_history_is_not_written_through(repo, tmp_path, home, front_end
 
 def test_a_history_that_is_no_file_is_left_alone(repo, home):
     (home / ".monotone_history").mkdir()
-    seen = session(repo, str(home), [], [("SHOW serial", b"true")])
+    seen = session(make(repo), str(home), [], [("SHOW serial", b"true")])
     assert seen.count(b"history is not saved") == 1 and b"Is a directory" in seen
     assert os.listdir(home / ".monotone_history") == []
 

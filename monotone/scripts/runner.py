@@ -11,6 +11,7 @@ from monotone.ddl import help as language
 from monotone.ddl import parse
 from monotone.ddl.lexer import split_statements
 
+from . import output
 from .progress import Progress
 
 QUIT = ("quit", "exit", "\\q")
@@ -23,11 +24,19 @@ class Failed(Exception):
 class Runner:
     """Runs statements against an open repository and prints what they return."""
 
-    def __init__(self, db, table: bool = False, out=None, err=None) -> None:
+    def __init__(self, db, mode: str = "json", out=None, err=None,
+                 width: int | None = None) -> None:
+        """mode: how SHOW prints, one of output.MODES: json (as SHOW returns it), table,
+        csv or line. width: the columns a table may take (None: COLUMNS, else the
+        terminal's, else output.DEFAULT_WIDTH)."""
+        if mode not in output.MODES:
+            raise ValueError(f"output mode '{mode}': one of {', '.join(output.MODES)} expected")
         self.db = db
-        self.table = table
+        self.mode = mode
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.width = width
+        self.printed = False  # a result was: the next is set off by a blank line
 
     def script(self, lines, keep_going: bool, numbered: bool) -> int:
         """Every statement of the lines; 1 if one failed (stopping there unless keep_going).
@@ -61,8 +70,8 @@ class Runner:
                 return self._checkpoint()
             if isinstance(command, cmd.Rebalance):
                 with Progress("rebalance", out=self.err):
-                    return self._print(statement, self.db.execute(statement))
-            self._print(statement, self.db.execute(statement))
+                    return self._print(self.db.execute(statement), command)
+            self._print(self.db.execute(statement), command)
         except monotone.MonotoneError as e:
             raise Failed(f"error: {e}") from None
 
@@ -70,9 +79,12 @@ class Runner:
         if not topic:
             return language.overview()
         if topic.strip().upper() == "SET":
-            values = self.db.show("ALL")
+            try:
+                values, which = self.db.show("ALL"), "Variables"
+            except monotone.MonotoneError:  # no repository yet: what a new one would have
+                values, which = monotone.Monotone().show("ALL"), "Variables (their defaults)"
             width = max(len(n) for n in values)
-            return language.describe("SET") + "\n\nVariables:\n" + "\n".join(
+            return language.describe("SET") + f"\n\n{which}:\n" + "\n".join(
                 f"  {n:<{width}}  {json.dumps(v)}" for n, v in values.items())
         name = language.topic(topic)
         if name is None:
@@ -85,7 +97,7 @@ class Runner:
         chosen = [partitions[i]["min"] for i in
                   cmd.range_members([(p["min"], p["max"]) for p in partitions], c.min, c.max)]
         if not chosen:  # nothing in range: the command as given (it checks its names)
-            return self._print(statement, self.db.execute(statement))
+            return self._print(self.db.execute(statement), c)
         verb = type(c).__name__.upper()  # REFRESH, MOVE, UPLOAD, DOWNLOAD
         tail = ""
         if isinstance(c, cmd.Move):
@@ -108,43 +120,23 @@ class Runner:
                 bar.update(done)
 
     # output
-    def _print(self, statement: str, result: str | None) -> None:
+    def _print(self, result: str | None, command) -> None:
+        """What a command returned, in the runner's mode; JSON exactly as returned."""
         if result is None:
             return
-        if self.table:
-            rows = json.loads(result)
-            if isinstance(rows, dict) and rows and all(isinstance(r, dict) for r in rows.values()):
-                # STORAGES (a storage's figures; its options read better as JSON), CLOUDS
-                rows = [{"name": name, **row.get("stats", row)} for name, row in rows.items()]
-            if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-                return self._table(rows)
-        print(result, file=self.out)
-
-    def _table(self, rows: list[dict]) -> None:
-        """One row per item, one column per field: cells are never cut short (a terminal
-        narrower than the table wraps its lines instead)."""
-        from rich.table import Table
-        columns = list(dict.fromkeys(k for row in rows for k, v in row.items()
-                                     if not isinstance(v, (dict, list))))
-        cells = [[_cell(row.get(k)) for k in columns] for row in rows]
-        widths = [max(len(k), *(len(r[i]) for r in cells)) for i, k in enumerate(columns)]
-        table = Table()
-        for name, width in zip(columns, widths):
-            table.add_column(name, min_width=width, no_wrap=True)
-        for row in cells:
-            table.add_row(*row)
-        console = rich_console(self.out)
-        console.width = max(console.width, sum(widths) + 3 * len(widths) + 1)
-        console.print(table)
+        if self.mode == "json":
+            print(result, file=self.out)
+            return
+        value = json.loads(result)
+        names = [_name(i) for i in command.items] if isinstance(command, cmd.Show) else ["value"]
+        items = list(zip(names, value)) if len(names) > 1 else [(names[0], value)]
+        width = self.width or output.terminal_width(self.out)
+        text = output.render(items, self.mode, width)
+        if text:
+            self.out.write(("\n" if self.printed else "") + text)
+            self.printed = True
 
 
-def _cell(value) -> str:
-    return "" if value is None else json.dumps(value) if isinstance(value, bool) else str(value)
-
-
-def rich_console(out=None):
-    try:
-        from rich.console import Console
-    except ImportError:
-        return None
-    return Console(file=out or sys.stdout)
+def _name(item: cmd.ShowItem) -> str:
+    """What a SHOW item's scalar is called in a table: the variable's name."""
+    return item.name if item.what == "var" else item.what

@@ -187,9 +187,11 @@ def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
         setup_logging(engine)
         recover(engine)
         listener = Listener(engine.dirfd, engine.layout.socket)
-    except AlreadyServed:
-        engine = None
-        _say(announce, "ready")  # another coordinator serves this repository
+    except AlreadyServed as served:
+        if not embedded:  # monotone serve: a second one would serve nothing
+            _say(announce, f"error: MonotoneError: {base} is already served by {served}")
+            return 1
+        _say(announce, "ready")  # another coordinator serves this repository: use it
         return 0
     except Exception as e:
         if engine is not None:
