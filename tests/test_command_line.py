@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 from terminal import Terminal
-from test_cli import cli
+from test_cli import cli, make
 
 import monotone
 from monotone.ddl import help as language
@@ -69,13 +69,13 @@ def test_a_piped_script_stops_at_its_first_error_unless_keep_going(repo, keep_go
 
 
 def test_a_script_without_errors_exits_0_and_prints_each_result(repo):
-    out = cli(repo, stdin="SHOW serial; SHOW interval\nSHOW compression\n")
+    out = cli(make(repo), stdin="SHOW serial; SHOW interval\nSHOW compression\n")
     assert out.returncode == 0 and out.stderr == ""
     assert out.stdout.split() == ["true", "3000000", '"lz4"']
 
 
 def test_set_before_open_and_bad_settings(repo):
-    out = cli("--set", "interval=1000", repo, "SHOW interval")
+    out = cli("--set", "interval=1000", make(repo), "SHOW interval")
     assert out.returncode == 0 and out.stdout.strip() == "1000"
     out = cli("--set", "interval", repo, "SHOW interval")
     assert out.returncode == 2 and "NAME=VALUE" in out.stderr
@@ -117,7 +117,10 @@ def test_help_lists_the_language_and_one_command(repo):
         assert name in out.stdout
     out = cli(repo, "help create storage")
     assert out.stdout.startswith("CREATE STORAGE [IF NOT EXISTS] name") and "region_size" in out.stdout
-    out = cli(repo, "help SET")
+    out = cli(repo, "help SET")  # no repository there yet: the defaults
+    assert "Variables (their defaults):" in out.stdout and "wal_rotate_wm" in out.stdout
+    assert not os.path.exists(repo)
+    out = cli(make(repo), "help SET")
     assert "Variables:" in out.stdout and "wal_rotate_wm" in out.stdout
     out = cli(repo, "help frobnicate")
     assert "no help for 'frobnicate'" in out.stdout
@@ -154,16 +157,22 @@ def test_long_commands_report_progress_as_lines_when_not_on_a_terminal(repo):
     assert out.returncode == 0 and out.stderr.startswith("rebalance: done (")
 
 
-def test_table_output(repo):
+def test_table_output(repo, monkeypatch):
     filled(repo, 2)
+    monkeypatch.setenv("COLUMNS", "250")  # the width a table may take, output being no terminal
     out = cli("--table", repo, "SHOW PARTITIONS; SHOW STORAGES; SHOW serial")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    header = next(line for line in lines if "events_heap" in line)
-    assert "min" in header and "storage" in header and "size_uncompressed" in header
-    assert any("1999" in line and "main" in line for line in lines)
-    assert any("partitions_local" in line for line in lines)
-    assert lines[-1] == "true"  # not a list: JSON as always
+    header = [c.strip() for c in lines[0].split("|")]
+    assert header[:2] == ["min", "max"] and "storage" in header and "size_uncompressed" in header
+    rows = [dict(zip(header, (c.strip() for c in line.split("|")))) for line in lines[2:4]]
+    assert [(r["min"], r["max"], r["storage"]) for r in rows] == [("0", "999", "main"),
+                                                                 ("1000", "1999", "main")]
+    assert all(r["created"].count("-") == 2 and r["created"].count(":") == 2 for r in rows)
+    assert rows[0]["size_heap"] == "2 MiB" and rows[0]["refreshed"] == "never"
+    # STORAGES is wider than 250 columns as a table: records instead
+    assert "stats.partitions_local = 0" in out.stdout and "config.refresh_wm = 40 MiB" in out.stdout
+    assert lines[-4:] == ["", " name   | value", "--------+-------", " serial | true"]
 
 
 # the prompt, on a terminal ------------------------------------------------------
@@ -177,7 +186,7 @@ def test_prompt_on_a_terminal_helps_completes_and_reports_errors(repo):
         term.until(b"true\r\n")
         term.seen = b""
         term.type(b"SHOW STORAGE hotd\t")  # Tab completes the storage's name
-        term.until(b"STORAGE hotdata")
+        term.until(b"ata")  # what Tab added: prompt_toolkit may draw it apart from the rest
         term.type(b"\r")
         term.until(b'"refresh_wm"')
         term.seen = b""

@@ -10,7 +10,7 @@ from . import parse_config, parse_partition, parse_pipeline, parse_storage
 from .lexer import END, NAME
 from .parser import Parser
 
-__all__ = ["parse"]
+__all__ = ["parse", "parse_tokens"]
 
 
 # what may follow each verb (in the order its error message names them), and the
@@ -36,7 +36,11 @@ def parse(text: str):
     """Parse one command; ParseError says what was expected."""
     if not isinstance(text, str):
         raise ParseError("a command is a str")
-    p = Parser(text)
+    return parse_tokens(Parser(text))
+
+
+def parse_tokens(p: Parser):
+    """Parse one command from a Parser's tokens (completion gives one that watches)."""
     first = p.take()
     word = first.upper if first.kind == NAME else ""
     if word in _ALONE:

@@ -35,12 +35,17 @@ Cloud options:
   type 's3|mock|<fsspec protocol>'
   url 'host:port'          the endpoint (s3), or the root (other protocols)
   access_key / login, secret_key / password   (shown as "(secret)")
+  connect_timeout int      seconds to connect (5)
+  read_timeout int         seconds without a byte before a request is given up (15)
+  retries int              more attempts after a timeout, a reset or a 5xx (3)
+  removal_delay duration   how long an object the manifest no longer names stays (1 hour)
   debug bool"""
 
 STORAGE_OPTION_NAMES = ("path", "cloud", "cloud_drop_local", "sync", "crc", "refresh_wm",
                         "region_size", "compression", "compression_level", "encryption",
                         "encryption_key", "uuid")
-CLOUD_OPTION_NAMES = ("type", "url", "access_key", "login", "secret_key", "password", "debug")
+CLOUD_OPTION_NAMES = ("type", "url", "access_key", "login", "secret_key", "password",
+                      "connect_timeout", "read_timeout", "retries", "removal_delay", "debug")
 RETENTION_NAMES = ("partitions", "size", "events", "duration")
 
 ENTRIES: dict[str, Entry] = {
@@ -152,9 +157,6 @@ ENTRIES: dict[str, Entry] = {
         "",
         "SERVICE"),
 }
-
-KEYWORDS = sorted({w for e in ENTRIES.values() for w in re.findall(r"\b[A-Z][A-Z_]+\b", e.syntax)}
-                  | {"PARTITIONS", "RESET", "TO"})
 
 
 def topic(words: str) -> str | None:

@@ -7,11 +7,14 @@ import sys
 
 import monotone
 from monotone import redact
-from monotone.ddl import help as language
+from monotone.ddl.complete import Names, complete
 from monotone.ddl.lexer import split_statements
 from monotone.shm.private import open_own
 
 from .runner import QUIT, Failed, Runner
+
+# the statements that change none of the names completion offers
+_KEEP_NAMES = ("SHOW", "SET", "HELP")
 
 
 class Prompt:
@@ -22,8 +25,8 @@ class Prompt:
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
-        self.words: list[str] = []
-        self._names()
+        self.names = Names()
+        self._fetch_names()
 
     def loop(self) -> int:
         read = self._reader()
@@ -37,6 +40,7 @@ class Prompt:
                 return 0
             except KeyboardInterrupt:
                 continue
+            changed = False
             for statement in split_statements(line):
                 if statement.lower() in QUIT:
                     return 0
@@ -46,25 +50,24 @@ class Prompt:
                     print(e, file=sys.stderr)
                 except KeyboardInterrupt:
                     print("interrupted", file=sys.stderr)
-                if statement.split()[0].upper() in ("CREATE", "ALTER", "DROP", "SET"):
-                    self._names()
+                changed = changed or statement.split()[0].upper() not in _KEEP_NAMES
+            if changed:
+                self._fetch_names()
 
-    def _names(self) -> None:
-        """What completion offers: keywords, variables, storages, clouds, options."""
-        db = self.runner.db
+    def _fetch_names(self) -> None:
+        """The names completion offers (ddl.complete), fetched anew: when the prompt
+        starts and after a line that may have changed them. A name that cannot be
+        fetched (the repository not open, say) is only not offered."""
+        self.names = Names(storages=tuple(self._show("STORAGES")),
+                           clouds=tuple(self._show("CLOUDS")),
+                           partitions=tuple(p["min"] for p in self._show("PARTITIONS")),
+                           variables=tuple(self._show("ALL")))
+
+    def _show(self, what: str):
         try:
-            storages, clouds = list(db.show("STORAGES")), list(db.show("CLOUDS"))
-            variables = list(db.show("ALL"))
-        except monotone.MonotoneError:
-            storages, clouds, variables = [], [], []
-        options = {*language.STORAGE_OPTION_NAMES, *language.CLOUD_OPTION_NAMES,
-                   *language.RETENTION_NAMES}
-        self.words = sorted(set(language.KEYWORDS) | {"HELP"} | set(variables) | set(storages)
-                            | set(clouds) | options)
-
-    def complete(self, prefix: str) -> list[str]:
-        low = prefix.lower()
-        return [w for w in self.words if w.lower().startswith(low)]
+            return self.runner.db.show(what)
+        except (monotone.MonotoneError, OSError):
+            return ()
 
     def _reader(self):
         try:
@@ -76,11 +79,12 @@ class Prompt:
         prompt = self
         history = History(self.HISTORY)
 
-        class Words(Completer):
+        class Grammar(Completer):
             def get_completions(self, document, complete_event):
-                word = document.get_word_before_cursor()
-                for w in prompt.complete(word):
-                    yield Completion(w, start_position=-len(word))
+                before = document.text_before_cursor
+                found = complete(before, prompt.names)
+                for word in found.words:
+                    yield Completion(word, start_position=found.start - len(before))
 
         class Private(FileHistory):
             """FileHistory's file and format, read and written through History."""
@@ -91,7 +95,7 @@ class Prompt:
             def store_string(self, string: str) -> None:
                 history.append(string)
 
-        session = PromptSession(history=Private(self.HISTORY), completer=Words(),
+        session = PromptSession(history=Private(self.HISTORY), completer=Grammar(),
                                 complete_while_typing=False)
         return session.prompt
 
@@ -103,8 +107,15 @@ class Prompt:
         history = History(self.HISTORY)
         for entry in history.entries():
             readline.add_history(entry)
-        readline.set_completer_delims(" \t\n(),;'\"")
-        readline.set_completer(lambda text, state: (self.complete(text) + [None])[state])
+        readline.set_completer_delims(" \t\n(),;=")
+        matches: list[str] = []
+
+        def completer(text: str, state: int) -> str | None:
+            if state == 0:  # readline asks again for each next match
+                before = readline.get_line_buffer()[:readline.get_endidx()]
+                matches[:] = readline_matches(before, readline.get_begidx(), self.names)
+            return matches[state] if state < len(matches) else None
+        readline.set_completer(completer)
         readline.parse_and_bind("tab: complete")
 
         def read(prompt: str) -> str:
@@ -118,6 +129,17 @@ class Prompt:
                 history.append(line)
             return line
         return read
+
+
+def readline_matches(before: str, begin: int, names: Names) -> list[str]:
+    """The completions of before (the line up to the cursor) for readline, which
+    replaces the text from begin, its own idea of where the word starts: each is
+    cut or lengthened to start there."""
+    found = complete(before, names)
+    if found.start >= begin:
+        return [before[begin:found.start] + word for word in found.words]
+    typed = before[found.start:begin]
+    return [word[len(typed):] for word in found.words if word.lower().startswith(typed.lower())]
 
 
 class History:
