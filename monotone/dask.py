@@ -48,6 +48,7 @@ import numpy as np
 from .errors import MonotoneError
 from .format.rows import MAX_ID, concat
 from .offline import Part, from_manifest, from_repository, read_part, split
+from .settings import CONFIG
 
 SPLITTERS = 8  # big partitions whose index is read at once (a GET each, for an object)
 
@@ -96,9 +97,48 @@ def parts(location: str, storage_options: dict | None = None,
         raise MonotoneError(f"monotone.dask.read: a location is a repository directory or a "
                             f"manifest URL, got {type(location).__name__}")
     location = os.fspath(location)
-    if "://" not in location and os.path.isdir(location):
-        return from_repository(location, encryption_key)
+    if "://" not in location:
+        if os.path.isdir(location):
+            if not os.path.lexists(os.path.join(location, CONFIG)):
+                raise MonotoneError(_no_repository(location))
+            return from_repository(location, encryption_key)
+        if not os.path.lexists(location):
+            raise MonotoneError(_nothing_at(location))
     return from_manifest(location, storage_options, encryption_key)
+
+
+def _no_repository(path: str) -> str:
+    """What to say of a directory that is no repository: the repositories in it, if
+    it holds some (the folder above the one meant)."""
+    try:
+        inside = sorted(os.path.join(path, name) for name in os.listdir(path)
+                        if os.path.lexists(os.path.join(path, name, CONFIG)))
+    except OSError:
+        inside = []
+    text = f"{path}: no repository here (no {CONFIG})"
+    if inside:
+        text += "; it holds " + ", ".join(inside[:3]) + (" ..." if len(inside) > 3 else "")
+    return text
+
+
+def _nothing_at(path: str) -> str:
+    """What to say of a local path that names nothing: the first part of it that is
+    missing, and the names beside it that are close (a typo)."""
+    import difflib
+    missing = os.path.abspath(path)
+    while not os.path.lexists(os.path.dirname(missing)):
+        missing = os.path.dirname(missing)
+    where, name = os.path.split(missing)
+    text = f"{path}: no such file or directory ({missing} does not exist)" if missing != \
+        os.path.abspath(path) else f"{path}: no such file or directory"
+    try:
+        close = difflib.get_close_matches(name, os.listdir(where), n=3, cutoff=0.6)
+    except OSError:
+        close = []
+    if close:
+        text += "; beside it: " + ", ".join(os.path.join(where, c) for c in close)
+    return text + (". A location is a repository's directory, or the manifest URL that "
+                   "SHOW STORAGE gives (s3://bucket/manifest.json)")
 
 
 def _each(value, locations: list[str], what: str) -> list:
