@@ -4,6 +4,7 @@ repository deleted (the object store alone), equal to the local cursor."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -91,6 +92,22 @@ def test_not_a_repository_or_manifest(tmp_path):
         mdask.read(str(tmp_path))
     with pytest.raises(MonotoneError, match="not a range"):
         mdask.read(str(tmp_path), min_id=5, max_id=1)
+
+
+def test_a_mistyped_path_says_what_is_missing(tmp_path):
+    repos = tmp_path / "repos"
+    os.makedirs(repos / "events" / "wal")
+    (repos / "events" / "config.json").write_text("{}")
+    with pytest.raises(MonotoneError, match=f"{repos}/evnets: no such file or directory; "
+                                            f"beside it: {repos}/events"):
+        mdask.read(str(repos / "evnets"))
+    with pytest.raises(MonotoneError, match=rf"no such file or directory \({tmp_path}/repso "
+                                            r"does not exist\)"):
+        mdask.read(str(tmp_path / "repso" / "events"))
+    with pytest.raises(MonotoneError, match=f"{repos}: no repository here \\(no config.json\\); "
+                                            f"it holds {repos}/events"):
+        mdask.read(str(repos))
+    assert sorted(os.listdir(tmp_path)) == ["repos"]  # nothing made
 
 
 def test_a_copy_dropped_after_listing_is_read_from_the_other(repo, s3):
