@@ -208,6 +208,8 @@ def ordinary_install(base: str) -> str:
     source = os.path.join(base, "source")  # the build writes build/ beside the sources
     shutil.copytree(os.path.join(ROOT, "monotone"), os.path.join(source, "monotone"),
                     ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    os.makedirs(os.path.join(source, "src"))
+    os.symlink(os.path.join("..", "monotone"), os.path.join(source, "src", "monotone"))
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(os.path.join(ROOT, name), source)
     home = os.path.join(base, "env")
