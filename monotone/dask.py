@@ -102,8 +102,12 @@ def parts(location: str, storage_options: dict | None = None,
             if not os.path.lexists(os.path.join(location, CONFIG)):
                 raise MonotoneError(_no_repository(location))
             return from_repository(location, encryption_key)
-        if not os.path.lexists(location):
-            raise MonotoneError(_nothing_at(location))
+        try:
+            os.lstat(location)
+        except (FileNotFoundError, NotADirectoryError):
+            raise MonotoneError(_nothing_at(location)) from None
+        except OSError as e:
+            raise MonotoneError(f"{location}: {e.strerror}") from None
     return from_manifest(location, storage_options, encryption_key)
 
 

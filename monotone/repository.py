@@ -3,6 +3,7 @@ the coordinator serving it."""
 from __future__ import annotations
 
 import os
+import re
 
 from .errors import AccessDenied, MonotoneError
 from .protocol import repo_id
@@ -12,6 +13,22 @@ from .shm.errors import BadPath, Untrusted
 from .shm.segment import memtable_kind, segment_name
 
 SOCKET = "monotone.sock"
+# a storage's directory in the repository's own (a storage without a path of its own)
+UUID_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def holds_repository(path: str) -> bool:
+    """Whether path holds a repository's files (its config.json, lock file, WAL or a
+    storage's directory): what an open there would take as a repository, or refuse as
+    one damaged, rather than make a new one."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # not a directory, not searchable...: an open says what is wrong
+    return any(name in ("config.json", "monotone.lock", "wal") or UUID_DIR.match(name)
+               for name in names)
 
 
 class Layout:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,17 @@ def test_options_go_before_or_after_the_path(repo, args):
     out = cli(*[a.format(repo=repo) for a in args])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() in ("3000000", "true")
+
+
+def test_the_words_after_the_path_are_a_line_each_so_a_comment_ends_with_its_word(repo):
+    cli(repo, "CREATE STORAGE a")
+    out = cli(repo, "SHOW interval; -- the ids per partition", "SHOW serial")
+    assert out.returncode == 0 and out.stdout.split() == ["3000000", "true"], out.stderr
+    # without its ';' the next word is no longer swallowed by the comment, but an error
+    out = cli(repo, "SHOW interval -- no ';' here", "SHOW serial")
+    assert out.returncode == 1 and "end of command: 'SHOW'" in out.stderr
+    out = cli(repo, "SHOW", "interval")  # unquoted words, as a shell splits them
+    assert out.returncode == 0 and out.stdout.split() == ["3000000"], out.stderr
 
 
 def test_dash_c_runs_its_commands_in_order_and_dash_cmd_runs_first(repo):
@@ -79,6 +91,45 @@ def test_one_run_settings_from_python_too(repo):
     assert stored(repo)["compression"] == "zstd"
 
 
+def test_a_one_run_value_never_reaches_the_file_after_a_change_that_failed(repo, tmp_path):
+    """A deliberate SET whose save fails leaves the one-run value as it was: in force,
+    not to be written, so a later change of the catalog writes the file's own value."""
+    outside = str(tmp_path / "outside")
+    db = monotone.Monotone()
+    db.open(repo)
+    db.execute(f"CREATE STORAGE a (path '{outside}')")
+    db.close()
+    db = monotone.Monotone()
+    db.execute("SET interval TO 1000")
+    db.open(repo, persist=False)
+    try:
+        shutil.rmtree(outside)
+        open(outside, "w").close()  # storage a's directory cannot be made: changes fail
+        with pytest.raises(monotone.MonotoneError, match="storage 'a'"):
+            db.execute("SET interval TO 5000")
+        assert db.show("interval") == 1000
+        os.remove(outside)
+        os.mkdir(outside, 0o700)
+        db.execute("CREATE STORAGE b")
+        assert stored(repo)["interval"] == 3000000
+    finally:
+        db.close()
+
+
+def test_a_second_process_asking_to_keep_a_one_run_value_keeps_it(repo):
+    first = monotone.Monotone()
+    first.execute("SET interval TO 1000")
+    first.open(repo, persist=False)
+    assert stored(repo)["interval"] == 3000000
+    second = monotone.Monotone()
+    second.execute("SET interval TO 1000")
+    second.open(repo)  # the same value, to be kept
+    assert stored(repo)["interval"] == 1000
+    second.close()
+    first.close()
+    assert stored(repo)["interval"] == 1000
+
+
 @pytest.mark.parametrize("commands", [["SHOW PARTITIONS"], ["SHOW interval; SHOW WAL"],
                                       ["-c", "SHOW STORAGES"], ["--csv", "SHOW PARTITIONS"]])
 def test_a_command_that_only_reads_creates_no_repository(tmp_path, commands):
@@ -95,11 +146,20 @@ def test_a_script_that_only_reads_creates_no_repository_and_one_that_writes_does
     out = cli(path, stdin="# nothing yet\nSHOW STORAGES\n")
     assert out.returncode == 1 and "line 2: error: no repository at" in out.stderr
     assert not os.path.exists(path)
-    os.makedirs(path)  # an empty directory holds no repository either
-    assert cli(path, "SHOW ssn").returncode == 1 and os.listdir(path) == []
+    os.makedirs(path)  # an empty directory holds no repository either, nor one of notes
+    with open(os.path.join(path, "notes.txt"), "w") as f:
+        f.write("not a repository")
+    assert cli(path, "SHOW ssn").returncode == 1 and os.listdir(path) == ["notes.txt"]
     out = cli(path, stdin="CREATE STORAGE a\nSHOW STORAGES\n")
     assert out.returncode == 0, out.stderr
     assert sorted(json.loads(out.stdout)) == ["a", "main"]
+    db = monotone.Monotone()
+    db.open(path)
+    db.write([monotone.Event(value=b"kept")])
+    db.close()
+    os.remove(os.path.join(path, "config.json"))  # a repository's files without it
+    out = cli(path, "SHOW STORAGES")
+    assert out.returncode == 1 and "config.json is missing" in out.stderr
 
 
 def test_serve_on_a_served_repository_names_the_server_and_fails(repo):
@@ -111,7 +171,8 @@ def test_serve_on_a_served_repository_names_the_server_and_fails(repo):
         assert server.stdout.readline().strip() == "monotone: ready"
         second = cli("serve", repo)
         assert second.returncode == 1 and second.stdout == ""
-        assert f"is already served by pid {server.pid}" in second.stderr, second.stderr
+        assert f"{os.path.realpath(repo)} is already served by pid {server.pid}" in \
+            second.stderr, second.stderr
         assert server.poll() is None
     finally:
         server.send_signal(signal.SIGTERM)

@@ -118,7 +118,7 @@ def test_help_lists_the_language_and_one_command(repo):
     out = cli(repo, "help create storage")
     assert out.stdout.startswith("CREATE STORAGE [IF NOT EXISTS] name") and "region_size" in out.stdout
     out = cli(repo, "help SET")  # no repository there yet: the defaults
-    assert "Variables (their defaults):" in out.stdout and "wal_rotate_wm" in out.stdout
+    assert "Variables (of a new repository):" in out.stdout and "wal_rotate_wm" in out.stdout
     assert not os.path.exists(repo)
     out = cli(make(repo), "help SET")
     assert "Variables:" in out.stdout and "wal_rotate_wm" in out.stdout

@@ -10,6 +10,7 @@ import monotone
 from monotone import redact
 from monotone.ddl import commands as cmd
 from monotone.ddl import parse
+from monotone.repository import holds_repository
 
 from .prompt import Prompt
 from .runner import Runner
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args[1:])
     ap = _parser()
     ns = ap.parse_intermixed_args(args)
-    commands = ns.commands + ([" ".join(ns.command)] if ns.command else [])
+    # the words after PATH are one text, a line each: a `--` comment in one ends with it
+    commands = ns.commands + (["\n".join(ns.command)] if ns.command else [])
     for text in commands + ns.first:
         if redact.command(text) != text:
             print("monotone: warning: this command holds a secret, and other local users can "
@@ -105,8 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--keep-going", action="store_true",
                     help="in a script, go on after a command fails (the status is still 1)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="SET a variable before the repository opens, for this run only "
-                         "(e.g. workers=0)")
+                    help="SET a variable before the repository opens, not written to its "
+                         "config.json (e.g. workers=0; uuid and ssn always are)")
     ap.add_argument("--persist", action="store_true",
                     help="write the --set values to the repository's config.json, so later "
                          "opens have them too")
@@ -129,12 +131,7 @@ class Repository:
 
     def exists(self) -> bool:
         """A repository's files are there (or something the open should judge)."""
-        try:
-            return bool(os.listdir(self.path))
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return True  # not a directory, not ours...: the open says what is wrong
+        return holds_repository(self.path)
 
     def open(self) -> None:
         self.db.open(self.path, persist=self.persist)

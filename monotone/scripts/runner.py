@@ -82,7 +82,8 @@ class Runner:
             try:
                 values, which = self.db.show("ALL"), "Variables"
             except monotone.MonotoneError:  # no repository yet: what a new one would have
-                values, which = monotone.Monotone().show("ALL"), "Variables (their defaults)"
+                closed = getattr(self.db, "db", None) or monotone.Monotone()
+                values, which = closed.show("ALL"), "Variables (of a new repository)"
             width = max(len(n) for n in values)
             return language.describe("SET") + f"\n\n{which}:\n" + "\n".join(
                 f"  {n:<{width}}  {json.dumps(v)}" for n, v in values.items())

@@ -63,9 +63,9 @@ def hello(server, request: Request) -> None:
 
     def attach():
         if changes:
-            for name, value in changes.items():
-                engine.set(name, value, opened=True, persist=name not in once)
-            engine.config_changed()
+            with engine.changing():
+                for name, value in changes.items():
+                    engine.set(name, value, opened=True, persist=name not in once)
         server.clients[request.conn] = message.pid
         server.seen_client = True
         server.stopping = False
@@ -77,10 +77,12 @@ def hello(server, request: Request) -> None:
 
 
 def settings_to_apply(engine: Engine, settings: dict) -> dict:
-    """The runtime settings that differ from the config (MonotoneError when a fixed
-    one differs: it cannot change while the repository is open)."""
+    """The runtime settings that differ from the config, or that ask to persist a value
+    in force for one open only (MonotoneError when a fixed one differs: it cannot
+    change while the repository is open)."""
     out = {}
-    for name, value in applied(settings)[0].items():
+    values, once = applied(settings)
+    for name, value in values.items():
         var = TABLE[name]
         if name in ("uuid", "wal_recover", "strict_modes", "lock_timeout"):
             continue  # only for a repository being opened (and recovered) now, or
@@ -91,7 +93,7 @@ def settings_to_apply(engine: Engine, settings: dict) -> dict:
                 raise MonotoneError(
                     f"SET '{name}': the repository is already open with "
                     f"{name} = {current!r}; it cannot be changed online")
-        elif convert(var, value) != current:
+        elif convert(var, value) != current or name in engine.unsaved and name not in once:
             out[name] = value
     return out
 

@@ -189,7 +189,8 @@ def serve(base: str, settings: dict, embedded: bool, announce=print) -> int:
         listener = Listener(engine.dirfd, engine.layout.socket)
     except AlreadyServed as served:
         if not embedded:  # monotone serve: a second one would serve nothing
-            _say(announce, f"error: MonotoneError: {base} is already served by {served}")
+            _say(announce, f"error: MonotoneError: {os.path.realpath(base)} is already "
+                           f"served by {served}")
             return 1
         _say(announce, "ready")  # another coordinator serves this repository: use it
         return 0

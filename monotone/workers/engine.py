@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import time
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from monotone.errors import AccessDenied, MonotoneError
 from monotone.format.crypto import Cipher, cipher_of
 from monotone.format.rows import MAX_ID, Rows, sort_dedup
 from monotone.partition.files import PartitionFiles
-from monotone.repository import Layout, open_base
+from monotone.repository import UUID_DIR, Layout, open_base
 from monotone.settings import Place, Storage, read_config, write_config
 from monotone.shm import private, segment
 from monotone.shm.errors import ShmError, Untrusted
@@ -35,7 +34,6 @@ from .partitions import Partitions, untaken
 
 log = logging.getLogger("monotone")
 SLOTS = 1 << 14  # the catalog is backed whole: 4 MiB
-_UUID_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def file_stats(meta: dict) -> FileStats:
@@ -173,7 +171,7 @@ class Engine:
         base = self.layout.base
         found = [os.path.join(base, "wal")] if wal_files(self.layout.wal) else []
         for name in os.listdir(base):
-            if _UUID_DIR.match(name) and os.path.isdir(os.path.join(base, name)) and \
+            if UUID_DIR.match(name) and os.path.isdir(os.path.join(base, name)) and \
                     os.listdir(os.path.join(base, name)):
                 found.append(os.path.join(base, name))
         if found:
@@ -231,24 +229,20 @@ class Engine:
     def changing(self):
         """Change config or catalog: checked and applied (directories made) before it is
         persisted; on any failure nothing of the change remains."""
-        catalog, values = self.catalog.copy(), dict(self.config.values)
+        catalog, values, unsaved = self.catalog.copy(), dict(self.config.values), \
+            dict(self.unsaved)
         try:
             yield
             self._prepare_storages()
             self.save_config()
         except BaseException:
-            self.catalog, self.config.values = catalog, values
+            self.catalog, self.config.values, self.unsaved = catalog, values, unsaved
             raise
         finally:
             self.storage_files.clear()  # made again from the catalog as it is now
             self.published.clear()  # a storage's cloud may have changed: written anew
             self.generations.clear()
         self.pmap.bump("config_version")  # clients fetch the config again
-
-    def config_changed(self) -> None:
-        """Persist a change made outside changing() (settings a client brought)."""
-        with self.changing():
-            pass
 
     def client_config(self) -> dict:
         cfg = dict(self.config.values)
