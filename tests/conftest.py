@@ -18,6 +18,16 @@ ALL = "REFRESH PARTITIONS BETWEEN 0 AND 18446744073709551615"
 BEFORE = [(1, b"", b"one"), (2, b"k", b"two"), (10, b"", b"ten")]
 
 
+def pytest_sessionstart(session):
+    """Compile the package and the tests' helpers once, up front: the suite starts
+    thousands of processes (coordinators, workers, commands), and where bytecode is
+    not written (PYTHONDONTWRITEBYTECODE) each would compile every module it imports
+    again."""
+    import compileall
+    for folder in ("monotone", "tests"):
+        compileall.compile_dir(os.path.join(ROOT, folder), quiet=2, workers=0)
+
+
 def open_db(path, **settings):
     """Open a repository with workers off and the given settings SET before open."""
     db = monotone.Monotone()
