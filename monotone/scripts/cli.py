@@ -30,8 +30,6 @@ Exit status: 0 when every command ran, 1 when one failed (or the repository did 
 open), 2 for a wrong command line. Errors go to standard error. `monotone serve --help`
 and `monotone bench --help` tell their options."""
 
-MODES = ("table", "csv", "json", "line")
-
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
