@@ -72,14 +72,6 @@ class Batch(Rows):
     memory or of a decompressed region: copy them to keep them past the cursor.
     """
 
-    # the columns Rows holds (it leaves them untyped), as a user's type checker sees them
-    ids: np.ndarray
-    flags: np.ndarray
-    key_offsets: np.ndarray
-    key_data: np.ndarray
-    value_offsets: np.ndarray
-    value_data: np.ndarray
-
     @classmethod
     def of(cls, rows: Rows) -> "Batch":
         return cls(rows.ids, rows.flags, rows.key_offsets, rows.key_data,

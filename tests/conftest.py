@@ -70,6 +70,18 @@ def check_no_leaks(base: str) -> None:
     assert not leaked_pids, f"coordinator processes left behind: {leaked_pids}"
 
 
+@pytest.fixture(params=["prompt_toolkit", "readline"])
+def front_end(request, tmp_path):
+    """PYTHONPATH entries for the prompt's front end: readline is what the prompt uses when
+    prompt_toolkit cannot be imported."""
+    if request.param == "prompt_toolkit":
+        return []
+    blocked = tmp_path / "blocked" / "prompt_toolkit"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('not installed, for the test')\n")
+    return [str(blocked.parent)]
+
+
 @pytest.fixture
 def repo(tmp_path):
     """A path for a new repository; after the test, no segment or coordinator of it is left."""

@@ -318,18 +318,6 @@ def test_readline_gets_each_completion_from_its_own_word_start():
 
 # on a terminal --------------------------------------------------------------------------
 
-@pytest.fixture(params=["prompt_toolkit", "readline"])
-def front_end(request, tmp_path):
-    """PYTHONPATH entries for the prompt's front end: readline is what the prompt uses
-    when prompt_toolkit cannot be imported."""
-    if request.param == "prompt_toolkit":
-        return []
-    blocked = tmp_path / "blocked" / "prompt_toolkit"
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text("raise ImportError('not installed, for the test')\n")
-    return [str(blocked.parent)]
-
-
 def test_tab_on_a_terminal_completes_names_made_in_that_repository(repo, tmp_path, front_end):
     with Terminal(repo, front_end, HOME=str(tmp_path)) as term:
         term.until(b"monotone>")

@@ -195,18 +195,6 @@ STORED = "CREATE CLOUD c (type 'mock', url 'http://me:(secret)@h', secret_key '(
          "SHOW CLOUD c"
 
 
-@pytest.fixture(params=["prompt_toolkit", "readline"])
-def front_end(request, tmp_path):
-    """PYTHONPATH entries for the prompt's front end: readline is what the prompt uses when
-    prompt_toolkit cannot be imported."""
-    if request.param == "prompt_toolkit":
-        return []
-    blocked = tmp_path / "blocked" / "prompt_toolkit"
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text("raise ImportError('not installed, for the test')\n")
-    return [str(blocked.parent)]
-
-
 @pytest.fixture
 def home(tmp_path):
     """A HOME of the test's own: the real ~/.monotone_history is never touched."""

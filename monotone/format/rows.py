@@ -20,6 +20,12 @@ class Rows:
     """A column store of n events (offsets are zero-based, n+1 long)."""
 
     __slots__ = ("ids", "flags", "key_offsets", "key_data", "value_offsets", "value_data")
+    ids: np.ndarray
+    flags: np.ndarray
+    key_offsets: np.ndarray
+    key_data: np.ndarray
+    value_offsets: np.ndarray
+    value_data: np.ndarray
 
     def __init__(self, ids, flags, key_offsets, key_data, value_offsets, value_data):
         self.ids = ids
